@@ -1,0 +1,112 @@
+/*
+ * arena: the top of the allocator. Threads are spread over arenas so they do
+ * not all wait on one lock; the wing of a pointer (address arithmetic) says
+ * whether it is small or large, so free reads no heap memory to decide.
+ */
+#include "arena.h"
+#include "large.h"
+#include "os.h"
+#include "report.h"
+#include "room.h"
+
+#include <string.h>
+
+static _Atomic unsigned next_thread_slot;
+static __thread unsigned thread_slot __attribute__((tls_model("initial-exec")));
+
+/* Round-robin at a thread's first call: no syscall, no per-thread state to free. */
+static struct arena *arena_for_thread(struct labyrinth *lab)
+{
+	unsigned s = thread_slot;
+	if (__builtin_expect(s == 0, 0)) {
+		s = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
+		thread_slot = s;
+	}
+	return &lab->arenas[(s - 1) % lab->narenas];
+}
+
+void *lab_malloc(struct labyrinth *lab, size_t size)
+{
+	if (size <= SMALL_MAX)
+		return small_alloc(lab, arena_for_thread(lab), small_class(size));
+	return large_alloc(lab, size, PAGE_SIZE);
+}
+
+void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
+{
+	if (align <= 16)
+		return lab_malloc(lab, size);
+	if (align <= PAGE_SIZE) {
+		int cls = small_class_aligned(size, align);
+		if (cls >= 0)
+			return small_alloc(lab, arena_for_thread(lab), (unsigned)cls);
+	}
+	return large_alloc(lab, size > SMALL_MAX ? size : SMALL_MAX + 1, align);
+}
+
+void *lab_calloc(struct labyrinth *lab, size_t size)
+{
+	void *p = lab_malloc(lab, size);
+	/* Large rooms come straight from closed (zero) pages; slots are reused. */
+	if (p && size <= SMALL_MAX)
+		memset(p, 0, size);
+	return p;
+}
+
+static struct wing *wing_or_report(struct labyrinth *lab, const void *p, int kind)
+{
+	struct wing *w = maze_wing_of(&lab->maze, p);
+	if (!w) {
+		struct error_site site = { .addr = p, .why = "not in the heap" };
+		report_heap_error(kind, &site);
+	}
+	return w;
+}
+
+void lab_free(struct labyrinth *lab, void *p)
+{
+	struct wing *w = wing_or_report(lab, p, ERR_INVALID_FREE);
+	if (wing_is_small(lab, w))
+		small_free(lab, w, p, ERR_INVALID_FREE);
+	else
+		large_free(lab, w, p, ERR_INVALID_FREE);
+}
+
+size_t lab_usable(struct labyrinth *lab, const void *p)
+{
+	struct wing *w = wing_or_report(lab, p, ERR_INVALID_USABLE_SIZE);
+	if (wing_is_small(lab, w))
+		return small_usable(lab, w, p, ERR_INVALID_USABLE_SIZE);
+	return large_usable(lab, w, p, ERR_INVALID_USABLE_SIZE);
+}
+
+void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
+{
+	struct wing *w = wing_or_report(lab, p, ERR_INVALID_REALLOC);
+	size_t old;
+	if (wing_is_small(lab, w)) {
+		old = small_usable(lab, w, p, ERR_INVALID_REALLOC);
+		/* Same class: stay. A smaller class: move, so memory follows the size. */
+		if (size <= SMALL_MAX && small_class(size) == wing_index(lab, w))
+			return p;
+	} else {
+		old = large_usable(lab, w, p, ERR_INVALID_REALLOC);
+		void *q = large_resize(lab, w, p, size);
+		if (q)
+			return q;
+	}
+	void *n = lab_malloc(lab, size);
+	if (!n)
+		return NULL;
+	memcpy(n, p, old < size ? old : size);
+	lab_free(lab, p);
+	return n;
+}
+
+size_t lab_trim(struct labyrinth *lab)
+{
+	size_t released = 0;
+	for (unsigned i = 0; i < lab->narenas; i++)
+		released += small_trim(lab, &lab->arenas[i]);
+	return released;
+}

@@ -1,0 +1,18 @@
+/* arena: picks the calling thread's arena and sends a call small or large. */
+#ifndef LAB_ARENA_H
+#define LAB_ARENA_H
+
+#include "lab.h"
+
+#include <stddef.h>
+
+void *lab_malloc(struct labyrinth *lab, size_t size);
+void *lab_aligned(struct labyrinth *lab, size_t align, size_t size);
+void *lab_realloc(struct labyrinth *lab, void *p, size_t size);
+void lab_free(struct labyrinth *lab, void *p);
+size_t lab_usable(struct labyrinth *lab, const void *p);
+/* Zeroed memory; nmemb * size must not overflow (the caller checks). */
+void *lab_calloc(struct labyrinth *lab, size_t size);
+size_t lab_trim(struct labyrinth *lab);
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * config: one table of every LABYRINTH_* variable. The parser, the warnings,
+ * the man page and the fuzz harness all read this list, so they cannot drift.
+ */
+#include "config.h"
+#include "os.h"
+#include "report.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+
+static const char *const guard_words[] = { "auto", "markers", "mprotect", NULL };
+static const char *const bool_words[] = { "0", "1", NULL };
+
+const struct cfg_var config_vars[] = {
+	{ "LABYRINTH_GUARD", guard_words, 0, 2, CFG_GUARD_AUTO,
+	  offsetof(struct config, guard),
+	  "how guard pages are made: auto (markers when the kernel has "
+	  "MADV_GUARD_INSTALL, else mprotect), markers, or mprotect" },
+	{ "LABYRINTH_STATS", bool_words, 0, 1, 0,
+	  offsetof(struct config, stats),
+	  "1: print a one-line summary on stderr at exit" },
+	{ "LABYRINTH_ARENAS", NULL, 0, 64, 0,
+	  offsetof(struct config, arenas),
+	  "number of arenas (lock domains); 0 picks twice the CPUs, at most 16" },
+};
+const size_t config_var_count = sizeof config_vars / sizeof config_vars[0];
+
+static bool parse_number(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	if (*s < '0' || *s > '9')
+		return false;
+	unsigned long v = 0;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		v = v * 10 + (unsigned long)(*s - '0');
+		if (v > max)
+			return false;
+	}
+	if (v < min)
+		return false;
+	*out = (unsigned)v;
+	return true;
+}
+
+static bool parse_choice(const char *s, const char *const *words, unsigned *out)
+{
+	for (unsigned i = 0; words[i]; i++) {
+		if (strcmp(s, words[i]) == 0) {
+			*out = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void parse_one(struct config *c, const struct cfg_var *v, const char *s)
+{
+	unsigned val;
+	bool ok = v->choices ? parse_choice(s, v->choices, &val)
+			     : parse_number(s, v->min, v->max, &val);
+	if (ok) {
+		*(unsigned *)((char *)c + v->offset) = val;
+		return;
+	}
+	report_warning(v->name, ": invalid value, keeping the default; ", v->doc);
+}
+
+void config_parse(struct config *out, cfg_lookup get)
+{
+	for (size_t i = 0; i < config_var_count; i++)
+		*(unsigned *)((char *)out + config_vars[i].offset) = config_vars[i].def;
+	for (size_t i = 0; i < config_var_count; i++) {
+		const char *s = get(config_vars[i].name);
+		if (s)
+			parse_one(out, &config_vars[i], s);
+	}
+}
+
+static bool known_name(const char *entry)
+{
+	size_t len = strcspn(entry, "=");
+	for (size_t i = 0; i < config_var_count; i++) {
+		const char *n = config_vars[i].name;
+		if (strlen(n) == len && memcmp(n, entry, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+void config_check_names(char **envp)
+{
+	for (; envp && *envp; envp++) {
+		if (strncmp(*envp, "LABYRINTH_", 10) != 0 || known_name(*envp))
+			continue;
+		char name[64];
+		size_t len = strcspn(*envp, "=");
+		if (len >= sizeof name)
+			len = sizeof name - 1;
+		memcpy(name, *envp, len);
+		name[len] = 0;
+		report_warning(name, ": unknown variable, ignored", NULL);
+	}
+}
+
+/* A page of its own, so it can be made read-only without touching neighbours. */
+static union {
+	struct config c;
+	char page[PAGE_SIZE];
+} config_page __attribute__((aligned(PAGE_SIZE)));
+
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+
+static void config_load(void)
+{
+	config_parse(&config_page.c, secure_getenv);
+	extern char **environ;
+	if (!getauxval(AT_SECURE))     /* set-uid: say nothing about the env */
+		config_check_names(environ);
+	mprotect(&config_page, sizeof config_page, PROT_READ);
+}
+
+const struct config *config_get(void)
+{
+	pthread_once(&config_once, config_load);
+	return &config_page.c;
+}

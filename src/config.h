@@ -1,0 +1,40 @@
+/*
+ * config: the LABYRINTH_* environment variables, read once, validated, and then
+ * kept in a read-only page so that a heap bug cannot switch hardening off.
+ */
+#ifndef LAB_CONFIG_H
+#define LAB_CONFIG_H
+
+#include <stddef.h>
+
+enum cfg_guard { CFG_GUARD_AUTO, CFG_GUARD_MARKERS, CFG_GUARD_MPROTECT };
+
+struct config {
+	unsigned guard;         /* enum cfg_guard */
+	unsigned stats;         /* print a summary at exit */
+	unsigned arenas;        /* 0: automatic */
+};
+
+/* One variable: its name, its legal values, its default, and its cost. */
+struct cfg_var {
+	const char *name;
+	const char *const *choices;     /* NULL-terminated words, or NULL for a number */
+	unsigned min, max, def;
+	size_t offset;                  /* of the field in struct config */
+	const char *doc;
+};
+
+extern const struct cfg_var config_vars[];
+extern const size_t config_var_count;
+
+/* Parse from a getenv-like lookup; bad values warn and keep the default. */
+typedef char *(*cfg_lookup)(const char *name);
+void config_parse(struct config *out, cfg_lookup get);
+
+/* Warn about LABYRINTH_* names in envp that are not ours (typos). */
+void config_check_names(char **envp);
+
+/* The process's configuration, parsed on first call, then read-only. */
+const struct config *config_get(void);
+
+#endif

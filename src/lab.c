@@ -1,0 +1,237 @@
+/*
+ * lab: creating and destroying labyrinths, the process-wide default one, and
+ * keeping every lock consistent across fork().
+ */
+#include "lab.h"
+#include "config.h"
+#include "large.h"
+#include "os.h"
+#include "room.h"
+#include "labyrinth.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define DEFAULT_WING_BYTES (32UL << 30)         /* process heap: 32 GiB per class */
+#define DEFAULT_MAX_ALLOC (64UL << 30)
+#define PRIVATE_WING_BYTES (1UL << 30)
+#define MIN_WING_BYTES (64UL << 20)
+#define MAX_SPECS (SMALL_CLASSES + 160)
+
+static struct labyrinth *labs;          /* every open labyrinth */
+static pthread_mutex_t labs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t pow2_at_least(size_t n)
+{
+	size_t p = MIN_WING_BYTES;
+	while (p < n && p < (1UL << 46))
+		p <<= 1;
+	return p;
+}
+
+static unsigned pick_arenas(unsigned asked)
+{
+	if (!asked)
+		asked = config_get()->arenas;
+	if (!asked) {
+		asked = os_cpu_count() * 2;
+		if (asked > 16)
+			asked = 16;
+	}
+	return asked > MAX_ARENAS ? MAX_ARENAS : asked;
+}
+
+static enum guard_mode pick_guard(enum lab_guard_mode asked)
+{
+	if (asked == LAB_GUARD_DEFAULT)
+		asked = config_get()->guard == CFG_GUARD_MPROTECT ? LAB_GUARD_MPROTECT
+								  : LAB_GUARD_MARKERS;
+	if (asked == LAB_GUARD_MARKERS && os_kernel_has_guards())
+		return GUARD_MARKERS;
+	return GUARD_MPROTECT;
+}
+
+/* Reserve the maze, halving it while the address space says no (ulimit -v). */
+static bool reserve_maze(struct labyrinth *lab, size_t wing_bytes, size_t max_alloc,
+			 enum guard_mode mode)
+{
+	struct wing_spec specs[MAX_SPECS];
+	room_specs(specs);
+	for (; wing_bytes >= MIN_WING_BYTES; wing_bytes /= 2, max_alloc /= 2) {
+		unsigned nlarge = large_class_count(max_alloc);
+		if (SMALL_CLASSES + nlarge > MAX_SPECS)
+			continue;
+		large_specs(specs + SMALL_CLASSES, nlarge);
+		if (maze_reserve(&lab->maze, specs, SMALL_CLASSES + nlarge, wing_bytes, mode)) {
+			lab->nlarge = nlarge;
+			lab->max_alloc = max_alloc;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void arenas_init(struct labyrinth *lab)
+{
+	struct rng seed;
+	rng_seed(&seed);
+	for (unsigned i = 0; i < lab->narenas; i++) {
+		struct arena *a = &lab->arenas[i];
+		pthread_mutex_init(&a->lock, NULL);
+		rng_derive(&a->rng, &seed);
+		a->id = i + 1;
+		for (unsigned c = 0; c < SMALL_CLASSES; c++)
+			a->bins[c].current = a->bins[c].partial = CELL_NONE;
+	}
+	memset(&seed, 0, sizeof seed);
+}
+
+static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_default)
+{
+	unsigned narenas = pick_arenas(o ? o->arenas : 0);
+	size_t self = (sizeof(struct labyrinth) + 63) / 64 * 64 + narenas * sizeof(struct arena);
+	size_t map = (self + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE + 2 * PAGE_SIZE;
+	char *mem = os_reserve(map);
+	if (!mem || !os_protect_rw(mem + PAGE_SIZE, map - 2 * PAGE_SIZE)) {
+		if (mem)
+			os_unmap(mem, map);
+		return NULL;
+	}
+	struct labyrinth *lab = (struct labyrinth *)(mem + PAGE_SIZE);
+	lab->self_bytes = map;
+	lab->is_default = is_default;
+	lab->narenas = narenas;
+	lab->arenas = (struct arena *)((char *)lab + (sizeof(struct labyrinth) + 63) / 64 * 64);
+
+	size_t wing_bytes = is_default ? DEFAULT_WING_BYTES : PRIVATE_WING_BYTES;
+	if (o && o->wing_bytes)
+		wing_bytes = o->wing_bytes;
+	wing_bytes = pow2_at_least(wing_bytes);
+	size_t max_alloc = is_default ? DEFAULT_MAX_ALLOC : wing_bytes / 4;
+	if (o && o->max_alloc)
+		max_alloc = o->max_alloc;
+	if (!reserve_maze(lab, wing_bytes, max_alloc, pick_guard(o ? o->guard : LAB_GUARD_DEFAULT))) {
+		os_unmap(mem, map);
+		return NULL;
+	}
+	arenas_init(lab);
+	pthread_mutex_lock(&labs_lock);
+	lab->next = labs;
+	labs = lab;
+	pthread_mutex_unlock(&labs_lock);
+	return lab;
+}
+
+static void lab_destroy(struct labyrinth *lab)
+{
+	pthread_mutex_lock(&labs_lock);
+	for (struct labyrinth **pp = &labs; *pp; pp = &(*pp)->next) {
+		if (*pp == lab) {
+			*pp = lab->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&labs_lock);
+	maze_release(&lab->maze);
+	os_unmap((char *)lab - PAGE_SIZE, lab->self_bytes);
+}
+
+/* ---- the default labyrinth -------------------------------------------- */
+
+static struct labyrinth *_Atomic default_lab;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_create(void)
+{
+	atomic_store_explicit(&default_lab, lab_create(NULL, true), memory_order_release);
+}
+
+struct labyrinth *lab_default(void)
+{
+	struct labyrinth *lab = atomic_load_explicit(&default_lab, memory_order_acquire);
+	if (__builtin_expect(lab != NULL, 1))
+		return lab;
+	pthread_once(&default_once, default_create);
+	return atomic_load_explicit(&default_lab, memory_order_acquire);
+}
+
+struct labyrinth *lab_default_if_open(void)
+{
+	return atomic_load_explicit(&default_lab, memory_order_acquire);
+}
+
+/* ---- statistics helpers ----------------------------------------------- */
+
+uint64_t lab_live_bytes(struct labyrinth *lab)
+{
+	uint64_t live = atomic_load_explicit(&lab->large_live_bytes, memory_order_relaxed);
+	for (unsigned i = 0; i < lab->narenas; i++)
+		live += atomic_load_explicit(&lab->arenas[i].live_bytes, memory_order_relaxed);
+	return live;
+}
+
+/* Sampled when rooms open: exact enough for a peak, free on the fast path. */
+void lab_note_peak(struct labyrinth *lab)
+{
+	uint64_t now = lab_live_bytes(lab);
+	uint64_t peak = atomic_load_explicit(&lab->peak_live, memory_order_relaxed);
+	while (now > peak && !atomic_compare_exchange_weak_explicit(
+			&lab->peak_live, &peak, now, memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+/* ---- fork ------------------------------------------------------------- */
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&labs_lock);
+	for (struct labyrinth *lab = labs; lab; lab = lab->next) {
+		for (unsigned i = 0; i < lab->narenas; i++)
+			pthread_mutex_lock(&lab->arenas[i].lock);
+		maze_lock_all(&lab->maze);
+	}
+}
+
+static void fork_release(void)
+{
+	for (struct labyrinth *lab = labs; lab; lab = lab->next) {
+		maze_unlock_all(&lab->maze);
+		for (unsigned i = 0; i < lab->narenas; i++)
+			pthread_mutex_unlock(&lab->arenas[i].lock);
+	}
+	pthread_mutex_unlock(&labs_lock);
+}
+
+/* Registered at load time, not inside malloc: pthread_atfork may allocate. */
+__attribute__((constructor)) static void lab_register_fork(void)
+{
+	pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
+/* ---- the public face of this file -------------------------------------- */
+
+#define LAB_API __attribute__((visibility("default")))
+
+LAB_API labyrinth_t *labyrinth_open(const labyrinth_options_t *opts)
+{
+	if (opts && (opts->size < offsetof(labyrinth_options_t, guard) + sizeof(opts->guard) ||
+		     opts->arenas > MAX_ARENAS || (unsigned)opts->guard > LAB_GUARD_MPROTECT)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct labyrinth *lab = lab_create(opts, false);
+	if (!lab)
+		errno = ENOMEM;
+	return lab;
+}
+
+LAB_API void labyrinth_close(labyrinth_t *lab)
+{
+	if (lab && !lab->is_default)
+		lab_destroy(lab);
+}
+
+LAB_API labyrinth_t *labyrinth_default(void)
+{
+	return lab_default();
+}

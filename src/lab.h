@@ -1,0 +1,72 @@
+/*
+ * lab: the labyrinth instance and its arenas. Internal: the public view is
+ * the opaque labyrinth_t of include/labyrinth.h.
+ */
+#ifndef LAB_LAB_H
+#define LAB_LAB_H
+
+#include "maze.h"
+#include "random.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SMALL_CLASSES 36
+#define SMALL_MAX 16384
+#define MAX_ARENAS 64
+
+/* One size class of one arena: the room being filled, and rooms with room left. */
+struct bin {
+	uint32_t current;       /* cell, or CELL_NONE */
+	uint32_t partial;       /* head of a list of cells, or CELL_NONE */
+};
+
+/* A lock domain. Threads are spread over arenas; a room belongs to one. */
+struct arena {
+	pthread_mutex_t lock;
+	struct rng rng;
+	unsigned id;            /* owner tag in version words: index + 1 */
+	struct bin bins[SMALL_CLASSES];
+	/* Written under the lock, read by stats without it. */
+	_Atomic uint64_t allocs, frees, live_bytes;
+} __attribute__((aligned(64)));
+
+struct labyrinth {
+	struct maze maze;
+	struct arena *arenas;
+	unsigned narenas;
+	unsigned nlarge;        /* large classes; their wings follow the small ones */
+	size_t max_alloc;
+	size_t self_bytes;      /* the mapping that holds this struct and the arenas */
+	_Atomic uint64_t large_allocs, large_frees, large_live_bytes, peak_live;
+	struct labyrinth *next; /* every open labyrinth, for fork handling */
+	bool is_default;
+};
+
+/* Counters written under one lock: a plain load and store, no lock prefix. */
+static inline void counter_add(_Atomic uint64_t *c, uint64_t d)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+			      memory_order_relaxed);
+}
+
+static inline unsigned wing_index(const struct labyrinth *lab, const struct wing *w)
+{
+	return (unsigned)(w - lab->maze.wings);
+}
+
+static inline bool wing_is_small(const struct labyrinth *lab, const struct wing *w)
+{
+	return wing_index(lab, w) < SMALL_CLASSES;
+}
+
+struct labyrinth *lab_default(void);
+/* The default labyrinth if something already created it, else NULL. */
+struct labyrinth *lab_default_if_open(void);
+void lab_note_peak(struct labyrinth *lab);
+uint64_t lab_live_bytes(struct labyrinth *lab);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * large: every large allocation gets a room of its own in the wing of its
+ * class (four classes per doubling of the page count). Only the pages the
+ * request needs are opened; the rest of the room and the cell's guard page
+ * stay guarded, so a linear overflow faults at the first page past the end.
+ * Free closes the pages, which returns them to the kernel.
+ */
+#include "large.h"
+#include "maze.h"
+#include "os.h"
+#include "report.h"
+#include "version.h"
+
+/* The upper part of a cell record in a large wing. */
+struct large {
+	version_t version;
+	uint32_t first_page;    /* where the allocation starts (alignment) */
+	uint32_t npages;        /* pages it spans */
+};
+
+#define LARGE_MIN_PAGES (SMALL_MAX / PAGE_SIZE + 1)
+
+/* Pages of large class k: 5, 6, 7, 8, 10, 12, 14, 16, 20, ... */
+static size_t class_pages(unsigned k)
+{
+	return (size_t)(5 + k % 4) << (k / 4);
+}
+
+static unsigned class_of_pages(size_t pages)
+{
+	size_t s = pages - 1;
+	unsigned b = 63 - (unsigned)__builtin_clzl(s);
+	unsigned shift = b - 2;
+	return (b - 2) * 4 + (unsigned)((s >> shift) & 3);
+}
+
+unsigned large_class_count(size_t max_alloc)
+{
+	size_t pages = (max_alloc + PAGE_SIZE - 1) / PAGE_SIZE;
+	if (pages < LARGE_MIN_PAGES)
+		pages = LARGE_MIN_PAGES;
+	return class_of_pages(pages) + 1;
+}
+
+void large_specs(struct wing_spec *out, unsigned n)
+{
+	for (unsigned k = 0; k < n; k++) {
+		out[k].room_bytes = class_pages(k) * PAGE_SIZE;
+		out[k].class_size = class_pages(k) * PAGE_SIZE;
+		out[k].record_bytes = sizeof(struct large);
+	}
+}
+
+static size_t pages_for(size_t size)
+{
+	return (size + PAGE_SIZE - 1) / PAGE_SIZE;
+}
+
+void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
+{
+	if (size > lab->max_alloc)
+		return NULL;
+	size_t npages = pages_for(size);
+	size_t slack = align > PAGE_SIZE ? align / PAGE_SIZE - 1 : 0;
+	size_t need = npages + slack;
+	if (need < LARGE_MIN_PAGES)
+		need = LARGE_MIN_PAGES;
+	unsigned k = class_of_pages(need);
+	if (k >= lab->nlarge)
+		return NULL;
+	struct wing *w = &lab->maze.wings[SMALL_CLASSES + k];
+	uint32_t cell = wing_place(&lab->maze, w, (uint32_t)(npages + slack));
+	if (cell == CELL_NONE)
+		return NULL;
+	char *start = cell_addr(w, cell);
+	size_t first = 0;
+	if (align > PAGE_SIZE)
+		first = (align - (uintptr_t)start % align) % align / PAGE_SIZE;
+	struct large *l = cell_record(w, cell);
+	l->first_page = (uint32_t)first;
+	l->npages = (uint32_t)npages;
+	uint64_t seen;
+	if (!version_claim(&l->version, 1, &seen))
+		report_fatal("heap corruption: a placed large room was already owned");
+	atomic_fetch_add_explicit(&lab->large_allocs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE, memory_order_relaxed);
+	lab_note_peak(lab);
+	return start + first * PAGE_SIZE;
+}
+
+/* Find p's room, or report why p is not the start of a large allocation. */
+static struct large *large_of(struct wing *w, const void *p, int kind, uint32_t *cellp)
+{
+	struct error_site site = { .addr = p };
+	size_t off = 0;
+	uint32_t cell = wing_cell_of(w, p, &off);
+	if (cell == CELL_NONE || off >= w->room_bytes) {
+		site.why = "never allocated";
+		report_heap_error(kind, &site);
+	}
+	if (off % PAGE_SIZE) {
+		site.why = "not the start of an allocation";
+		report_heap_error(kind, &site);
+	}
+	struct large *l = cell_record(w, cell);
+	uint64_t v = version_read(&l->version);
+	site.version = v_gen(v);
+	site.has_version = v_gen(v) != 0;
+	if (v_state(v) == V_OWNED && off != (size_t)l->first_page * PAGE_SIZE) {
+		site.why = "not the start of an allocation";
+		report_heap_error(kind, &site);
+	}
+	*cellp = cell;
+	return l;
+}
+
+static void __attribute__((noreturn))
+report_large_failure(const void *p, uint64_t seen, int kind)
+{
+	struct error_site site = { .addr = p, .version = v_gen(seen), .has_version = 1 };
+	if (v_gen(seen) == 0) {
+		site.why = "never allocated";
+		site.has_version = 0;
+	} else if (kind == ERR_INVALID_FREE) {
+		kind = ERR_DOUBLE_FREE;
+	} else {
+		site.why = "already freed";
+	}
+	report_heap_error(kind, &site);
+}
+
+void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind)
+{
+	uint32_t cell;
+	struct large *l = large_of(w, p, kind, &cell);
+	size_t bytes = (size_t)l->npages * PAGE_SIZE;
+	uint64_t seen;
+	if (!version_release(&l->version, &seen))
+		report_large_failure(p, seen, kind);
+	wing_retire(&lab->maze, w, cell);
+	atomic_fetch_add_explicit(&lab->large_frees, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&lab->large_live_bytes, bytes, memory_order_relaxed);
+}
+
+size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int kind)
+{
+	(void)lab;
+	uint32_t cell;
+	struct large *l = large_of(w, p, kind, &cell);
+	uint64_t v = version_read(&l->version);
+	if (v_state(v) != V_OWNED)
+		report_large_failure(p, v, kind);
+	return (size_t)l->npages * PAGE_SIZE;
+}
+
+/* In place while the request still fills more than half of the room. */
+void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
+{
+	uint32_t cell;
+	struct large *l = large_of(w, p, ERR_INVALID_REALLOC, &cell);
+	uint64_t v = version_read(&l->version);
+	if (v_state(v) != V_OWNED)
+		report_large_failure(p, v, ERR_INVALID_REALLOC);
+	size_t room_pages = w->room_bytes / PAGE_SIZE;
+	size_t npages = pages_for(size);
+	if (size <= SMALL_MAX || l->first_page + npages > room_pages || npages * 2 <= room_pages)
+		return NULL;
+	if (npages != l->npages) {
+		if (!wing_resize(&lab->maze, w, cell, (uint32_t)(l->first_page + npages)))
+			return NULL;
+		size_t old = (size_t)l->npages * PAGE_SIZE;
+		l->npages = (uint32_t)npages;
+		atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE - old,
+					  memory_order_relaxed);
+		lab_note_peak(lab);
+	}
+	return p;
+}

@@ -1,0 +1,20 @@
+/* large: allocations above SMALL_MAX, each in a room of its own. */
+#ifndef LAB_LARGE_H
+#define LAB_LARGE_H
+
+#include "lab.h"
+
+#include <stddef.h>
+
+/* Large classes needed to serve requests up to max_alloc. */
+unsigned large_class_count(size_t max_alloc);
+/* The wing specs of the large classes. */
+void large_specs(struct wing_spec *out, unsigned n);
+
+void *large_alloc(struct labyrinth *lab, size_t size, size_t align);
+void large_free(struct labyrinth *lab, struct wing *w, void *p, int error_kind);
+size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int error_kind);
+/* Resize in place if the room allows; NULL if the caller must move it. */
+void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * maze: the one big reservation, its wings, where rooms go, and the guard
+ * pages around them. The maze knows pages and cells, not slots or sizes.
+ *
+ * A wing is an array of equal cells; a cell is one room followed by one guard
+ * page. Rooms are placed at random free cells of the wing's extent, a window
+ * of the wing that starts at a random cell and grows as rooms are needed,
+ * kept at most half full so that placement keeps its spread.
+ *
+ * The maze index is the out-of-line record of each cell (in its own
+ * reservation): a bitmap of taken cells and a record per cell whose first
+ * bytes (struct cell_hdr) belong to the maze and the rest to the layer above.
+ */
+#ifndef LAB_MAZE_H
+#define LAB_MAZE_H
+
+#include "random.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CELL_NONE UINT32_MAX
+
+enum guard_mode { GUARD_MARKERS = 1, GUARD_MPROTECT = 2 };
+
+/* What the layer above asks of one wing. */
+struct wing_spec {
+	size_t room_bytes;      /* page multiple */
+	size_t record_bytes;    /* the upper layer's part of a cell record */
+	size_t class_size;      /* slot size, or the largest request of a large class */
+};
+
+/* The maze's part of a cell record. */
+struct cell_hdr {
+	uint32_t open_pages;    /* pages of the room made accessible */
+	uint8_t joined_prev;    /* mprotect mode over budget: shares an island with cell-1 */
+	uint8_t pad[3];
+};
+
+struct wing {
+	char *base;
+	size_t bytes;
+	size_t cell_bytes;
+	size_t room_bytes;
+	size_t record_bytes;    /* cell_hdr included */
+	size_t class_size;
+	uint32_t max_cells;     /* cells from ext_lo to the end of the wing */
+	uint32_t ext_lo;        /* the extent's first cell, drawn at random */
+	_Atomic uint32_t ext_cells;     /* grows only; records below it are mapped */
+	uint32_t live_cells;
+	uint64_t *cell_map;     /* bit per extent cell: taken */
+	char *records;
+	size_t map_mapped, rec_mapped;
+	pthread_mutex_t lock;
+	struct rng rng;
+};
+
+struct maze {
+	char *base;
+	size_t bytes;
+	char *index;            /* the maze index reservation */
+	size_t index_bytes;
+	void *meta;             /* this struct's wings and slice table */
+	size_t meta_bytes;
+	unsigned slice_shift;   /* wing lookup: (p - base) >> slice_shift */
+	uint16_t *slice_wing;
+	struct wing *wings;
+	unsigned nwings;
+	_Atomic unsigned guard_mode;
+	_Atomic bool markers_used;
+	_Atomic uint64_t live_rooms, rooms_placed, mapped_bytes, peak_mapped;
+};
+
+/* Reserve a maze for the given wings; wing_bytes must be a power of two. */
+bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
+		  size_t wing_bytes, enum guard_mode mode);
+void maze_release(struct maze *m);
+
+/* Place a room in w and open its first open_pages pages; CELL_NONE if full. */
+uint32_t wing_place(struct maze *m, struct wing *w, uint32_t open_pages);
+/* Close a room's pages (their contents are lost) and free its cell. */
+void wing_retire(struct maze *m, struct wing *w, uint32_t cell);
+/* Change how many pages of a live large room are open; false if it cannot. */
+bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t open_pages);
+
+/* Lock order: arena, then wing. Exposed for fork handling. */
+void maze_lock_all(struct maze *m);
+void maze_unlock_all(struct maze *m);
+
+static inline struct wing *maze_wing_of(const struct maze *m, const void *p)
+{
+	uintptr_t off = (uintptr_t)p - (uintptr_t)m->base;
+	if (off >= m->bytes)
+		return NULL;
+	return &m->wings[m->slice_wing[off >> m->slice_shift]];
+}
+
+static inline char *cell_addr(const struct wing *w, uint32_t cell)
+{
+	return w->base + (size_t)(w->ext_lo + cell) * w->cell_bytes;
+}
+
+static inline struct cell_hdr *cell_hdr(const struct wing *w, uint32_t cell)
+{
+	return (struct cell_hdr *)(w->records + (size_t)cell * w->record_bytes);
+}
+
+/* The upper layer's record of a cell. */
+static inline void *cell_record(const struct wing *w, uint32_t cell)
+{
+	return w->records + (size_t)cell * w->record_bytes + sizeof(struct cell_hdr);
+}
+
+/*
+ * Which cell of w holds p, and p's offset in it; CELL_NONE if p is outside the
+ * extent (so no room was ever there).
+ */
+static inline uint32_t wing_cell_of(const struct wing *w, const void *p, size_t *offset)
+{
+	size_t off = (size_t)((const char *)p - w->base);
+	size_t cell = off / w->cell_bytes;
+	uint32_t ext = atomic_load_explicit(&((struct wing *)w)->ext_cells, memory_order_acquire);
+	if (cell < w->ext_lo || cell - w->ext_lo >= ext)
+		return CELL_NONE;
+	*offset = off - cell * w->cell_bytes;
+	return (uint32_t)(cell - w->ext_lo);
+}
+
+static inline bool cell_taken(const struct wing *w, uint32_t cell)
+{
+	return (w->cell_map[cell / 64] >> (cell % 64)) & 1;
+}
+
+#endif

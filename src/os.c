@@ -1,0 +1,145 @@
+/*
+ * os: thin wrappers around the system calls. Nothing here allocates: these run
+ * before the allocator exists and inside it, so stdio is off limits.
+ */
+#include "os.h"
+#include "report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+void *os_reserve(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void os_unmap(void *p, size_t bytes)
+{
+	if (bytes && munmap(p, bytes) != 0)
+		report_fatal_errno("munmap failed", p);
+}
+
+bool os_protect_rw(void *p, size_t bytes)
+{
+	return mprotect(p, bytes, PROT_READ | PROT_WRITE) == 0;
+}
+
+bool os_protect_none(void *p, size_t bytes)
+{
+	return mprotect(p, bytes, PROT_NONE) == 0;
+}
+
+bool os_guard_install(void *p, size_t bytes)
+{
+	int r;
+	do
+		r = madvise(p, bytes, MADV_GUARD_INSTALL);
+	while (r != 0 && errno == EINTR);
+	return r == 0;
+}
+
+void os_guard_remove(void *p, size_t bytes)
+{
+	(void)madvise(p, bytes, MADV_GUARD_REMOVE);
+}
+
+void os_discard(void *p, size_t bytes)
+{
+	(void)madvise(p, bytes, MADV_DONTNEED);
+}
+
+/* Probe on a scratch page: older kernels answer EINVAL for the unknown advice. */
+bool os_kernel_has_guards(void)
+{
+	void *p = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	bool ok = madvise(p, PAGE_SIZE, MADV_GUARD_INSTALL) == 0;
+	munmap(p, PAGE_SIZE);
+	return ok;
+}
+
+static bool read_urandom(void *buf, size_t len)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = read(fd, (char *)buf + done, len - done);
+		if (n <= 0 && errno != EINTR)
+			break;
+		if (n > 0)
+			done += (size_t)n;
+	}
+	close(fd);
+	return done == len;
+}
+
+void os_random_bytes(void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = getrandom((char *)buf + done, len - done, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		done += (size_t)n;
+	}
+	if (done < len && !read_urandom(buf, len))
+		report_fatal_errno("no source of randomness", NULL);
+}
+
+unsigned os_cpu_count(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) != 0)
+		return 1;
+	int n = CPU_COUNT(&set);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+long os_read_long_file(const char *path, long fallback)
+{
+	char buf[32];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fallback;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return fallback;
+	buf[n] = 0;
+	char *end;
+	long v = strtol(buf, &end, 10);
+	return end == buf ? fallback : v;
+}
+
+long os_count_mappings(void)
+{
+	char buf[4096];
+	long lines = 0;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	}
+	close(fd);
+	return lines;
+}

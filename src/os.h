@@ -1,0 +1,31 @@
+/* os: the system calls labyrinth makes, in one place. */
+#ifndef LAB_OS_H
+#define LAB_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PAGE_SIZE 4096UL
+#define PAGE_SHIFT 12
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
+#endif
+
+void *os_reserve(size_t bytes);                 /* PROT_NONE, NULL on failure */
+void os_unmap(void *p, size_t bytes);
+bool os_protect_rw(void *p, size_t bytes);
+bool os_protect_none(void *p, size_t bytes);
+bool os_guard_install(void *p, size_t bytes);   /* also drops the pages' contents */
+void os_guard_remove(void *p, size_t bytes);
+void os_discard(void *p, size_t bytes);         /* give pages back, contents lost */
+bool os_kernel_has_guards(void);
+void os_random_bytes(void *buf, size_t len);    /* getrandom; fatal if impossible */
+unsigned os_cpu_count(void);
+long os_read_long_file(const char *path, long fallback);
+long os_count_mappings(void);                   /* lines of /proc/self/maps, -1 if unknown */
+
+#endif

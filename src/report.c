@@ -1,0 +1,140 @@
+/*
+ * report: the fatal path. Every heap error ends here with one line of fixed
+ * wording per kind, so tests and users can match it, then abort(). The line is
+ * built on the stack and written with write(2): the heap may be corrupt.
+ */
+#include "report.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const error_words[] = {
+	[ERR_DOUBLE_FREE] = "double free",
+	[ERR_INVALID_FREE] = "invalid free",
+	[ERR_INVALID_REALLOC] = "invalid realloc",
+	[ERR_INVALID_USABLE_SIZE] = "invalid pointer to malloc_usable_size",
+	[ERR_CORRUPTION] = "heap corruption",
+};
+
+void line_str(struct line *l, const char *s)
+{
+	size_t n = strlen(s);
+	if (n > sizeof l->buf - 1 - l->len)
+		n = sizeof l->buf - 1 - l->len;
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+void line_dec(struct line *l, uint64_t v)
+{
+	char tmp[24];
+	int i = sizeof tmp;
+	tmp[--i] = 0;
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	line_str(l, tmp + i);
+}
+
+void line_hex(struct line *l, uint64_t v)
+{
+	char tmp[24];
+	int i = sizeof tmp;
+	tmp[--i] = 0;
+	do {
+		tmp[--i] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	tmp[--i] = 'x';
+	tmp[--i] = '0';
+	line_str(l, tmp + i);
+}
+
+void line_write(struct line *l, int fd)
+{
+	size_t done = 0;
+	while (done < l->len) {
+		ssize_t n = write(fd, l->buf + done, l->len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		done += (size_t)n;
+	}
+}
+
+void report_heap_error(enum heap_error kind, const struct error_site *site)
+{
+	struct line l = { .len = 0 };
+	line_str(&l, "labyrinth: ");
+	line_str(&l, error_words[kind]);
+	line_str(&l, " of ");
+	line_hex(&l, (uintptr_t)site->addr);
+	const char *sep = " (";
+	if (site->why) {
+		line_str(&l, sep);
+		line_str(&l, site->why);
+		sep = ", ";
+	}
+	if (site->class_size) {
+		line_str(&l, sep);
+		line_str(&l, "class ");
+		line_dec(&l, site->class_size);
+		line_str(&l, " B");
+		sep = ", ";
+	}
+	if (site->has_version) {
+		line_str(&l, sep);
+		line_str(&l, "version ");
+		line_dec(&l, site->version);
+		sep = ", ";
+	}
+	if (sep[0] == ',')
+		line_str(&l, ")");
+	line_str(&l, "\n");
+	line_write(&l, STDERR_FILENO);
+	abort();
+}
+
+void report_fatal_errno(const char *what, const void *addr)
+{
+	int e = errno;
+	struct line l = { .len = 0 };
+	line_str(&l, "labyrinth: ");
+	line_str(&l, what);
+	if (addr) {
+		line_str(&l, " at ");
+		line_hex(&l, (uintptr_t)addr);
+	}
+	line_str(&l, " (errno ");
+	line_dec(&l, (uint64_t)e);
+	line_str(&l, ")\n");
+	line_write(&l, STDERR_FILENO);
+	abort();
+}
+
+void report_fatal(const char *what)
+{
+	struct line l = { .len = 0 };
+	line_str(&l, "labyrinth: ");
+	line_str(&l, what);
+	line_str(&l, "\n");
+	line_write(&l, STDERR_FILENO);
+	abort();
+}
+
+void report_warning(const char *a, const char *b, const char *c)
+{
+	struct line l = { .len = 0 };
+	line_str(&l, "labyrinth: warning: ");
+	line_str(&l, a);
+	if (b)
+		line_str(&l, b);
+	if (c)
+		line_str(&l, c);
+	line_str(&l, "\n");
+	line_write(&l, STDERR_FILENO);
+}

@@ -1,0 +1,48 @@
+/* report: one-line reports on stderr, written without allocating. */
+#ifndef LAB_REPORT_H
+#define LAB_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Heap errors the allocator detects; each has one fixed wording. */
+enum heap_error {
+	ERR_DOUBLE_FREE,
+	ERR_INVALID_FREE,
+	ERR_INVALID_REALLOC,
+	ERR_INVALID_USABLE_SIZE,
+	ERR_CORRUPTION,
+};
+
+/* What is known about the address at the time of the report. */
+struct error_site {
+	const void *addr;
+	const char *why;        /* short reason, or NULL */
+	size_t class_size;      /* 0 if unknown */
+	uint64_t version;       /* 0 if unknown */
+	int has_version;
+};
+
+__attribute__((noreturn, cold))
+void report_heap_error(enum heap_error kind, const struct error_site *site);
+
+__attribute__((noreturn, cold))
+void report_fatal_errno(const char *what, const void *addr);
+
+__attribute__((noreturn, cold))
+void report_fatal(const char *what);
+
+/* One warning line: "labyrinth: warning: <text>". */
+void report_warning(const char *a, const char *b, const char *c);
+
+/* Append text and numbers to a fixed buffer; used by report and stats. */
+struct line {
+	char buf[512];
+	size_t len;
+};
+void line_str(struct line *l, const char *s);
+void line_dec(struct line *l, uint64_t v);
+void line_hex(struct line *l, uint64_t v);
+void line_write(struct line *l, int fd);
+
+#endif

@@ -1,0 +1,12 @@
+/* stats: counters of a labyrinth and the summary line at exit. */
+#ifndef LAB_STATS_H
+#define LAB_STATS_H
+
+#include "lab.h"
+#include "labyrinth.h"
+
+void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out);
+/* "labyrinth: stats: ..." on fd, written without allocating. */
+void stats_print(struct labyrinth *lab, int fd);
+
+#endif

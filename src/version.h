@@ -1,0 +1,74 @@
+/*
+ * version: the 64-bit atomic word that every room and every slot carries.
+ *
+ *   bits 0-1   state: free, owned, quarantined, retired
+ *   bits 2-23  owner tag (the arena for slots and rooms)
+ *   bits 24-63 generation, +1 on every change
+ *
+ * Every ownership change is one compare-and-swap. A release whose swap fails
+ * means the word was not what the caller believed: a double free, a stale
+ * pointer or a race, and the caller reports it.
+ */
+#ifndef LAB_VERSION_H
+#define LAB_VERSION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef _Atomic uint64_t version_t;
+
+enum version_state {
+	V_FREE = 0,
+	V_OWNED = 1,
+	V_QUARANTINED = 2,
+	V_RETIRED = 3,
+};
+
+#define V_OWNER_BITS 22
+#define V_GEN_SHIFT 24
+
+static inline unsigned v_state(uint64_t v) { return (unsigned)(v & 3); }
+static inline unsigned v_owner(uint64_t v) { return (unsigned)(v >> 2) & ((1u << V_OWNER_BITS) - 1); }
+static inline uint64_t v_gen(uint64_t v) { return v >> V_GEN_SHIFT; }
+
+static inline uint64_t v_next(uint64_t old, unsigned state, unsigned owner)
+{
+	uint64_t gen = v_gen(old) + 1;
+	return gen << V_GEN_SHIFT |
+	       (uint64_t)(owner & ((1u << V_OWNER_BITS) - 1)) << 2 | state;
+}
+
+/* Move the word from state `from` to `to`; false (and *seen) if it was not in `from`. */
+static inline bool version_move(version_t *w, unsigned from, unsigned to,
+				unsigned owner, uint64_t *seen)
+{
+	uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+	for (;;) {
+		if (v_state(v) != from) {
+			*seen = v;
+			return false;
+		}
+		if (atomic_compare_exchange_weak_explicit(w, &v, v_next(v, to, owner),
+							  memory_order_acq_rel,
+							  memory_order_acquire))
+			return true;
+	}
+}
+
+static inline bool version_claim(version_t *w, unsigned owner, uint64_t *seen)
+{
+	return version_move(w, V_FREE, V_OWNED, owner, seen);
+}
+
+static inline bool version_release(version_t *w, uint64_t *seen)
+{
+	return version_move(w, V_OWNED, V_FREE, 0, seen);
+}
+
+static inline uint64_t version_read(version_t *w)
+{
+	return atomic_load_explicit(w, memory_order_acquire);
+}
+
+#endif
