@@ -71,9 +71,11 @@ static bool pages_open(struct maze *m, char *p, size_t bytes)
 }
 
 /*
- * Close pages: their contents go back to the kernel. If mprotect cannot split
- * the mapping (map count exhausted) the pages stay readable zeros: a lost
- * guard, never a failed free.
+ * Close pages: their contents go back to the kernel. In mprotect mode a fresh
+ * PROT_NONE mapping replaces them: mprotect would leave the range tied to its
+ * old anon_vma, unable to merge with its neighbours, and the map count would
+ * stay high after the heap shrinks. If the kernel refuses (map count
+ * exhausted) the pages stay readable zeros: a lost guard, never a failed free.
  */
 static void pages_close(struct maze *m, char *p, size_t bytes)
 {
@@ -82,6 +84,8 @@ static void pages_close(struct maze *m, char *p, size_t bytes)
 			return;
 		fall_back_to_mprotect(m);
 	}
+	if (os_replace_none(p, bytes))
+		return;
 	os_discard(p, bytes);
 	(void)os_protect_none(p, bytes);
 }

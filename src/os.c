@@ -55,6 +55,13 @@ void os_discard(void *p, size_t bytes)
 	(void)madvise(p, bytes, MADV_DONTNEED);
 }
 
+bool os_replace_none(void *p, size_t bytes)
+{
+	void *r = mmap(p, bytes, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	return r == p;
+}
+
 /* Probe on a scratch page: older kernels answer EINVAL for the unknown advice. */
 bool os_kernel_has_guards(void)
 {

@@ -22,6 +22,9 @@ bool os_protect_none(void *p, size_t bytes);
 bool os_guard_install(void *p, size_t bytes);   /* also drops the pages' contents */
 void os_guard_remove(void *p, size_t bytes);
 void os_discard(void *p, size_t bytes);         /* give pages back, contents lost */
+/* Replace with fresh PROT_NONE pages: frees them, and lets the kernel merge
+ * the range with its PROT_NONE neighbours again. */
+bool os_replace_none(void *p, size_t bytes);
 bool os_kernel_has_guards(void);
 void os_random_bytes(void *buf, size_t len);    /* getrandom; fatal if impossible */
 unsigned os_cpu_count(void);
