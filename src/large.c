@@ -91,7 +91,7 @@ void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
 /* Find p's room, or report why p is not the start of a large allocation. */
 static struct large *large_of(struct wing *w, const void *p, int kind, uint32_t *cellp)
 {
-	struct error_site site = { .addr = p };
+	struct error_site site = { .addr = p, .class_size = w->class_size };
 	size_t off = 0;
 	uint32_t cell = wing_cell_of(w, p, &off);
 	if (cell == CELL_NONE || off >= w->room_bytes) {
@@ -115,9 +115,12 @@ static struct large *large_of(struct wing *w, const void *p, int kind, uint32_t 
 }
 
 static void __attribute__((noreturn))
-report_large_failure(const void *p, uint64_t seen, int kind)
+report_large_failure(struct wing *w, const void *p, uint64_t seen, int kind)
 {
-	struct error_site site = { .addr = p, .version = v_gen(seen), .has_version = 1 };
+	struct error_site site = {
+		.addr = p, .class_size = w->class_size,
+		.version = v_gen(seen), .has_version = 1,
+	};
 	if (v_gen(seen) == 0) {
 		site.why = "never allocated";
 		site.has_version = 0;
@@ -136,7 +139,7 @@ void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind)
 	size_t bytes = (size_t)l->npages * PAGE_SIZE;
 	uint64_t seen;
 	if (!version_release(&l->version, &seen))
-		report_large_failure(p, seen, kind);
+		report_large_failure(w, p, seen, kind);
 	wing_retire(&lab->maze, w, cell);
 	atomic_fetch_add_explicit(&lab->large_frees, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&lab->large_live_bytes, bytes, memory_order_relaxed);
@@ -149,7 +152,7 @@ size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int ki
 	struct large *l = large_of(w, p, kind, &cell);
 	uint64_t v = version_read(&l->version);
 	if (v_state(v) != V_OWNED)
-		report_large_failure(p, v, kind);
+		report_large_failure(w, p, v, kind);
 	return (size_t)l->npages * PAGE_SIZE;
 }
 
@@ -160,7 +163,7 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	struct large *l = large_of(w, p, ERR_INVALID_REALLOC, &cell);
 	uint64_t v = version_read(&l->version);
 	if (v_state(v) != V_OWNED)
-		report_large_failure(p, v, ERR_INVALID_REALLOC);
+		report_large_failure(w, p, v, ERR_INVALID_REALLOC);
 	size_t room_pages = w->room_bytes / PAGE_SIZE;
 	size_t npages = pages_for(size);
 	if (size <= SMALL_MAX || l->first_page + npages > room_pages || npages * 2 <= room_pages)
