@@ -1,0 +1,96 @@
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct outcome run_in_child(void (*fn)(void *), void *arg)
+{
+	struct outcome o = { 0 };
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], STDERR_FILENO);
+		fn(arg);
+		_exit(0);
+	}
+	close(fds[1]);
+	size_t len = 0;
+	ssize_t n;
+	while ((n = read(fds[0], o.err + len, sizeof o.err - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fds[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	if (WIFSIGNALED(status))
+		o.signal = WTERMSIG(status);
+	else
+		o.exit_code = WEXITSTATUS(status);
+	return o;
+}
+
+static void do_read(void *addr)
+{
+	volatile const char *p = addr;
+	(void)*p;
+}
+
+static void do_write(void *addr)
+{
+	volatile char *p = addr;
+	*p = 1;
+}
+
+bool read_faults(const void *addr)
+{
+	struct outcome o = run_in_child(do_read, (void *)addr);
+	return o.signal == SIGSEGV || o.signal == SIGBUS;
+}
+
+bool write_faults(void *addr)
+{
+	struct outcome o = run_in_child(do_write, addr);
+	return o.signal == SIGSEGV || o.signal == SIGBUS;
+}
+
+long count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	long n = 0;
+	int c;
+	if (!f)
+		return -1;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+labyrinth_t *open_private(size_t wing_bytes)
+{
+	labyrinth_options_t o = { .size = sizeof o, .wing_bytes = wing_bytes };
+	labyrinth_t *lab = labyrinth_open(&o);
+	cr_assert_not_null(lab, "labyrinth_open failed");
+	return lab;
+}
+
+bool testing_mprotect(void)
+{
+	const char *g = getenv("LABYRINTH_GUARD");
+	return g && strcmp(g, "mprotect") == 0;
+}
+
+unsigned long long test_rand(unsigned long long *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}

@@ -1,0 +1,36 @@
+/* Shared test helpers: run code in a child and see how it ended. */
+#ifndef LAB_TEST_HELPERS_H
+#define LAB_TEST_HELPERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "labyrinth.h"
+
+struct outcome {
+	int signal;             /* terminating signal, or 0 */
+	int exit_code;          /* if it exited */
+	char err[4096];         /* what it wrote to stderr */
+};
+
+/* Run fn(arg) in a forked child; its stderr is captured. */
+struct outcome run_in_child(void (*fn)(void *), void *arg);
+
+/* True if reading the byte at addr faults (probed in a child). */
+bool read_faults(const void *addr);
+/* True if writing the byte at addr faults (probed in a child). */
+bool write_faults(void *addr);
+
+/* Lines of /proc/self/maps. */
+long count_maps(void);
+
+/* A private labyrinth with the defaults; the guard mode follows LABYRINTH_GUARD. */
+labyrinth_t *open_private(size_t wing_bytes);
+
+/* The guard mode the tests run in, from LABYRINTH_GUARD. */
+bool testing_mprotect(void);
+
+/* xorshift64*, so a failing run can be repeated from its seed. */
+unsigned long long test_rand(unsigned long long *state);
+
+#endif

@@ -1,0 +1,219 @@
+/*
+ * A plain program (it does not link labyrinth) that tests/test_preload.sh
+ * runs under the preload. "shim" checks the malloc family's contract and
+ * prints TAP lines; the other modes print one fact for the script to judge.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int failures;
+/* Stores the compiler must keep, so malloc/free pairs are not elided. */
+static void *volatile sink;
+
+static void check(int ok, const char *what)
+{
+	printf("%s - shim: %s\n", ok ? "ok" : "not ok", what);
+	failures += !ok;
+}
+
+static int aligned(const void *p, size_t a)
+{
+	return p && (uintptr_t)p % a == 0;
+}
+
+/* Proof that malloc reaches labyrinth: its statistics move. */
+static void check_active(void)
+{
+	struct stats { uint64_t allocations; uint64_t rest[12]; } s1, s2;
+	void (*get)(void *, void *) = (void (*)(void *, void *))dlsym(RTLD_DEFAULT, "labyrinth_get_stats");
+	check(get != NULL, "labyrinth is loaded");
+	if (!get)
+		return;
+	get(NULL, &s1);
+	sink = malloc(100);
+	free(sink);
+	get(NULL, &s2);
+	check(s2.allocations == s1.allocations + 1, "malloc is served by labyrinth");
+}
+
+/* Sizes the compiler cannot see, so it does not reject the calls. */
+static volatile size_t huge = SIZE_MAX, half = SIZE_MAX / 2;
+
+static void check_errno(void)
+{
+	errno = 0;
+	check(malloc(huge) == NULL && errno == ENOMEM, "malloc(SIZE_MAX) is NULL with ENOMEM");
+	errno = 0;
+	check(calloc(half, 4) == NULL && errno == ENOMEM, "calloc overflow is NULL with ENOMEM");
+	errno = 0;
+	check(reallocarray(NULL, half, 4) == NULL && errno == ENOMEM, "reallocarray overflow is ENOMEM");
+	void *p = (void *)1;
+	check(posix_memalign(&p, 24, 10) == EINVAL && p == (void *)1, "posix_memalign(24) is EINVAL");
+	check(posix_memalign(&p, 2, 10) == EINVAL, "posix_memalign(2) is EINVAL");
+	errno = 0;
+	check(aligned_alloc(3, 10) == NULL && errno == EINVAL, "aligned_alloc(3) is EINVAL");
+	char *q = malloc(10);
+	strcpy(q, "kept");
+	errno = 0;
+	void *r = realloc(q, huge);
+	check(r == NULL && errno == ENOMEM && strcmp(q, "kept") == 0,
+	      "failed realloc keeps the block");
+	free(r ? r : q);
+}
+
+static void check_alignment(void)
+{
+	int ok = 1;
+	for (size_t a = sizeof(void *); a <= (1 << 20); a *= 2) {
+		void *p = NULL;
+		ok &= posix_memalign(&p, a, 100) == 0 && aligned(p, a);
+		free(p);
+		p = aligned_alloc(a, a * 3);
+		ok &= aligned(p, a);
+		free(p);
+		p = memalign(a, 5000);
+		ok &= aligned(p, a);
+		free(p);
+	}
+	check(ok, "posix_memalign, aligned_alloc and memalign align up to 1 MiB");
+	void *v = valloc(10), *pv = pvalloc(5000);
+	check(aligned(v, 4096) && aligned(pv, 4096) && malloc_usable_size(pv) >= 8192,
+	      "valloc and pvalloc give whole pages");
+	free(v);
+	free(pv);
+	void *m = memalign(48, 10);     /* glibc rounds a bad alignment up */
+	check(aligned(m, 64), "memalign rounds a non-power-of-two alignment up");
+	free(m);
+}
+
+static int by_ptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void check_misc(void)
+{
+	uintptr_t z[500];
+	for (int i = 0; i < 500; i++)
+		z[i] = (uintptr_t)malloc(0);
+	qsort(z, 500, sizeof z[0], by_ptr);
+	int unique = z[0] != 0;
+	for (int i = 1; i < 500; i++)
+		unique &= z[i] != z[i - 1];
+	check(unique, "malloc(0) gives unique pointers");
+	for (int i = 0; i < 500; i++)
+		free((void *)z[i]);
+	char *p = malloc(1000);
+	check(malloc_usable_size(p) >= 1000 && malloc_usable_size(NULL) == 0, "malloc_usable_size");
+	struct mallinfo2 mi = mallinfo2();
+	check(mi.uordblks >= 1000 && mi.arena >= mi.uordblks, "mallinfo2 counts live bytes");
+	free(p);
+	check(mallopt(M_ARENA_MAX, 2) == 1, "mallopt accepts and ignores");
+	malloc_trim(0);
+	char *c = calloc(100, 100);
+	int zero = 1;
+	for (int i = 0; i < 10000; i++)
+		zero &= c[i] == 0;
+	check(zero, "calloc zeroes");
+	free(c);
+	free(NULL);
+}
+
+static void *worker(void *arg)
+{
+	for (int i = 0; i < 20000; i++)
+		free(malloc((size_t)(i % 300) + (size_t)(uintptr_t)arg));
+	return NULL;
+}
+
+static void check_fork_and_threads(void)
+{
+	pthread_t t[4];
+	for (uintptr_t i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, worker, (void *)i);
+	int ok = 1;
+	for (int i = 0; i < 20; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			worker(NULL);
+			_exit(0);
+		}
+		int st;
+		waitpid(pid, &st, 0);
+		ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	check(ok, "fork while threads allocate");
+}
+
+static long count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	long n = 0;
+	int c;
+	while (f && (c = fgetc(f)) != EOF)
+		n += c == '\n';
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Keep mib MiB of 64-byte objects live, then print the mapping count. */
+static int grow(long mib)
+{
+	size_t n = (size_t)mib * (1 << 20) / 64;
+	long before = count_maps();
+	void **p = malloc(n * sizeof *p);
+	if (!p)
+		return 1;
+	for (size_t i = 0; i < n; i++) {
+		p[i] = malloc(64);
+		if (!p[i]) {
+			printf("allocation %zu failed\n", i);
+			return 1;
+		}
+		*(char *)p[i] = 1;
+	}
+	printf("%ld %ld\n", before, count_maps());
+	for (size_t i = 0; i < n; i++)
+		free(p[i]);
+	free(p);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "shim";
+	if (strcmp(mode, "shim") == 0) {
+		check_active();
+		check_errno();
+		check_alignment();
+		check_misc();
+		check_fork_and_threads();
+		return failures != 0;
+	}
+	if (strcmp(mode, "first") == 0) {
+		printf("%p %p %p\n", malloc(32), malloc(1000), malloc(100000));
+		return 0;
+	}
+	if (strcmp(mode, "grow") == 0)
+		return grow(argc > 2 ? atol(argv[2]) : 1024);
+	if (strcmp(mode, "double-free") == 0) {
+		sink = malloc(64);
+		free(sink);
+		free(sink);
+		return 0;
+	}
+	fprintf(stderr, "usage: shim_probe shim|first|grow MIB|double-free\n");
+	return 2;
+}

@@ -1,0 +1,181 @@
+/*
+ * The layout: guard pages around every live room, random placement, and a
+ * mapping count that stays bounded as the heap grows. Run in both guard modes
+ * (tests/run-criterion sets LABYRINTH_GUARD).
+ */
+#include "helpers.h"
+#include "lab.h"
+#include "maze.h"
+#include "labyrinth.h"
+
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static struct maze *maze_of(labyrinth_t *lab)
+{
+	return &((struct labyrinth *)lab)->maze;
+}
+
+static char *room_start(labyrinth_t *lab, void *p, struct wing **wp)
+{
+	struct wing *w = maze_wing_of(maze_of(lab), p);
+	cr_assert_not_null(w);
+	size_t off;
+	uint32_t cell = wing_cell_of(w, p, &off);
+	cr_assert_neq(cell, CELL_NONE);
+	*wp = w;
+	return cell_addr(w, cell);
+}
+
+Test(maze, guard_mode_is_the_one_asked_for)
+{
+	labyrinth_stats_t s;
+	labyrinth_t *lab = open_private(0);
+	labyrinth_get_stats(lab, &s);
+	cr_assert_eq(s.guard_mode, testing_mprotect() ? LAB_GUARD_MPROTECT : LAB_GUARD_MARKERS);
+	labyrinth_close(lab);
+}
+
+Test(maze, small_room_has_guard_pages_on_both_sides)
+{
+	labyrinth_t *lab = open_private(0);
+	for (size_t size = 16; size <= 16384; size *= 4) {
+		char *p = labyrinth_malloc(lab, size);
+		struct wing *w;
+		char *start = room_start(lab, p, &w);
+		cr_assert_not(read_faults(start), "the room itself faults");
+		cr_assert_not(read_faults(start + w->room_bytes - 1));
+		cr_assert(read_faults(start - 1), "no guard before the room of class %zu", size);
+		cr_assert(read_faults(start + w->room_bytes), "no guard after the room of class %zu", size);
+		cr_assert(write_faults(start + w->room_bytes));
+	}
+	labyrinth_close(lab);
+}
+
+Test(maze, large_region_has_guard_pages_on_both_sides)
+{
+	labyrinth_t *lab = open_private(0);
+	static const size_t sizes[] = { 16385, 100000, 1 << 20, (3 << 20) + 123 };
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		char *p = labyrinth_malloc(lab, sizes[i]);
+		size_t end = (sizes[i] + 4095) & ~(size_t)4095;
+		cr_assert_not(read_faults(p + sizes[i] - 1));
+		cr_assert(read_faults(p - 1), "no guard before a %zu-byte region", sizes[i]);
+		cr_assert(read_faults(p + end), "no guard after a %zu-byte region", sizes[i]);
+	}
+	labyrinth_close(lab);
+}
+
+Test(maze, freed_large_region_faults)
+{
+	labyrinth_t *lab = open_private(0);
+	char *p = labyrinth_malloc(lab, 200000);
+	p[0] = p[199999] = 1;
+	labyrinth_free(lab, p);
+	cr_assert(read_faults(p), "a freed large region is still readable");
+	cr_assert(read_faults(p + 199999));
+	labyrinth_close(lab);
+}
+
+Test(maze, retired_room_faults)
+{
+	labyrinth_t *lab = open_private(0);
+	char *p = labyrinth_malloc(lab, 700);
+	*p = 1;
+	labyrinth_free(lab, p);
+	labyrinth_trim(lab);
+	cr_assert(read_faults(p), "a retired room is still readable");
+	labyrinth_close(lab);
+}
+
+/* Room order should look like a shuffle: about half the steps go up. */
+Test(maze, room_placement_is_not_sequential)
+{
+	enum { N = 400 };
+	labyrinth_t *lab = open_private(0);
+	static uintptr_t addr[N];
+	for (int i = 0; i < N; i++)
+		addr[i] = (uintptr_t)labyrinth_malloc(lab, 20000);
+	int up = 0, adjacent = 0;
+	for (int i = 1; i < N; i++) {
+		up += addr[i] > addr[i - 1];
+		uintptr_t d = addr[i] > addr[i - 1] ? addr[i] - addr[i - 1] : addr[i - 1] - addr[i];
+		adjacent += d <= 6 * 4096;      /* the next cell over */
+	}
+	cr_log_info("ascending steps %d of %d, adjacent %d", up, N - 1, adjacent);
+	cr_assert(up > N / 4 && up < 3 * N / 4, "placement looks ordered: %d of %d steps ascend", up, N - 1);
+	cr_assert_lt(adjacent, N / 10, "%d of %d rooms placed next to the previous", adjacent, N - 1);
+	labyrinth_close(lab);
+}
+
+Test(maze, slots_are_handed_out_in_random_order)
+{
+	labyrinth_t *lab = open_private(0);
+	enum { N = 64 };
+	uintptr_t a[N];
+	int up = 0;
+	for (int i = 0; i < N; i++)
+		a[i] = (uintptr_t)labyrinth_malloc(lab, 32);
+	for (int i = 1; i < N; i++)
+		up += a[i] > a[i - 1];
+	cr_assert(up > N / 4 && up < 3 * N / 4, "slot order looks sequential: %d of %d ascend", up, N - 1);
+	labyrinth_close(lab);
+}
+
+Test(maze, first_allocation_offset_differs_between_labyrinths)
+{
+	enum { N = 8 };
+	uintptr_t off[N];
+	int distinct = 0;
+	for (int i = 0; i < N; i++) {
+		labyrinth_t *lab = open_private(0);
+		off[i] = (uintptr_t)labyrinth_malloc(lab, 64) - (uintptr_t)maze_of(lab)->base;
+		labyrinth_close(lab);
+	}
+	for (int i = 0; i < N; i++) {
+		int seen = 0;
+		for (int j = 0; j < i; j++)
+			seen |= off[j] == off[i];
+		distinct += !seen;
+	}
+	cr_assert_geq(distinct, N - 1, "only %d distinct first offsets of %d", distinct, N);
+}
+
+/* 512 MiB of 64-byte objects: the map count must not follow the room count. */
+Test(maze, mapping_count_stays_bounded, .timeout = 300)
+{
+	const size_t total = 512UL << 20, size = 64, n = total / size;
+	labyrinth_t *lab = open_private(4UL << 30);
+	long before = count_maps();
+	void **p = malloc(n * sizeof *p);
+	cr_assert_not_null(p);
+	for (size_t i = 0; i < n; i++) {
+		p[i] = labyrinth_malloc(lab, size);
+		cr_assert_not_null(p[i], "allocation %zu failed", i);
+		*(char *)p[i] = 1;
+	}
+	long during = count_maps();
+	labyrinth_stats_t s;
+	labyrinth_get_stats(lab, &s);
+	cr_log_info("%llu rooms, %ld mappings before, %ld with 512 MiB live",
+		    (unsigned long long)s.live_rooms, before, during);
+	long max_maps = 65530;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	if (f) {
+		cr_assert_eq(fscanf(f, "%ld", &max_maps), 1);
+		fclose(f);
+	}
+	if (testing_mprotect())
+		cr_assert_leq(during - before, max_maps / 2 + 64, "%ld new mappings", during - before);
+	else
+		cr_assert_leq(during - before, 64, "%ld new mappings with guard markers", during - before);
+	for (size_t i = 0; i < n; i++)
+		labyrinth_free(lab, p[i]);
+	free(p);
+	labyrinth_trim(lab);
+	long after = count_maps();
+	cr_assert_leq(after - before, 64, "%ld mappings left after freeing everything", after - before);
+	labyrinth_close(lab);
+}

@@ -1,0 +1,61 @@
+#!/bin/bash
+# The preload shim seen from a plain program: the malloc family's contract,
+# random first addresses, a heap of GiB within the map count, reports.
+# Prints TAP. Runs each check in both guard modes.
+lib=${LAB_TEST_PRELOAD:-$(dirname "$0")/../preload/.libs/liblabyrinth-preload.so}
+probe=${LAB_TEST_BUILDDIR:-$(dirname "$0")/..}/tests/shim_probe
+if [ ! -f "$lib" ] || [ ! -x "$probe" ]; then
+	echo "Bail out! missing $lib or $probe"
+	exit 1
+fi
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
+run() { timeout 300 env LD_PRELOAD="$lib" "$probe" "$@"; }
+
+for mode in markers mprotect; do
+	export LABYRINTH_GUARD=$mode
+	# The probe's own checks, renumbered into this stream.
+	while IFS= read -r line; do
+		case $line in
+		"ok - "*) ok "$mode: ${line#ok - }" ;;
+		"not ok - "*) not_ok "$mode: ${line#not ok - }" ;;
+		esac
+	done < <(run shim 2>&1)
+
+	a=$(run first); b=$(run first); c=$(run first)
+	if [ -n "$a" ] && [ "$a" != "$b" ] && [ "$b" != "$c" ] && [ "$a" != "$c" ]; then
+		ok "$mode: first allocations differ between runs"
+	else
+		not_ok "$mode: first allocations repeat: '$a' '$b' '$c'"
+	fi
+
+	if out=$(run grow 2048) ; then
+		read -r before after <<<"$out"
+		echo "# $mode: 2 GiB of 64-byte objects: $before mappings before, $after with the heap"
+		ok "$mode: 2 GiB of small objects within the map count"
+	else
+		not_ok "$mode: 2 GiB of small objects failed: $out"
+	fi
+
+	err=$(run double-free 2>&1 >/dev/null)
+	status=$?
+	if [ $status -eq 134 ] && [[ $err == "labyrinth: double free of 0x"* ]]; then
+		ok "$mode: double free aborts with one line"
+	else
+		not_ok "$mode: double free: status $status, stderr '$err'"
+	fi
+done
+unset LABYRINTH_GUARD
+
+err=$(LABYRINTH_STATS=1 run first 2>&1 >/dev/null)
+if [[ $err == "labyrinth: stats: "* ]]; then ok "LABYRINTH_STATS=1 prints a summary"; else not_ok "no summary: '$err'"; fi
+
+err=$(LABYRINTH_ARENAS=lots run first 2>&1 >/dev/null)
+if [[ $err == "labyrinth: warning: LABYRINTH_ARENAS: invalid value"* ]] && [ "$(wc -l <<<"$err")" -eq 1 ]; then
+	ok "a bad LABYRINTH_ARENAS warns once and runs"
+else
+	not_ok "bad LABYRINTH_ARENAS: '$err'"
+fi
+
+echo "1..$n"

@@ -1,0 +1,79 @@
+/* Size classes and room geometry (src/room.c, src/large.c). */
+#include "helpers.h"
+#include "large.h"
+#include "maze.h"
+#include "os.h"
+#include "room.h"
+
+#include <criterion/criterion.h>
+
+Test(room, every_size_gets_the_smallest_class_that_fits)
+{
+	for (size_t size = 0; size <= SMALL_MAX; size++) {
+		unsigned c = small_class(size);
+		cr_assert_lt(c, SMALL_CLASSES, "size %zu", size);
+		cr_assert_geq(small_class_size(c), size, "size %zu in class %zu", size, small_class_size(c));
+		if (c > 0)
+			cr_assert_lt(small_class_size(c - 1), size ? size : 1, "size %zu could use a smaller class", size);
+	}
+}
+
+Test(room, classes_grow_and_keep_16_byte_alignment)
+{
+	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+		cr_assert_eq(small_class_size(c) % 16, 0);
+		if (c)
+			cr_assert_gt(small_class_size(c), small_class_size(c - 1));
+	}
+	cr_assert_eq(small_class_size(SMALL_CLASSES - 1), SMALL_MAX);
+}
+
+Test(room, internal_waste_is_at_most_a_quarter)
+{
+	for (size_t size = 129; size <= SMALL_MAX; size++) {
+		size_t cs = small_class_size(small_class(size));
+		cr_assert_leq((cs - size) * 4, cs, "size %zu wastes %zu of %zu", size, cs - size, cs);
+	}
+}
+
+Test(room, rooms_hold_at_least_16_slots_and_waste_little)
+{
+	struct wing_spec s[SMALL_CLASSES];
+	room_specs(s);
+	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+		size_t slots = s[c].room_bytes / s[c].class_size;
+		cr_assert_geq(slots, 16, "class %zu", s[c].class_size);
+		cr_assert_eq(s[c].room_bytes % PAGE_SIZE, 0);
+		cr_assert_leq((s[c].room_bytes % s[c].class_size) * 16, s[c].room_bytes,
+			      "class %zu wastes %zu of a %zu-byte room", s[c].class_size,
+			      s[c].room_bytes % s[c].class_size, s[c].room_bytes);
+	}
+}
+
+Test(room, aligned_classes_really_align)
+{
+	for (size_t align = 16; align <= PAGE_SIZE; align *= 2) {
+		for (size_t size = 1; size <= SMALL_MAX; size += 37) {
+			int c = small_class_aligned(size, align);
+			if (c < 0)
+				continue;
+			cr_assert_eq(small_class_size((unsigned)c) % align, 0);
+			cr_assert_geq(small_class_size((unsigned)c), size);
+		}
+	}
+}
+
+Test(room, large_classes_cover_their_range)
+{
+	unsigned n = large_class_count(1UL << 30);
+	struct wing_spec s[200];
+	cr_assert_leq(n, 200);
+	large_specs(s, n);
+	cr_assert_gt(s[0].room_bytes, SMALL_MAX);
+	cr_assert_geq(s[n - 1].room_bytes, 1UL << 30);
+	for (unsigned k = 1; k < n; k++) {
+		cr_assert_gt(s[k].room_bytes, s[k - 1].room_bytes);
+		cr_assert_leq((s[k].room_bytes - s[k - 1].room_bytes) * 4, s[k].room_bytes,
+			      "a gap of more than a quarter between large classes %u and %u", k - 1, k);
+	}
+}
