@@ -1,0 +1,50 @@
+# Benchmark harness: `make bench` compares the preload library with glibc.
+# Included from the top Makefile.am (non-recursive: paths are from the top),
+# after it has set EXTRA_PROGRAMS, EXTRA_DIST and CLEANFILES.
+#
+# The programs are EXTRA_PROGRAMS, so plain `make` and `make check` do not
+# build them; the bench target asks for them.
+
+EXTRA_PROGRAMS += bench/labbench bench/churn bench/xfree bench/realloc \
+	bench/fastpath
+
+bench_labbench_SOURCES = bench/labbench.c
+bench_labbench_LDADD = -lm
+
+# The workloads are plain malloc/free programs, optimised as in real use and
+# linked against nothing of ours: LD_PRELOAD alone picks the allocator. Each
+# program sets its own _LDADD, so a top-level LDADD never links them to us.
+BENCH_WORKLOAD_CFLAGS = $(AM_CFLAGS) -O2 -pthread
+bench_churn_SOURCES = bench/churn.c bench/benchutil.h
+bench_churn_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
+bench_churn_LDADD = -lpthread
+bench_xfree_SOURCES = bench/xfree.c bench/benchutil.h
+bench_xfree_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
+bench_xfree_LDADD = -lpthread
+bench_realloc_SOURCES = bench/realloc.c bench/benchutil.h
+bench_realloc_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
+bench_realloc_LDADD = -lpthread
+bench_fastpath_SOURCES = bench/fastpath.c bench/benchutil.h
+bench_fastpath_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
+bench_fastpath_LDADD = -lpthread
+
+EXTRA_DIST += bench/README.md bench/run.sh bench/alloc.py bench/sqlite.sql \
+	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
+	bench/xfree.c bench/realloc.c bench/fastpath.c
+
+# Automake cleans the programs it installs, not EXTRA_PROGRAMS.
+CLEANFILES += bench/labbench$(EXEEXT) bench/churn$(EXEEXT) bench/xfree$(EXEEXT) \
+	bench/realloc$(EXEEXT) bench/fastpath$(EXEEXT)
+
+# BENCH_RUNS, BENCH_ONLY and BENCH_TIMEOUT reach run.sh whether they are set
+# in the environment or on the command line (`make bench BENCH_RUNS=3`).
+BENCH_PRELOAD = $(abs_top_builddir)/preload/.libs/liblabyrinth-preload.so
+
+.PHONY: bench
+bench: preload/liblabyrinth-preload.la bench/labbench$(EXEEXT) \
+		bench/churn$(EXEEXT) bench/xfree$(EXEEXT) bench/realloc$(EXEEXT) \
+		bench/fastpath$(EXEEXT)
+	$(AM_V_at)BENCH_RUNS="$(BENCH_RUNS)" BENCH_ONLY="$(BENCH_ONLY)" \
+	BENCH_TIMEOUT="$(BENCH_TIMEOUT)" \
+	$(SHELL) $(srcdir)/bench/run.sh -p "$(BENCH_PRELOAD)" \
+		-s "$(abs_top_srcdir)" -b "$(abs_top_builddir)"

@@ -1,0 +1,68 @@
+#!/bin/sh
+# The workloads of `make bench`, handed to the labbench driver.
+#
+#   bench/run.sh [-p PRELOAD.so] [-s TOP_SRCDIR] [-b TOP_BUILDDIR] [-- LABBENCH_OPTION...]
+#
+# -p  the allocator to compare with glibc; without it both columns are glibc
+#     (shows the noise floor of this machine)
+# -s  the source tree, for alloc.py, sqlite.sql and gencfile.awk
+#     (default: the directory above this script)
+# -b  the build tree holding bench/labbench and the workload programs
+#     (default: the current directory)
+# Options after -- go to labbench as they are (e.g. -- -k -l mybuild).
+#
+# Environment:
+#   BENCH_RUNS     runs per allocator and workload (default 5)
+#   BENCH_ONLY     comma-separated workload names to run (default: all)
+#   BENCH_TIMEOUT  seconds before a single run counts as failed (default 60)
+set -eu
+
+preload=''
+srcdir=''
+builddir=.
+while getopts p:s:b: opt; do
+	case $opt in
+	p) preload=$OPTARG ;;
+	s) srcdir=$OPTARG ;;
+	b) builddir=$OPTARG ;;
+	*) echo "usage: $0 [-p PRELOAD.so] [-s TOP_SRCDIR] [-b TOP_BUILDDIR] [-- LABBENCH_OPTION...]" >&2
+	   exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ -n "$srcdir" ] || srcdir=$(dirname "$0")/..
+bin=$builddir/bench
+
+# The gcc workload compiles a generated file; keep it out of the source tree
+# (read-only under distcheck) and remove it however we exit.
+work=$(mktemp -d "${TMPDIR:-/tmp}/labbench-run.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP
+awk -f "$srcdir/bench/gencfile.awk" > "$work/big.c"
+
+# pyenv and similar put a shell-script shim first in PATH; run the real
+# interpreter, so the shim's own start-up is not part of the measurement.
+python=python3
+if command -v python3 >/dev/null 2>&1; then
+	python=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || python=python3
+fi
+
+set -- ${preload:+-p "$preload"} \
+	-n "${BENCH_RUNS:-5}" -t "${BENCH_TIMEOUT:-60}" \
+	${BENCH_ONLY:+-w "$BENCH_ONLY"} "$@"
+
+# Name, optional VAR=VALUE, then the command. Missing programs (python3,
+# sqlite3, gcc) show as skipped. Sizes are tuned for about 0.3..1.2 s each
+# under glibc on 2 idle cores. python-malloc turns off CPython's own small-
+# object pools, so that every object goes through malloc.
+"$bin/labbench" "$@" -- \
+	churn     "$bin/churn" :: \
+	churn-t2  "$bin/churn" -t 2 :: \
+	churn-t4  "$bin/churn" -t 4 :: \
+	xfree     "$bin/xfree" :: \
+	realloc   "$bin/realloc" :: \
+	fastpath  "$bin/fastpath" :: \
+	python    "$python" "$srcdir/bench/alloc.py" :: \
+	python-malloc PYTHONMALLOC=malloc "$python" "$srcdir/bench/alloc.py" 4 :: \
+	sqlite    sqlite3 -bail :memory: ".read '$srcdir/bench/sqlite.sql'" :: \
+	gcc       gcc -O2 -c "$work/big.c" -o "$work/big.o"
