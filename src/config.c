@@ -76,7 +76,7 @@ void config_parse(struct config *out, cfg_lookup get)
 		*(unsigned *)((char *)out + config_vars[i].offset) = config_vars[i].def;
 	for (size_t i = 0; i < config_var_count; i++) {
 		const char *s = get(config_vars[i].name);
-		if (s)
+		if (s && *s)    /* NAME= (empty) is how shells unset: the default */
 			parse_one(out, &config_vars[i], s);
 	}
 }

@@ -7,6 +7,7 @@
 #include "large.h"
 #include "os.h"
 #include "room.h"
+#include "stats.h"
 #include "labyrinth.h"
 
 #include <errno.h>
@@ -143,6 +144,8 @@ static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 static void default_create(void)
 {
+	if (config_get()->stats)
+		stats_hold_stderr();
 	atomic_store_explicit(&default_lab, lab_create(NULL, true), memory_order_release);
 }
 

@@ -7,7 +7,18 @@
 #include "os.h"
 #include "report.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+/* A copy of stderr taken at start-up: many programs (coreutils, xz) close
+ * fd 2 before they exit, and the summary would be lost. */
+static int summary_fd = -1;
+
+void stats_hold_stderr(void)
+{
+	if (summary_fd < 0)
+		summary_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
+}
 
 void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 {
@@ -64,7 +75,7 @@ __attribute__((destructor)) static void stats_at_exit(void)
 {
 	struct labyrinth *lab = lab_default_if_open();
 	if (lab && config_get()->stats)
-		stats_print(lab, STDERR_FILENO);
+		stats_print(lab, summary_fd >= 0 ? summary_fd : STDERR_FILENO);
 }
 
 #define LAB_API __attribute__((visibility("default")))

@@ -8,5 +8,7 @@
 void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out);
 /* "labyrinth: stats: ..." on fd, written without allocating. */
 void stats_print(struct labyrinth *lab, int fd);
+/* With LABYRINTH_STATS on: keep a copy of stderr for the summary at exit. */
+void stats_hold_stderr(void);
 
 #endif

@@ -67,12 +67,23 @@ static void expect_one_warning(const char *setting, const char *name)
 Test(config, bad_values_warn_and_keep_defaults)
 {
 	expect_one_warning("LABYRINTH_GUARD=nonsense", "LABYRINTH_GUARD");
-	expect_one_warning("LABYRINTH_GUARD=", "LABYRINTH_GUARD");
 	expect_one_warning("LABYRINTH_ARENAS=65", "LABYRINTH_ARENAS");
 	expect_one_warning("LABYRINTH_ARENAS=-1", "LABYRINTH_ARENAS");
 	expect_one_warning("LABYRINTH_ARENAS=3x", "LABYRINTH_ARENAS");
 	expect_one_warning("LABYRINTH_ARENAS=99999999999999999999", "LABYRINTH_ARENAS");
 	expect_one_warning("LABYRINTH_STATS=yes", "LABYRINTH_STATS");
+}
+
+Test(config, empty_value_means_the_default)
+{
+	static const char *const env[] = { "LABYRINTH_GUARD=", "LABYRINTH_ARENAS=", NULL };
+	struct config c;
+	fake_env = env;
+	struct outcome o = run_in_child(parse_bad, &c);
+	cr_assert_str_empty(o.err, "an empty value warned: %s", o.err);
+	config_parse(&c, fake_lookup);
+	cr_assert_eq(c.guard, CFG_GUARD_AUTO);
+	cr_assert_eq(c.arenas, 0);
 }
 
 static void check_names(void *arg)

@@ -51,6 +51,13 @@ unset LABYRINTH_GUARD
 err=$(LABYRINTH_STATS=1 run first 2>&1 >/dev/null)
 if [[ $err == "labyrinth: stats: "* ]]; then ok "LABYRINTH_STATS=1 prints a summary"; else not_ok "no summary: '$err'"; fi
 
+# coreutils close stderr before exiting; the summary must still appear.
+err=$(LABYRINTH_STATS=1 timeout 60 env LD_PRELOAD="$lib" ls / 2>&1 >/dev/null)
+if [[ $err == "labyrinth: stats: "* ]]; then ok "the summary survives a program closing stderr"; else not_ok "ls: no summary: '$err'"; fi
+
+err=$(LABYRINTH_GUARD= run first 2>&1 >/dev/null)
+if [ -z "$err" ]; then ok "an empty LABYRINTH_GUARD means the default, silently"; else not_ok "empty LABYRINTH_GUARD: '$err'"; fi
+
 err=$(LABYRINTH_ARENAS=lots run first 2>&1 >/dev/null)
 if [[ $err == "labyrinth: warning: LABYRINTH_ARENAS: invalid value"* ]] && [ "$(wc -l <<<"$err")" -eq 1 ]; then
 	ok "a bad LABYRINTH_ARENAS warns once and runs"
