@@ -101,8 +101,10 @@ SHIM void *aligned_alloc(size_t align, size_t size)
 /* glibc's memalign rounds a bad alignment up to a power of two. */
 SHIM void *memalign(size_t align, size_t size)
 {
-	if (align > (SIZE_MAX >> 1) + 1)
-		return enomem();
+	if (align > (SIZE_MAX >> 1) + 1) {
+		errno = EINVAL;
+		return NULL;
+	}
 	size_t a = 1;
 	while (a < align)
 		a <<= 1;

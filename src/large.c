@@ -69,15 +69,12 @@ void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
 	if (k >= lab->nlarge)
 		return NULL;
 	struct wing *w = &lab->maze.wings[SMALL_CLASSES + k];
-	uint32_t cell = wing_place(&lab->maze, w, (uint32_t)(npages + slack));
+	uint32_t first;
+	uint32_t cell = wing_place(&lab->maze, w, (uint32_t)npages, align, &first);
 	if (cell == CELL_NONE)
 		return NULL;
-	char *start = cell_addr(w, cell);
-	size_t first = 0;
-	if (align > PAGE_SIZE)
-		first = (align - (uintptr_t)start % align) % align / PAGE_SIZE;
 	struct large *l = cell_record(w, cell);
-	l->first_page = (uint32_t)first;
+	l->first_page = first;
 	l->npages = (uint32_t)npages;
 	uint64_t seen;
 	if (!version_claim(&l->version, 1, &seen))
@@ -85,7 +82,7 @@ void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
 	atomic_fetch_add_explicit(&lab->large_allocs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE, memory_order_relaxed);
 	lab_note_peak(lab);
-	return start + first * PAGE_SIZE;
+	return cell_addr(w, cell) + (size_t)first * PAGE_SIZE;
 }
 
 /* Find p's room, or report why p is not the start of a large allocation. */
@@ -166,7 +163,8 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 		report_large_failure(w, p, v, ERR_INVALID_REALLOC);
 	size_t room_pages = w->room_bytes / PAGE_SIZE;
 	size_t npages = pages_for(size);
-	if (size <= SMALL_MAX || l->first_page + npages > room_pages || npages * 2 <= room_pages)
+	if (size <= SMALL_MAX || size > lab->max_alloc ||
+	    l->first_page + npages > room_pages || npages * 2 <= room_pages)
 		return NULL;
 	if (npages != l->npages) {
 		if (!wing_resize(&lab->maze, w, cell, (uint32_t)(l->first_page + npages)))

@@ -17,6 +17,13 @@
 
 #include <string.h>
 
+/*
+ * Wings whose cells are at most this big have their whole extent marked when
+ * it grows (page tables cost 1/512 of it, about what the rooms need anyway);
+ * larger cells guard their surroundings when a room is placed.
+ */
+#define EXTENT_MARK_MAX_CELL (256UL << 10)
+
 /* Islands of the mprotect mode, over every maze of the process. */
 static _Atomic uint64_t islands;
 static uint64_t island_budget;
@@ -130,8 +137,9 @@ static bool extent_grow(struct maze *m, struct wing *w)
 		char *lo = cell_addr(w, ext), *hi = cell_addr(w, next);
 		if (!os_protect_rw(lo, (size_t)(hi - lo)))
 			return w->live_cells < ext;
-		if (os_guard_install(lo, (size_t)(hi - lo))) {
+		if (!w->extent_marked || os_guard_install(lo, (size_t)(hi - lo))) {
 			atomic_store(&m->markers_used, true);
+			w->extent_rw = true;
 		} else {
 			fall_back_to_mprotect(m);
 			os_protect_none(lo, (size_t)(hi - lo));
@@ -170,19 +178,28 @@ static uint32_t pick_free_cell(struct wing *w)
 	return CELL_NONE;
 }
 
-static bool room_full_open(const struct wing *w, uint32_t cell)
+static char *page_of(const struct wing *w, uint32_t cell, uint32_t page)
 {
-	return cell_hdr(w, cell)->open_pages == w->room_bytes / PAGE_SIZE;
+	return cell_addr(w, cell) + (size_t)page * PAGE_SIZE;
 }
 
-/* A free cell right after a fully open live room, starting at a random point. */
+/* The first page of a cell at which a block aligned to align can start. */
+static uint32_t aligned_first_page(const struct wing *w, uint32_t cell, size_t align)
+{
+	if (align <= PAGE_SIZE)
+		return 0;
+	uintptr_t start = (uintptr_t)cell_addr(w, cell);
+	return (uint32_t)((align - start % align) % align / PAGE_SIZE);
+}
+
+/* A free cell right after a live room, starting at a random point. */
 static uint32_t pick_joinable_cell(struct wing *w)
 {
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
 	uint32_t start = rng_below(&w->rng, ext);
 	for (uint32_t i = 0; i < ext; i++) {
 		uint32_t c = (start + i) % ext;
-		if (c > 0 && !cell_taken(w, c) && cell_taken(w, c - 1) && room_full_open(w, c - 1))
+		if (c > 0 && !cell_taken(w, c) && cell_taken(w, c - 1))
 			return c;
 	}
 	return CELL_NONE;
@@ -194,30 +211,70 @@ static bool over_island_budget(struct maze *m)
 	       atomic_load_explicit(&islands, memory_order_relaxed) >= island_budget;
 }
 
+/*
+ * Where a wing's extent was made read-write without marking it all (wings of
+ * large cells: marking would build page tables for gigabytes nobody uses), a
+ * room guards its own surroundings when placed: the pages of its cell it
+ * does not open, and the guard page of the cell before it.
+ */
+static void guard_surroundings(struct maze *m, struct wing *w, uint32_t cell)
+{
+	if (w->extent_marked || !w->extent_rw)
+		return;
+	struct cell_hdr *h = cell_hdr(w, cell);
+	uint32_t cell_pages = (uint32_t)(w->cell_bytes / PAGE_SIZE);
+	if (h->open_first)
+		pages_close(m, page_of(w, cell, 0), (size_t)h->open_first * PAGE_SIZE);
+	pages_close(m, page_of(w, cell, h->open_end), (size_t)(cell_pages - h->open_end) * PAGE_SIZE);
+	if (cell > 0)
+		pages_close(m, cell_addr(w, cell) - PAGE_SIZE, PAGE_SIZE);
+}
+
+/* Open all of a live room (it is about to share an island with cell + 1). */
+static bool open_fully(struct maze *m, struct wing *w, uint32_t cell)
+{
+	struct cell_hdr *h = cell_hdr(w, cell);
+	uint32_t pages = (uint32_t)(w->room_bytes / PAGE_SIZE);
+	if (h->open_first && !pages_open(m, page_of(w, cell, 0), (size_t)h->open_first * PAGE_SIZE))
+		return false;
+	add_mapped(m, (int64_t)h->open_first * (int64_t)PAGE_SIZE);
+	h->open_first = 0;
+	if (h->open_end < pages &&
+	    !pages_open(m, page_of(w, cell, h->open_end), (size_t)(pages - h->open_end) * PAGE_SIZE))
+		return false;
+	add_mapped(m, (int64_t)(pages - h->open_end) * (int64_t)PAGE_SIZE);
+	h->open_end = pages;
+	return true;
+}
+
 static bool open_joined(struct maze *m, struct wing *w, uint32_t cell)
 {
-	uint32_t pages = (uint32_t)(w->room_bytes / PAGE_SIZE);
-	if (!pages_open(m, cell_addr(w, cell) - PAGE_SIZE, w->room_bytes + PAGE_SIZE))
+	if (!open_fully(m, w, cell - 1) ||
+	    !pages_open(m, cell_addr(w, cell) - PAGE_SIZE, w->room_bytes + PAGE_SIZE))
 		return false;
 	struct cell_hdr *h = cell_hdr(w, cell);
-	h->open_pages = pages;
+	h->open_first = 0;
+	h->open_end = (uint32_t)(w->room_bytes / PAGE_SIZE);
 	h->joined_prev = 1;
 	return true;
 }
 
-static bool open_alone(struct maze *m, struct wing *w, uint32_t cell, uint32_t pages)
+static bool open_alone(struct maze *m, struct wing *w, uint32_t cell, uint32_t first,
+		       uint32_t pages)
 {
-	if (!pages_open(m, cell_addr(w, cell), (size_t)pages * PAGE_SIZE))
+	if (!pages_open(m, page_of(w, cell, first), (size_t)pages * PAGE_SIZE))
 		return false;
 	struct cell_hdr *h = cell_hdr(w, cell);
-	h->open_pages = pages;
+	h->open_first = first;
+	h->open_end = first + pages;
 	h->joined_prev = 0;
 	if (atomic_load(&m->guard_mode) == GUARD_MPROTECT)
 		islands_add(1);
+	guard_surroundings(m, w, cell);
 	return true;
 }
 
-static uint32_t place_locked(struct maze *m, struct wing *w, uint32_t open_pages)
+static uint32_t place_locked(struct maze *m, struct wing *w, uint32_t pages, size_t align)
 {
 	if (!extent_grow(m, w))
 		return CELL_NONE;
@@ -229,7 +286,8 @@ static uint32_t place_locked(struct maze *m, struct wing *w, uint32_t open_pages
 	}
 	if (cell == CELL_NONE) {
 		cell = pick_free_cell(w);
-		if (cell == CELL_NONE || !open_alone(m, w, cell, open_pages))
+		if (cell == CELL_NONE ||
+		    !open_alone(m, w, cell, aligned_first_page(w, cell, align), pages))
 			return CELL_NONE;
 	}
 	cell_mark(w, cell, true);
@@ -237,16 +295,20 @@ static uint32_t place_locked(struct maze *m, struct wing *w, uint32_t open_pages
 	return cell;
 }
 
-uint32_t wing_place(struct maze *m, struct wing *w, uint32_t open_pages)
+uint32_t wing_place(struct maze *m, struct wing *w, uint32_t pages, size_t align,
+		    uint32_t *first)
 {
 	pthread_mutex_lock(&w->lock);
-	uint32_t cell = place_locked(m, w, open_pages);
+	uint32_t cell = place_locked(m, w, pages, align);
 	pthread_mutex_unlock(&w->lock);
-	if (cell != CELL_NONE) {
-		add_mapped(m, (int64_t)cell_hdr(w, cell)->open_pages * (int64_t)PAGE_SIZE);
-		atomic_fetch_add_explicit(&m->live_rooms, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&m->rooms_placed, 1, memory_order_relaxed);
-	}
+	if (cell == CELL_NONE)
+		return CELL_NONE;
+	struct cell_hdr *h = cell_hdr(w, cell);
+	add_mapped(m, (int64_t)(h->open_end - h->open_first) * (int64_t)PAGE_SIZE);
+	atomic_fetch_add_explicit(&m->live_rooms, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->rooms_placed, 1, memory_order_relaxed);
+	if (first)
+		*first = aligned_first_page(w, cell, align);
 	return cell;
 }
 
@@ -260,8 +322,8 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell)
 {
 	pthread_mutex_lock(&w->lock);
 	struct cell_hdr *h = cell_hdr(w, cell);
-	char *lo = cell_addr(w, cell);
-	char *hi = lo + (size_t)h->open_pages * PAGE_SIZE;
+	char *lo = page_of(w, cell, h->open_first);
+	char *hi = page_of(w, cell, h->open_end);
 	size_t open = (size_t)(hi - lo);
 	int joins = 0;
 	if (h->joined_prev) {
@@ -276,7 +338,7 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell)
 	pages_close(m, lo, (size_t)(hi - lo));
 	if (atomic_load(&m->guard_mode) == GUARD_MPROTECT)
 		islands_add(joins - 1);
-	h->open_pages = 0;
+	h->open_first = h->open_end = 0;
 	h->joined_prev = 0;
 	cell_mark(w, cell, false);
 	w->live_cells--;
@@ -285,28 +347,27 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell)
 	atomic_fetch_sub_explicit(&m->live_rooms, 1, memory_order_relaxed);
 }
 
-bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t open_pages)
+bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end)
 {
 	bool ok = true;
 	int64_t delta = 0;
 	pthread_mutex_lock(&w->lock);
 	struct cell_hdr *h = cell_hdr(w, cell);
-	char *start = cell_addr(w, cell);
 	if (h->joined_prev || next_joined(w, cell)) {
 		/* A joined room stays fully open: its pages are part of an island. */
-		ok = (size_t)open_pages * PAGE_SIZE <= w->room_bytes;
-	} else if (open_pages > h->open_pages) {
-		size_t add = (size_t)(open_pages - h->open_pages) * PAGE_SIZE;
-		ok = pages_open(m, start + (size_t)h->open_pages * PAGE_SIZE, add);
+		ok = (size_t)end * PAGE_SIZE <= w->room_bytes;
+	} else if (end > h->open_end) {
+		size_t add = (size_t)(end - h->open_end) * PAGE_SIZE;
+		ok = pages_open(m, page_of(w, cell, h->open_end), add);
 		if (ok) {
 			delta = (int64_t)add;
-			h->open_pages = open_pages;
+			h->open_end = end;
 		}
-	} else if (open_pages < h->open_pages) {
-		size_t cut = (size_t)(h->open_pages - open_pages) * PAGE_SIZE;
-		pages_close(m, start + (size_t)open_pages * PAGE_SIZE, cut);
+	} else if (end < h->open_end) {
+		size_t cut = (size_t)(h->open_end - end) * PAGE_SIZE;
+		pages_close(m, page_of(w, cell, end), cut);
 		delta = -(int64_t)cut;
-		h->open_pages = open_pages;
+		h->open_end = end;
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (delta)
@@ -355,6 +416,7 @@ static void wing_setup(struct maze *m, struct wing *w, const struct wing_spec *s
 	w->cell_bytes = s->room_bytes + PAGE_SIZE;
 	w->record_bytes = (s->record_bytes + sizeof(struct cell_hdr) + 7) & ~(size_t)7;
 	w->class_size = s->class_size;
+	w->extent_marked = w->cell_bytes <= EXTENT_MARK_MAX_CELL;
 	size_t cells = bytes / w->cell_bytes;
 	if (cells > UINT32_MAX / 2)
 		cells = UINT32_MAX / 2;

@@ -35,9 +35,10 @@ struct wing_spec {
 
 /* The maze's part of a cell record. */
 struct cell_hdr {
-	uint32_t open_pages;    /* pages of the room made accessible */
+	uint32_t open_first;    /* the room's pages [open_first, open_end) are open */
+	uint32_t open_end;
 	uint8_t joined_prev;    /* mprotect mode over budget: shares an island with cell-1 */
-	uint8_t pad[3];
+	uint8_t pad[7];
 };
 
 struct wing {
@@ -51,6 +52,8 @@ struct wing {
 	uint32_t ext_lo;        /* the extent's first cell, drawn at random */
 	_Atomic uint32_t ext_cells;     /* grows only; records below it are mapped */
 	uint32_t live_cells;
+	bool extent_marked;     /* growth marks the whole new extent (small cells) */
+	bool extent_rw;         /* some of the extent was made read-write (markers) */
 	uint64_t *cell_map;     /* bit per extent cell: taken */
 	char *records;
 	size_t map_mapped, rec_mapped;
@@ -79,12 +82,17 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 		  size_t wing_bytes, enum guard_mode mode);
 void maze_release(struct maze *m);
 
-/* Place a room in w and open its first open_pages pages; CELL_NONE if full. */
-uint32_t wing_place(struct maze *m, struct wing *w, uint32_t open_pages);
+/*
+ * Place a room in w and open `pages` of its pages, from the first page at
+ * which a block aligned to `align` can start (returned in *first if not
+ * NULL). CELL_NONE if the wing is full or the kernel refuses.
+ */
+uint32_t wing_place(struct maze *m, struct wing *w, uint32_t pages, size_t align,
+		    uint32_t *first);
 /* Close a room's pages (their contents are lost) and free its cell. */
 void wing_retire(struct maze *m, struct wing *w, uint32_t cell);
-/* Change how many pages of a live large room are open; false if it cannot. */
-bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t open_pages);
+/* Move the end of a live room's open pages to page `end`; false if it cannot. */
+bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end);
 
 /* Lock order: arena, then wing. Exposed for fork handling. */
 void maze_lock_all(struct maze *m);

@@ -127,7 +127,8 @@ static void partial_unlink(struct wing *w, struct bin *b, uint32_t cell)
 
 static uint32_t room_open(struct labyrinth *lab, struct arena *a, struct wing *w)
 {
-	uint32_t cell = wing_place(&lab->maze, w, (uint32_t)(w->room_bytes / PAGE_SIZE));
+	uint32_t cell = wing_place(&lab->maze, w, (uint32_t)(w->room_bytes / PAGE_SIZE),
+				   PAGE_SIZE, NULL);
 	if (cell == CELL_NONE)
 		return CELL_NONE;
 	struct room *r = room_of(w, cell);

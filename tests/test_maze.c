@@ -68,6 +68,73 @@ Test(maze, large_region_has_guard_pages_on_both_sides)
 	labyrinth_close(lab);
 }
 
+Test(maze, aligned_large_region_has_guard_pages_on_both_sides)
+{
+	labyrinth_t *lab = open_private(0);
+	for (size_t align = 8192; align <= (2 << 20); align *= 4) {
+		for (int i = 0; i < 8; i++) {
+			char *p = labyrinth_aligned_alloc(lab, align, 20480);
+			cr_assert_eq((uintptr_t)p % align, 0);
+			cr_assert_not(read_faults(p + 20479));
+			cr_assert(read_faults(p - 1), "no guard before a block aligned to %zu", align);
+			cr_assert(read_faults(p + 20480), "no guard after a block aligned to %zu", align);
+		}
+	}
+	labyrinth_close(lab);
+}
+
+static long vm_pte_kib(void)
+{
+	char line[128];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* Guard markers are page-table entries: a big region must not pay for its neighbours. */
+Test(maze, page_tables_follow_use_not_class_size)
+{
+	labyrinth_t *lab = open_private(64UL << 30);
+	long before = vm_pte_kib();
+	char *p = labyrinth_malloc(lab, 1UL << 30);
+	cr_assert_not_null(p);
+	p[0] = 1;
+	long after = vm_pte_kib();
+	cr_log_info("VmPTE %ld kB before, %ld kB with a 1 GiB region", before, after);
+	cr_assert_lt(after - before, 1024, "a 1 GiB region cost %ld kB of page tables", after - before);
+	labyrinth_free(lab, p);
+	labyrinth_close(lab);
+}
+
+/* Past the island budget, rooms of any size are joined rather than refused. */
+Test(maze, many_large_rooms_fit_the_map_count, .timeout = 300)
+{
+	enum { N = 40000 };
+	labyrinth_t *lab = open_private(8UL << 30);
+	static char *p[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = labyrinth_malloc(lab, 36 * 1024);
+		cr_assert_not_null(p[i], "allocation %d of 36 KiB failed", i);
+		p[i][0] = 1;
+	}
+	long maps = count_maps();
+	cr_log_info("%d rooms of 36 KiB: %ld mappings", N, maps);
+	cr_assert_lt(maps, 65530 * 3 / 4);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(p[i][0], 1);
+		labyrinth_free(lab, p[i]);
+	}
+	labyrinth_stats_t s;
+	labyrinth_get_stats(lab, &s);
+	cr_assert_eq(s.mapped_bytes, 0, "%llu bytes still mapped", (unsigned long long)s.mapped_bytes);
+	labyrinth_close(lab);
+}
+
 Test(maze, freed_large_region_faults)
 {
 	labyrinth_t *lab = open_private(0);
