@@ -111,24 +111,6 @@ static struct large *large_of(struct wing *w, const void *p, int kind, uint32_t 
 	return l;
 }
 
-static void __attribute__((noreturn))
-report_large_failure(struct wing *w, const void *p, uint64_t seen, int kind)
-{
-	struct error_site site = {
-		.addr = p, .class_size = w->class_size,
-		.version = v_gen(seen), .has_version = 1,
-	};
-	if (v_gen(seen) == 0) {
-		site.why = "never allocated";
-		site.has_version = 0;
-	} else if (kind == ERR_INVALID_FREE) {
-		kind = ERR_DOUBLE_FREE;
-	} else {
-		site.why = "already freed";
-	}
-	report_heap_error(kind, &site);
-}
-
 void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind)
 {
 	uint32_t cell;
@@ -136,7 +118,7 @@ void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind)
 	size_t bytes = (size_t)l->npages * PAGE_SIZE;
 	uint64_t seen;
 	if (!version_release(&l->version, &seen))
-		report_large_failure(w, p, seen, kind);
+		report_failed_release(kind, p, w->class_size, v_gen(seen));
 	wing_retire(&lab->maze, w, cell);
 	atomic_fetch_add_explicit(&lab->large_frees, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&lab->large_live_bytes, bytes, memory_order_relaxed);
@@ -149,7 +131,7 @@ size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int ki
 	struct large *l = large_of(w, p, kind, &cell);
 	uint64_t v = version_read(&l->version);
 	if (v_state(v) != V_OWNED)
-		report_large_failure(w, p, v, kind);
+		report_failed_release(kind, p, w->class_size, v_gen(v));
 	return (size_t)l->npages * PAGE_SIZE;
 }
 
@@ -160,7 +142,7 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	struct large *l = large_of(w, p, ERR_INVALID_REALLOC, &cell);
 	uint64_t v = version_read(&l->version);
 	if (v_state(v) != V_OWNED)
-		report_large_failure(w, p, v, ERR_INVALID_REALLOC);
+		report_failed_release(ERR_INVALID_REALLOC, p, w->class_size, v_gen(v));
 	size_t room_pages = w->room_bytes / PAGE_SIZE;
 	size_t npages = pages_for(size);
 	if (size <= SMALL_MAX || size > lab->max_alloc ||

@@ -407,8 +407,8 @@ static bool meta_map(struct maze *m, size_t bytes)
 	return true;
 }
 
-static void wing_setup(struct maze *m, struct wing *w, const struct wing_spec *s,
-		       char *base, size_t bytes, char **index, struct rng *rng)
+static void wing_setup(struct wing *w, const struct wing_spec *s, char *base,
+		       size_t bytes, char **index, struct rng *rng)
 {
 	w->base = base;
 	w->bytes = bytes;
@@ -430,7 +430,6 @@ static void wing_setup(struct maze *m, struct wing *w, const struct wing_spec *s
 	w->records = (char *)w->cell_map + round_page((cells + 63) / 64 * 8) + PAGE_SIZE;
 	*index += index_size(s, bytes);
 	pthread_mutex_init(&w->lock, NULL);
-	(void)m;
 }
 
 static void set_island_budget(void)
@@ -475,7 +474,7 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 		size_t b = wing_size(&specs[i], wing_bytes);
 		for (size_t s = 0; s < b / wing_bytes; s++)
 			m->slice_wing[(size_t)(base - m->base) / wing_bytes + s] = (uint16_t)i;
-		wing_setup(m, &m->wings[i], &specs[i], base, b, &index, &rng);
+		wing_setup(&m->wings[i], &specs[i], base, b, &index, &rng);
 		base += b;
 	}
 	memset(&rng, 0, sizeof rng);

@@ -99,6 +99,21 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 	abort();
 }
 
+void report_failed_release(enum heap_error kind, const void *addr, size_t class_size,
+			   uint64_t gen)
+{
+	struct error_site site = {
+		.addr = addr, .class_size = class_size, .version = gen, .has_version = gen != 0,
+	};
+	if (gen == 0)
+		site.why = "never allocated";
+	else if (kind == ERR_INVALID_FREE)
+		kind = ERR_DOUBLE_FREE;
+	else
+		site.why = "already freed";
+	report_heap_error(kind, &site);
+}
+
 void report_fatal_errno(const char *what, const void *addr)
 {
 	int e = errno;

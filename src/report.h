@@ -26,6 +26,15 @@ struct error_site {
 __attribute__((noreturn, cold))
 void report_heap_error(enum heap_error kind, const struct error_site *site);
 
+/*
+ * A release of a slot or region failed: its version word had generation gen.
+ * Generation 0 was never allocated; otherwise a free is a double free, and
+ * other calls (realloc, usable size) were given a freed pointer.
+ */
+__attribute__((noreturn, cold))
+void report_failed_release(enum heap_error kind, const void *addr, size_t class_size,
+			   uint64_t gen);
+
 __attribute__((noreturn, cold))
 void report_fatal_errno(const char *what, const void *addr);
 

@@ -95,6 +95,11 @@ void room_specs(struct wing_spec *out)
 
 /* ---- the bin's list of rooms with free slots -------------------------- */
 
+static uint16_t slots_per_room(const struct wing *w)
+{
+	return (uint16_t)(w->room_bytes / w->class_size);
+}
+
 static struct room *room_of(struct wing *w, uint32_t cell)
 {
 	return cell_record(w, cell);
@@ -135,7 +140,7 @@ static uint32_t room_open(struct labyrinth *lab, struct arena *a, struct wing *w
 	uint64_t seen;
 	if (!version_claim(&r->version, a->id, &seen))
 		report_fatal("heap corruption: a placed room was already owned");
-	uint16_t n = (uint16_t)(w->room_bytes / w->class_size);
+	uint16_t n = slots_per_room(w);
 	r->nslots = n;
 	r->nfree = n;
 	r->next = r->prev = CELL_NONE;
@@ -214,7 +219,7 @@ static struct room *slot_of(struct wing *w, const void *p, int kind, uint16_t *s
 	}
 	struct room *r = room_of(w, cell);
 	size_t s = off / w->class_size;
-	if (s >= w->room_bytes / w->class_size) {
+	if (s >= slots_per_room(w)) {
 		site.why = "never allocated";
 		report_heap_error(kind, &site);
 	}
@@ -222,32 +227,14 @@ static struct room *slot_of(struct wing *w, const void *p, int kind, uint16_t *s
 	return r;
 }
 
-static void __attribute__((noreturn))
-report_release_failure(struct wing *w, const void *p, uint64_t seen, int kind)
-{
-	struct error_site site = {
-		.addr = p, .class_size = w->class_size,
-		.version = v_gen(seen), .has_version = 1,
-	};
-	if (v_gen(seen) == 0) {
-		site.why = "never allocated";
-		site.has_version = 0;
-	} else if (kind == ERR_INVALID_FREE) {
-		kind = ERR_DOUBLE_FREE;
-	} else {
-		site.why = "already freed";
-	}
-	report_heap_error(kind, &site);
-}
-
 void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind)
 {
 	uint16_t slot;
 	struct room *r = slot_of(w, p, kind, &slot);
 	uint64_t seen;
-	if (!version_release(&slot_versions(r, (uint16_t)(w->room_bytes / w->class_size))[slot],
+	if (!version_release(&slot_versions(r, slots_per_room(w))[slot],
 			     &seen))
-		report_release_failure(w, p, seen, kind);
+		report_failed_release(kind, p, w->class_size, v_gen(seen));
 
 	/* The slot was ours, so its room is open and owned by one arena. */
 	struct arena *a = &lab->arenas[v_owner(version_read(&r->version)) - 1];
@@ -275,9 +262,9 @@ size_t small_usable(struct labyrinth *lab, struct wing *w, const void *p, int ki
 	(void)lab;
 	uint16_t slot;
 	struct room *r = slot_of(w, p, kind, &slot);
-	uint64_t v = version_read(&slot_versions(r, (uint16_t)(w->room_bytes / w->class_size))[slot]);
+	uint64_t v = version_read(&slot_versions(r, slots_per_room(w))[slot]);
 	if (v_state(v) != V_OWNED)
-		report_release_failure(w, p, v, kind);
+		report_failed_release(kind, p, w->class_size, v_gen(v));
 	return w->class_size;
 }
 
