@@ -8,7 +8,9 @@
 #include "os.h"
 #include "report.h"
 #include "room.h"
+#include "slot.h"
 
+#include <errno.h>
 #include <string.h>
 
 static _Atomic unsigned next_thread_slot;
@@ -25,10 +27,20 @@ static struct arena *arena_for_thread(struct labyrinth *lab)
 	return &lab->arenas[(s - 1) % lab->narenas];
 }
 
+/*
+ * Every small request keeps at least one canary byte: an exact fit takes the
+ * next class. Returns more than SMALL_MAX for a large request (never wraps).
+ */
+static size_t small_need(const struct labyrinth *lab, size_t size)
+{
+	return size > SMALL_MAX ? SIZE_MAX : size + lab->prot.canary;
+}
+
 void *lab_malloc(struct labyrinth *lab, size_t size)
 {
-	if (size <= SMALL_MAX)
-		return small_alloc(lab, arena_for_thread(lab), small_class(size));
+	size_t need = small_need(lab, size);
+	if (need <= SMALL_MAX)
+		return small_alloc(lab, arena_for_thread(lab), small_class(need), size);
 	return large_alloc(lab, size, PAGE_SIZE);
 }
 
@@ -36,10 +48,10 @@ void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 {
 	if (align <= 16)
 		return lab_malloc(lab, size);
-	if (align <= PAGE_SIZE) {
-		int cls = small_class_aligned(size, align);
+	if (align <= PAGE_SIZE && size < SMALL_MAX) {
+		int cls = small_class_aligned(small_need(lab, size), align);
 		if (cls >= 0)
-			return small_alloc(lab, arena_for_thread(lab), (unsigned)cls);
+			return small_alloc(lab, arena_for_thread(lab), (unsigned)cls, size);
 	}
 	return large_alloc(lab, size > SMALL_MAX ? size : SMALL_MAX + 1, align);
 }
@@ -47,8 +59,10 @@ void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 void *lab_calloc(struct labyrinth *lab, size_t size)
 {
 	void *p = lab_malloc(lab, size);
-	/* Large rooms come straight from closed (zero) pages; slots are reused. */
-	if (p && size <= SMALL_MAX)
+	/* Slots are zeroed at free and checked on reuse; large rooms open on
+	 * fresh zero pages. Without both checks a slot may hold old bytes. */
+	bool zeroed = small_need(lab, size) > SMALL_MAX || (lab->prot.zero && lab->prot.uaf_check);
+	if (p && !zeroed)
 		memset(p, 0, size);
 	return p;
 }
@@ -63,34 +77,49 @@ static struct wing *wing_or_report(struct labyrinth *lab, const void *p, int kin
 	return w;
 }
 
-void lab_free(struct labyrinth *lab, void *p)
+void lab_free_sized(struct labyrinth *lab, void *p, size_t expect)
 {
 	struct wing *w = wing_or_report(lab, p, ERR_INVALID_FREE);
+	if (!w)
+		return;
 	if (wing_is_small(lab, w))
-		small_free(lab, w, p, ERR_INVALID_FREE);
+		small_free(lab, w, p, ERR_INVALID_FREE, expect);
 	else
-		large_free(lab, w, p, ERR_INVALID_FREE);
+		large_free(lab, w, p, ERR_INVALID_FREE, expect);
+}
+
+void lab_free(struct labyrinth *lab, void *p)
+{
+	lab_free_sized(lab, p, SIZE_MAX);
+}
+
+static size_t usable(struct labyrinth *lab, struct wing *w, const void *p, int kind)
+{
+	if (wing_is_small(lab, w))
+		return small_usable(lab, w, p, kind);
+	return large_usable(lab, w, p, kind);
 }
 
 size_t lab_usable(struct labyrinth *lab, const void *p)
 {
 	struct wing *w = wing_or_report(lab, p, ERR_INVALID_USABLE_SIZE);
-	if (wing_is_small(lab, w))
-		return small_usable(lab, w, p, ERR_INVALID_USABLE_SIZE);
-	return large_usable(lab, w, p, ERR_INVALID_USABLE_SIZE);
+	size_t n = w ? usable(lab, w, p, ERR_INVALID_USABLE_SIZE) : SIZE_MAX;
+	return n == SIZE_MAX ? 0 : n;
 }
 
 void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 {
 	struct wing *w = wing_or_report(lab, p, ERR_INVALID_REALLOC);
-	size_t old;
+	size_t old = w ? usable(lab, w, p, ERR_INVALID_REALLOC) : SIZE_MAX;
+	if (old == SIZE_MAX) {          /* reported, and LABYRINTH_ON_ERROR=log */
+		errno = EINVAL;
+		return NULL;
+	}
 	if (wing_is_small(lab, w)) {
-		old = small_usable(lab, w, p, ERR_INVALID_REALLOC);
 		/* Same class: stay. A smaller class: move, so memory follows the size. */
-		if (size <= SMALL_MAX && small_class(size) == wing_index(lab, w))
+		if (small_resize(lab, w, p, size))
 			return p;
 	} else {
-		old = large_usable(lab, w, p, ERR_INVALID_REALLOC);
 		void *q = large_resize(lab, w, p, size);
 		if (q)
 			return q;
@@ -106,6 +135,7 @@ void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 size_t lab_trim(struct labyrinth *lab)
 {
 	size_t released = 0;
+	large_trim(lab);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		released += small_trim(lab, &lab->arenas[i]);
 	return released;

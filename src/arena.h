@@ -10,6 +10,8 @@ void *lab_malloc(struct labyrinth *lab, size_t size);
 void *lab_aligned(struct labyrinth *lab, size_t align, size_t size);
 void *lab_realloc(struct labyrinth *lab, void *p, size_t size);
 void lab_free(struct labyrinth *lab, void *p);
+/* Free p, whose caller says it asked for `size` bytes (C++ sized delete). */
+void lab_free_sized(struct labyrinth *lab, void *p, size_t size);
 size_t lab_usable(struct labyrinth *lab, const void *p);
 /* Zeroed memory; nmemb * size must not overflow (the caller checks). */
 void *lab_calloc(struct labyrinth *lab, size_t size);

@@ -14,6 +14,7 @@
 
 static const char *const guard_words[] = { "auto", "markers", "mprotect", NULL };
 static const char *const bool_words[] = { "0", "1", NULL };
+static const char *const on_error_words[] = { "abort", "log", NULL };
 
 const struct cfg_var config_vars[] = {
 	{ "LABYRINTH_GUARD", guard_words, 0, 2, CFG_GUARD_AUTO,
@@ -26,6 +27,30 @@ const struct cfg_var config_vars[] = {
 	{ "LABYRINTH_ARENAS", NULL, 0, 64, 0,
 	  offsetof(struct config, arenas),
 	  "number of arenas (lock domains); 0 picks twice the CPUs, at most 16" },
+	{ "LABYRINTH_CANARY", bool_words, 0, 1, 1,
+	  offsetof(struct config, canary),
+	  "1: fill the bytes from the end of each allocation to the end of its slot "
+	  "with a keyed canary, checked at free (every small request gets at least one "
+	  "canary byte, so it may take the next size class)" },
+	{ "LABYRINTH_ZERO", bool_words, 0, 1, 1,
+	  offsetof(struct config, zero),
+	  "1: zero small slots when they are freed (calloc then needs no memset)" },
+	{ "LABYRINTH_UAF_CHECK", bool_words, 0, 1, 1,
+	  offsetof(struct config, uaf_check),
+	  "1: check that a reused slot is still zero, catching writes after free "
+	  "(needs LABYRINTH_ZERO=1)" },
+	{ "LABYRINTH_QUARANTINE", NULL, 0, 65536, 1024,
+	  offsetof(struct config, quarantine),
+	  "freed slots each arena holds back before reuse (half in random order, half "
+	  "first in, first out); 0 reuses at once" },
+	{ "LABYRINTH_LARGE_QUARANTINE", NULL, 0, 4096, 64,
+	  offsetof(struct config, large_quarantine),
+	  "freed large regions whose addresses are held back (their pages are "
+	  "returned and fault at once); 0 reuses addresses at once" },
+	{ "LABYRINTH_ON_ERROR", on_error_words, 0, 1, CFG_ON_ERROR_ABORT,
+	  offsetof(struct config, on_error),
+	  "abort: end the process at the first heap error; log: report it and go on "
+	  "where that is safe (the bad free is ignored), for triage only" },
 };
 const size_t config_var_count = sizeof config_vars / sizeof config_vars[0];
 

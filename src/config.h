@@ -9,10 +9,18 @@
 
 enum cfg_guard { CFG_GUARD_AUTO, CFG_GUARD_MARKERS, CFG_GUARD_MPROTECT };
 
+enum cfg_on_error { CFG_ON_ERROR_ABORT, CFG_ON_ERROR_LOG };
+
 struct config {
 	unsigned guard;         /* enum cfg_guard */
 	unsigned stats;         /* print a summary at exit */
 	unsigned arenas;        /* 0: automatic */
+	unsigned canary;        /* canary bytes after every allocation */
+	unsigned zero;          /* zero freed slots */
+	unsigned uaf_check;     /* check reused slots are still zero */
+	unsigned quarantine;    /* freed slots held back per arena */
+	unsigned large_quarantine;      /* freed large regions held back */
+	unsigned on_error;      /* enum cfg_on_error */
 };
 
 /* One variable: its name, its legal values, its default, and its cost. */

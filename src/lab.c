@@ -3,6 +3,7 @@
  * keeping every lock consistent across fork().
  */
 #include "lab.h"
+#include "canary.h"
 #include "config.h"
 #include "large.h"
 #include "os.h"
@@ -87,10 +88,38 @@ static void arenas_init(struct labyrinth *lab)
 	memset(&seed, 0, sizeof seed);
 }
 
+static struct protections pick_protections(void)
+{
+	const struct config *c = config_get();
+	return (struct protections){
+		.canary = c->canary,
+		.zero = c->zero,
+		.uaf_check = c->zero && c->uaf_check,   /* the check needs zeroed slots */
+		.quarantine = c->quarantine,
+		.large_quarantine = c->large_quarantine,
+	};
+}
+
+/* The quarantines' storage follows the arenas in the labyrinth's own mapping. */
+static void quarantines_init(struct labyrinth *lab, char *storage)
+{
+	struct qentry *slots = (struct qentry *)storage;
+	for (unsigned i = 0; i < lab->narenas; i++)
+		quarantine_init(&lab->arenas[i].quarantine, slots + (size_t)i * lab->prot.quarantine,
+				lab->prot.quarantine);
+	struct region_quarantine *q = &lab->regions;
+	pthread_mutex_init(&q->lock, NULL);
+	q->ring = (uint64_t *)(slots + (size_t)lab->narenas * lab->prot.quarantine);
+	q->size = lab->prot.large_quarantine;
+}
+
 static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_default)
 {
 	unsigned narenas = pick_arenas(o ? o->arenas : 0);
-	size_t self = (sizeof(struct labyrinth) + 63) / 64 * 64 + narenas * sizeof(struct arena);
+	struct protections prot = pick_protections();
+	size_t head = (sizeof(struct labyrinth) + 63) / 64 * 64 + narenas * sizeof(struct arena);
+	size_t self = head + (size_t)narenas * prot.quarantine * sizeof(struct qentry) +
+		      (size_t)prot.large_quarantine * sizeof(uint64_t);
 	size_t map = (self + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE + 2 * PAGE_SIZE;
 	char *mem = os_reserve(map);
 	if (!mem || !os_protect_rw(mem + PAGE_SIZE, map - 2 * PAGE_SIZE)) {
@@ -100,6 +129,7 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 	}
 	struct labyrinth *lab = (struct labyrinth *)(mem + PAGE_SIZE);
 	lab->self_bytes = map;
+	lab->prot = prot;
 	lab->is_default = is_default;
 	lab->narenas = narenas;
 	lab->arenas = (struct arena *)((char *)lab + (sizeof(struct labyrinth) + 63) / 64 * 64);
@@ -116,6 +146,8 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 		return NULL;
 	}
 	arenas_init(lab);
+	quarantines_init(lab, (char *)lab + head);
+	canary_init();
 	pthread_mutex_lock(&labs_lock);
 	lab->next = labs;
 	labs = lab;

@@ -6,6 +6,7 @@
 #define LAB_LAB_H
 
 #include "maze.h"
+#include "quarantine.h"
 #include "random.h"
 
 #include <pthread.h>
@@ -30,12 +31,31 @@ struct arena {
 	struct rng rng;
 	unsigned id;            /* owner tag in version words: index + 1 */
 	struct bin bins[SMALL_CLASSES];
+	struct quarantine quarantine;   /* slots of this arena's rooms */
 	/* Written under the lock, read by stats without it. */
 	_Atomic uint64_t allocs, frees, live_bytes;
 } __attribute__((aligned(64)));
 
+/* The detection layer's settings, fixed when a labyrinth opens. */
+struct protections {
+	bool canary;            /* keyed canary after every allocation */
+	bool zero;              /* zero small slots at free */
+	bool uaf_check;         /* check reused slots are still zero */
+	uint32_t quarantine;    /* slots held back per arena */
+	uint32_t large_quarantine;      /* large regions held back */
+};
+
+/* Freed large regions: closed at once, their cells kept taken for a while. */
+struct region_quarantine {
+	pthread_mutex_t lock;
+	uint64_t *ring;         /* wing index << 32 | cell */
+	uint32_t size, head, count;
+};
+
 struct labyrinth {
 	struct maze maze;
+	struct protections prot;
+	struct region_quarantine regions;
 	struct arena *arenas;
 	unsigned narenas;
 	unsigned nlarge;        /* large classes; their wings follow the small ones */

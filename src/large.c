@@ -2,10 +2,13 @@
  * large: every large allocation gets a room of its own in the wing of its
  * class (four classes per doubling of the page count). Only the pages the
  * request needs are opened; the rest of the room and the cell's guard page
- * stay guarded, so a linear overflow faults at the first page past the end.
- * Free closes the pages, which returns them to the kernel.
+ * stay guarded, so a linear overflow faults at the first page past the end;
+ * the bytes between the request and the end of its last page hold a canary.
+ * Free closes the pages, which returns them to the kernel, and keeps the
+ * cell out of use for a while (the region quarantine).
  */
 #include "large.h"
+#include "canary.h"
 #include "maze.h"
 #include "os.h"
 #include "report.h"
@@ -16,6 +19,7 @@ struct large {
 	version_t version;
 	uint32_t first_page;    /* where the allocation starts (alignment) */
 	uint32_t npages;        /* pages it spans */
+	size_t size;            /* bytes requested; the canary follows */
 };
 
 #define LARGE_MIN_PAGES (SMALL_MAX / PAGE_SIZE + 1)
@@ -56,6 +60,27 @@ static size_t pages_for(size_t size)
 	return (size + PAGE_SIZE - 1) / PAGE_SIZE;
 }
 
+/* The tail of the last page, after the request, holds the canary. */
+static void tail_canary_write(struct labyrinth *lab, struct large *l, char *p)
+{
+	if (lab->prot.canary)
+		canary_write(p, l->size, (size_t)l->npages * PAGE_SIZE);
+}
+
+static void tail_canary_check(struct labyrinth *lab, struct wing *w, struct large *l, char *p)
+{
+	if (!lab->prot.canary)
+		return;
+	size_t bad = canary_damage(p, l->size, (size_t)l->npages * PAGE_SIZE);
+	if (bad == NO_DAMAGE)
+		return;
+	struct error_site site = {
+		.addr = p, .why = "canary changed", .offset = bad, .has_offset = 1,
+		.class_size = w->class_size,
+	};
+	report_heap_error(ERR_OVERFLOW, &site);
+}
+
 void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
 {
 	if (size > lab->max_alloc)
@@ -76,78 +101,134 @@ void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
 	struct large *l = cell_record(w, cell);
 	l->first_page = first;
 	l->npages = (uint32_t)npages;
+	l->size = size;
 	uint64_t seen;
 	if (!version_claim(&l->version, 1, &seen))
 		report_fatal("heap corruption: a placed large room was already owned");
 	atomic_fetch_add_explicit(&lab->large_allocs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE, memory_order_relaxed);
 	lab_note_peak(lab);
-	return cell_addr(w, cell) + (size_t)first * PAGE_SIZE;
+	char *p = cell_addr(w, cell) + (size_t)first * PAGE_SIZE;
+	tail_canary_write(lab, l, p);
+	return p;
 }
 
-/* Find p's room, or report why p is not the start of a large allocation. */
+/* Find p's room; NULL (after a report) if p is not the start of a large allocation. */
 static struct large *large_of(struct wing *w, const void *p, int kind, uint32_t *cellp)
 {
 	struct error_site site = { .addr = p, .class_size = w->class_size };
 	size_t off = 0;
 	uint32_t cell = wing_cell_of(w, p, &off);
+	struct large *l = NULL;
 	if (cell == CELL_NONE || off >= w->room_bytes) {
 		site.why = "never allocated";
-		report_heap_error(kind, &site);
+	} else {
+		l = cell_record(w, cell);
+		uint64_t v = version_read(&l->version);
+		site.version = v_gen(v);
+		site.has_version = v_gen(v) != 0;
+		if (off % PAGE_SIZE ||
+		    (v_state(v) == V_OWNED && off != (size_t)l->first_page * PAGE_SIZE))
+			site.why = "not the start of an allocation";
 	}
-	if (off % PAGE_SIZE) {
-		site.why = "not the start of an allocation";
+	if (site.why) {
 		report_heap_error(kind, &site);
-	}
-	struct large *l = cell_record(w, cell);
-	uint64_t v = version_read(&l->version);
-	site.version = v_gen(v);
-	site.has_version = v_gen(v) != 0;
-	if (v_state(v) == V_OWNED && off != (size_t)l->first_page * PAGE_SIZE) {
-		site.why = "not the start of an allocation";
-		report_heap_error(kind, &site);
+		return NULL;
 	}
 	*cellp = cell;
 	return l;
 }
 
-void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind)
+/* p as a live large allocation, or NULL after a report. */
+static struct large *live_large(struct wing *w, const void *p, int kind, uint32_t *cell)
+{
+	struct large *l = large_of(w, p, kind, cell);
+	if (!l)
+		return NULL;
+	uint64_t v = version_read(&l->version);
+	if (v_state(v) != V_OWNED) {
+		report_failed_release(kind, p, w->class_size, v_gen(v));
+		return NULL;
+	}
+	return l;
+}
+
+/*
+ * A freed region's pages are closed at once (any access faults), but its
+ * cell stays taken for the next few frees, so the address is not handed
+ * out again straight away.
+ */
+static void region_quarantine(struct labyrinth *lab, struct wing *w, uint32_t cell)
+{
+	struct region_quarantine *q = &lab->regions;
+	if (!q->size) {
+		wing_retire(&lab->maze, w, cell);
+		return;
+	}
+	wing_close(&lab->maze, w, cell);
+	uint64_t in = (uint64_t)wing_index(lab, w) << 32 | cell, out = 0;
+	bool evict;
+	pthread_mutex_lock(&q->lock);
+	evict = q->count == q->size;
+	if (evict) {
+		out = q->ring[q->head];
+		q->head = (q->head + 1) % q->size;
+		q->count--;
+	}
+	q->ring[(q->head + q->count) % q->size] = in;
+	q->count++;
+	pthread_mutex_unlock(&q->lock);
+	if (evict)
+		wing_retire(&lab->maze, &lab->maze.wings[out >> 32], (uint32_t)out);
+}
+
+void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t expect)
 {
 	uint32_t cell;
 	struct large *l = large_of(w, p, kind, &cell);
-	size_t bytes = (size_t)l->npages * PAGE_SIZE;
+	if (!l)
+		return;
 	uint64_t seen;
-	if (!version_release(&l->version, &seen))
+	if (!version_release(&l->version, &seen)) {
 		report_failed_release(kind, p, w->class_size, v_gen(seen));
-	wing_retire(&lab->maze, w, cell);
+		return;
+	}
+	if (expect != SIZE_MAX && expect != l->size) {
+		struct error_site site = {
+			.addr = p, .given = expect, .has_given = 1, .allocated = l->size,
+			.has_allocated = 1, .class_size = w->class_size,
+		};
+		report_heap_error(ERR_WRONG_SIZE, &site);
+	}
+	tail_canary_check(lab, w, l, p);
 	atomic_fetch_add_explicit(&lab->large_frees, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&lab->large_live_bytes, bytes, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&lab->large_live_bytes, (size_t)l->npages * PAGE_SIZE,
+				  memory_order_relaxed);
+	region_quarantine(lab, w, cell);
 }
 
 size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int kind)
 {
-	(void)lab;
 	uint32_t cell;
-	struct large *l = large_of(w, p, kind, &cell);
-	uint64_t v = version_read(&l->version);
-	if (v_state(v) != V_OWNED)
-		report_failed_release(kind, p, w->class_size, v_gen(v));
-	return (size_t)l->npages * PAGE_SIZE;
+	struct large *l = live_large(w, p, kind, &cell);
+	if (!l)
+		return SIZE_MAX;
+	return lab->prot.canary ? l->size : (size_t)l->npages * PAGE_SIZE;
 }
 
 /* In place while the request still fills more than half of the room. */
 void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
 	uint32_t cell;
-	struct large *l = large_of(w, p, ERR_INVALID_REALLOC, &cell);
-	uint64_t v = version_read(&l->version);
-	if (v_state(v) != V_OWNED)
-		report_failed_release(ERR_INVALID_REALLOC, p, w->class_size, v_gen(v));
+	struct large *l = live_large(w, p, ERR_INVALID_REALLOC, &cell);
+	if (!l)
+		return NULL;
 	size_t room_pages = w->room_bytes / PAGE_SIZE;
 	size_t npages = pages_for(size);
 	if (size <= SMALL_MAX || size > lab->max_alloc ||
 	    l->first_page + npages > room_pages || npages * 2 <= room_pages)
 		return NULL;
+	tail_canary_check(lab, w, l, p);
 	if (npages != l->npages) {
 		if (!wing_resize(&lab->maze, w, cell, (uint32_t)(l->first_page + npages)))
 			return NULL;
@@ -157,5 +238,26 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 					  memory_order_relaxed);
 		lab_note_peak(lab);
 	}
+	l->size = size;
+	tail_canary_write(lab, l, p);
 	return p;
+}
+
+size_t large_trim(struct labyrinth *lab)
+{
+	struct region_quarantine *q = &lab->regions;
+	size_t released = 0;
+	for (;;) {
+		pthread_mutex_lock(&q->lock);
+		if (!q->count) {
+			pthread_mutex_unlock(&q->lock);
+			return released;
+		}
+		uint64_t out = q->ring[q->head];
+		q->head = (q->head + 1) % q->size;
+		q->count--;
+		pthread_mutex_unlock(&q->lock);
+		wing_retire(&lab->maze, &lab->maze.wings[out >> 32], (uint32_t)out);
+		released++;
+	}
 }

@@ -12,9 +12,13 @@ unsigned large_class_count(size_t max_alloc);
 void large_specs(struct wing_spec *out, unsigned n);
 
 void *large_alloc(struct labyrinth *lab, size_t size, size_t align);
-void large_free(struct labyrinth *lab, struct wing *w, void *p, int error_kind);
+/* expect: the size a sized free passed, or SIZE_MAX. */
+void large_free(struct labyrinth *lab, struct wing *w, void *p, int error_kind, size_t expect);
+/* Usable bytes; SIZE_MAX if p is not live and LABYRINTH_ON_ERROR=log returned. */
 size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int error_kind);
 /* Resize in place if the room allows; NULL if the caller must move it. */
 void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size);
+/* Release every region held in the quarantine; how many. */
+size_t large_trim(struct labyrinth *lab);
 
 #endif

@@ -86,6 +86,8 @@ static bool pages_open(struct maze *m, char *p, size_t bytes)
  */
 static void pages_close(struct maze *m, char *p, size_t bytes)
 {
+	if (!bytes)
+		return;
 	if (atomic_load_explicit(&m->guard_mode, memory_order_relaxed) == GUARD_MARKERS) {
 		if (os_guard_install(p, bytes))
 			return;
@@ -345,6 +347,22 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell)
 	pthread_mutex_unlock(&w->lock);
 	add_mapped(m, -(int64_t)open);
 	atomic_fetch_sub_explicit(&m->live_rooms, 1, memory_order_relaxed);
+}
+
+void wing_close(struct maze *m, struct wing *w, uint32_t cell)
+{
+	pthread_mutex_lock(&w->lock);
+	struct cell_hdr *h = cell_hdr(w, cell);
+	size_t open = (size_t)(h->open_end - h->open_first) * PAGE_SIZE;
+	/* A joined room's pages belong to an island until it is retired. */
+	bool joined = h->joined_prev || next_joined(w, cell);
+	if (!joined && open) {
+		pages_close(m, page_of(w, cell, h->open_first), open);
+		h->open_end = h->open_first;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (!joined)
+		add_mapped(m, -(int64_t)open);
 }
 
 bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end)

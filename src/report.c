@@ -4,6 +4,7 @@
  * built on the stack and written with write(2): the heap may be corrupt.
  */
 #include "report.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@ static const char *const error_words[] = {
 	[ERR_INVALID_REALLOC] = "invalid realloc",
 	[ERR_INVALID_USABLE_SIZE] = "invalid pointer to malloc_usable_size",
 	[ERR_CORRUPTION] = "heap corruption",
+	[ERR_OVERFLOW] = "heap overflow",
+	[ERR_WRITE_AFTER_FREE] = "write after free",
+	[ERR_WRONG_SIZE] = "invalid sized free",
 };
 
 void line_str(struct line *l, const char *s)
@@ -78,6 +82,23 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 		line_str(&l, sep);
 		line_str(&l, site->why);
 		sep = ", ";
+		if (site->has_offset) {
+			line_str(&l, " at +");
+			line_dec(&l, site->offset);
+		}
+	}
+	if (site->has_given) {
+		line_str(&l, sep);
+		line_str(&l, "size ");
+		line_dec(&l, site->given);
+		line_str(&l, " given");
+		sep = ", ";
+	}
+	if (site->has_allocated) {
+		line_str(&l, sep);
+		line_dec(&l, site->allocated);
+		line_str(&l, " allocated");
+		sep = ", ";
 	}
 	if (site->class_size) {
 		line_str(&l, sep);
@@ -96,7 +117,8 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 		line_str(&l, ")");
 	line_str(&l, "\n");
 	line_write(&l, STDERR_FILENO);
-	abort();
+	if (config_get()->on_error != CFG_ON_ERROR_LOG)
+		abort();
 }
 
 void report_failed_release(enum heap_error kind, const void *addr, size_t class_size,

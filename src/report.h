@@ -12,6 +12,9 @@ enum heap_error {
 	ERR_INVALID_REALLOC,
 	ERR_INVALID_USABLE_SIZE,
 	ERR_CORRUPTION,
+	ERR_OVERFLOW,
+	ERR_WRITE_AFTER_FREE,
+	ERR_WRONG_SIZE,
 };
 
 /* What is known about the address at the time of the report. */
@@ -21,9 +24,20 @@ struct error_site {
 	size_t class_size;      /* 0 if unknown */
 	uint64_t version;       /* 0 if unknown */
 	int has_version;
+	size_t offset;          /* of the damaged byte from addr, if has_offset */
+	int has_offset;
+	size_t given;           /* a size the caller passed, if has_given */
+	int has_given;
+	size_t allocated;       /* the size that was allocated, if has_allocated */
+	int has_allocated;
 };
 
-__attribute__((noreturn, cold))
+/*
+ * Report a heap error in one line and abort(); under LABYRINTH_ON_ERROR=log,
+ * return instead, and the caller goes on where that is safe (a bad free is
+ * ignored).
+ */
+__attribute__((cold))
 void report_heap_error(enum heap_error kind, const struct error_site *site);
 
 /*
@@ -31,7 +45,7 @@ void report_heap_error(enum heap_error kind, const struct error_site *site);
  * Generation 0 was never allocated; otherwise a free is a double free, and
  * other calls (realloc, usable size) were given a freed pointer.
  */
-__attribute__((noreturn, cold))
+__attribute__((cold))
 void report_failed_release(enum heap_error kind, const void *addr, size_t class_size,
 			   uint64_t gen);
 

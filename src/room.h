@@ -1,11 +1,57 @@
-/* room: size classes, slots, and the rooms that hold them. */
+/* room: size classes, and the rooms that hold small allocations' slots. */
 #ifndef LAB_ROOM_H
 #define LAB_ROOM_H
 
 #include "lab.h"
 #include "maze.h"
+#include "version.h"
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* The upper part of a cell record in a small wing. */
+struct room {
+	version_t version;      /* owned by an arena while the room is open */
+	uint32_t next, prev;    /* the bin's partial list */
+	uint16_t nslots, nfree;
+	uint8_t in_partial;
+	uint8_t pad[3];
+	/* uint16_t free_slot[nslots], uint16_t req[nslots], then (8-aligned)
+	 * version_t slot_version[nslots] */
+};
+
+static inline uint16_t slots_per_room(const struct wing *w)
+{
+	return (uint16_t)(w->room_bytes / w->class_size);
+}
+
+static inline struct room *room_of(const struct wing *w, uint32_t cell)
+{
+	return cell_record(w, cell);
+}
+
+static inline uint16_t *free_slots(struct room *r)
+{
+	return (uint16_t *)(r + 1);
+}
+
+/* Requested bytes of each slot (the canary starts there). */
+static inline uint16_t *slot_req(struct room *r, uint16_t nslots)
+{
+	return free_slots(r) + nslots;
+}
+
+static inline version_t *slot_versions(struct room *r, uint16_t nslots)
+{
+	size_t off = ((size_t)nslots * 2 * sizeof(uint16_t) + 7) & ~(size_t)7;
+	return (version_t *)((char *)(r + 1) + off);
+}
+
+static inline size_t room_record_bytes(uint16_t nslots)
+{
+	return sizeof(struct room) + (((size_t)nslots * 2 * sizeof(uint16_t) + 7) & ~(size_t)7) +
+	       (size_t)nslots * sizeof(version_t);
+}
 
 /* Class index for a request of size bytes (size <= SMALL_MAX). */
 unsigned small_class(size_t size);
@@ -15,12 +61,12 @@ size_t small_class_size(unsigned cls);
 /* The wing specs for the SMALL_CLASSES wings. */
 void room_specs(struct wing_spec *out);
 
-void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls);
-/* p lies in small wing w: validate, release and report any misuse. */
-void small_free(struct labyrinth *lab, struct wing *w, void *p, int error_kind);
-/* Validate p as a live slot; returns the class size. */
-size_t small_usable(struct labyrinth *lab, struct wing *w, const void *p, int error_kind);
-/* Release empty rooms kept as a bin's current room; bytes returned. */
-size_t small_trim(struct labyrinth *lab, struct arena *a);
+/* Under the arena's lock: the bin's room with a free slot (placing one if
+ * need be), or CELL_NONE when the wing is full. */
+uint32_t bin_refill(struct labyrinth *lab, struct arena *a, struct wing *w, struct bin *b);
+void partial_push(struct wing *w, struct bin *b, uint32_t cell);
+void partial_unlink(struct wing *w, struct bin *b, uint32_t cell);
+/* Release the room's version and close its cell. */
+void room_close(struct labyrinth *lab, struct wing *w, uint32_t cell);
 
 #endif
