@@ -51,6 +51,38 @@ unset LABYRINTH_GUARD
 err=$(LABYRINTH_STATS=1 run first 2>&1 >/dev/null)
 if [[ $err == "labyrinth: stats: "* ]]; then ok "LABYRINTH_STATS=1 prints a summary"; else not_ok "no summary: '$err'"; fi
 
+# C++ sized delete goes through the shim: the wrong size is reported.
+if command -v g++ >/dev/null 2>&1; then
+	tmp=$(mktemp -d)
+	cat >"$tmp/sized.cc" <<'CC'
+#include <cstdlib>
+#include <new>
+int main(int argc, char **)
+{
+	void *p = ::operator new(24);
+	::operator delete(p, argc > 1 ? 32 : 24);
+	return 0;
+}
+CC
+	if g++ -O1 -fsized-deallocation "$tmp/sized.cc" -o "$tmp/sized" 2>"$tmp/err"; then
+		err=$(timeout 60 env LD_PRELOAD="$lib" "$tmp/sized" 2>&1)
+		st=$?
+		if [ $st -eq 0 ] && [ -z "$err" ]; then ok "C++ sized delete with the right size"; else not_ok "right size: status $st, '$err'"; fi
+		err=$(timeout 60 env LD_PRELOAD="$lib" "$tmp/sized" wrong 2>&1)
+		st=$?
+		if [ $st -eq 134 ] && [[ $err == *"labyrinth: invalid sized free of 0x"*"(size 32 given, 24 allocated"* ]]; then
+			ok "C++ sized delete with the wrong size is reported"
+		else
+			not_ok "wrong size: status $st, '$err'"
+		fi
+	else
+		not_ok "g++ could not build the sized-delete probe: $(cat "$tmp/err")"
+	fi
+	rm -rf "$tmp"
+else
+	n=$((n + 1)); echo "ok $n - C++ sized delete # SKIP g++ not installed"
+fi
+
 # coreutils close stderr before exiting; the summary must still appear.
 err=$(LABYRINTH_STATS=1 timeout 60 env LD_PRELOAD="$lib" ls / 2>&1 >/dev/null)
 if [[ $err == "labyrinth: stats: "* ]]; then ok "the summary survives a program closing stderr"; else not_ok "ls: no summary: '$err'"; fi
