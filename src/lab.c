@@ -224,12 +224,14 @@ static void fork_prepare(void)
 		for (unsigned i = 0; i < lab->narenas; i++)
 			pthread_mutex_lock(&lab->arenas[i].lock);
 		maze_lock_all(&lab->maze);
+		pthread_mutex_lock(&lab->regions.lock);         /* a leaf: held alone */
 	}
 }
 
 static void fork_release(void)
 {
 	for (struct labyrinth *lab = labs; lab; lab = lab->next) {
+		pthread_mutex_unlock(&lab->regions.lock);
 		maze_unlock_all(&lab->maze);
 		for (unsigned i = 0; i < lab->narenas; i++)
 			pthread_mutex_unlock(&lab->arenas[i].lock);
