@@ -76,7 +76,8 @@ static void tail_canary_check(struct labyrinth *lab, struct wing *w, struct larg
 		return;
 	struct error_site site = {
 		.addr = p, .why = "canary changed", .offset = bad, .has_offset = 1,
-		.class_size = w->class_size,
+		.class_size = w->class_size, .version = v_gen(version_read(&l->version)),
+		.has_version = 1,
 	};
 	report_heap_error(ERR_OVERFLOW, &site);
 }

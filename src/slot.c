@@ -23,7 +23,7 @@ static char *slot_addr(const struct wing *w, uint32_t cell, uint16_t slot)
 }
 
 /* A slot to hand out is all zero unless something wrote to it while free. */
-static void check_reused(struct labyrinth *lab, struct wing *w, char *p)
+static void check_reused(struct labyrinth *lab, struct wing *w, char *p, uint64_t gen)
 {
 	if (!lab->prot.uaf_check)
 		return;
@@ -32,7 +32,7 @@ static void check_reused(struct labyrinth *lab, struct wing *w, char *p)
 		return;
 	struct error_site site = {
 		.addr = p, .why = "byte changed", .offset = bad, .has_offset = 1,
-		.class_size = w->class_size,
+		.class_size = w->class_size, .version = gen, .has_version = 1,
 	};
 	report_heap_error(ERR_WRITE_AFTER_FREE, &site);
 	memset(p, 0, w->class_size);    /* LABYRINTH_ON_ERROR=log: hand it out clean */
@@ -58,14 +58,15 @@ void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t s
 	fs[i] = fs[--r->nfree];
 	slot_req(r, n)[slot] = (uint16_t)size;
 	uint64_t seen;
-	if (!version_claim(&slot_versions(r, n)[slot], a->id, &seen))
+	version_t *v = &slot_versions(r, n)[slot];
+	if (!version_claim(v, a->id, &seen))
 		report_fatal("heap corruption: a free-listed slot was owned");
 	counter_add(&a->allocs, 1);
 	counter_add(&a->live_bytes, w->class_size);
 	pthread_mutex_unlock(&a->lock);
 
 	char *p = slot_addr(w, cell, slot);
-	check_reused(lab, w, p);
+	check_reused(lab, w, p, v_gen(version_read(v)));
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size);
 	return p;
@@ -91,7 +92,8 @@ static struct room *slot_of(struct wing *w, const void *p, int kind, uint32_t *c
 	return room_of(w, cell);
 }
 
-static void check_canary(struct labyrinth *lab, struct wing *w, char *p, size_t req)
+static void check_canary(struct labyrinth *lab, struct wing *w, char *p, size_t req,
+			 uint64_t gen)
 {
 	if (!lab->prot.canary)
 		return;
@@ -100,7 +102,7 @@ static void check_canary(struct labyrinth *lab, struct wing *w, char *p, size_t 
 		return;
 	struct error_site site = {
 		.addr = p, .why = "canary changed", .offset = bad, .has_offset = 1,
-		.class_size = w->class_size,
+		.class_size = w->class_size, .version = gen, .has_version = 1,
 	};
 	report_heap_error(ERR_OVERFLOW, &site);
 }
@@ -153,7 +155,7 @@ void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 	/* The slot is ours until it leaves the quarantine: no lock needed here. */
 	size_t req = slot_req(r, n)[slot];
 	check_size(w, p, req, expect);
-	check_canary(lab, w, p, req);
+	check_canary(lab, w, p, req, v_gen(version_read(&slot_versions(r, n)[slot])));
 	if (lab->prot.zero)
 		memset(p, 0, w->class_size);
 
@@ -204,7 +206,7 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	if (!r)
 		return false;
 	uint16_t *req = &slot_req(r, slots_per_room(w))[slot];
-	check_canary(lab, w, p, *req);
+	check_canary(lab, w, p, *req, v_gen(version_read(&slot_versions(r, slots_per_room(w))[slot])));
 	*req = (uint16_t)size;
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size);
