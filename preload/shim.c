@@ -143,31 +143,6 @@ SHIM void free_aligned_sized(void *p, size_t align, size_t size)
 	free_sized(p, size);
 }
 
-/*
- * C++ sized and aligned operator delete (Itanium ABI names). libstdc++'s
- * operator new calls malloc or aligned_alloc, so only the deletes need to be
- * ours: a sized delete whose size is not the one new was given is reported.
- */
-SHIM void _ZdlPvm(void *p, size_t size)
-{
-	free_sized(p, size);
-}
-
-SHIM void _ZdaPvm(void *p, size_t size)
-{
-	free_sized(p, size);
-}
-
-SHIM void _ZdlPvmSt11align_val_t(void *p, size_t size, size_t align)
-{
-	free_aligned_sized(p, align, size);
-}
-
-SHIM void _ZdaPvmSt11align_val_t(void *p, size_t size, size_t align)
-{
-	free_aligned_sized(p, align, size);
-}
-
 SHIM int malloc_trim(size_t pad)
 {
 	(void)pad;

@@ -53,7 +53,7 @@ void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 		if (cls >= 0)
 			return small_alloc(lab, arena_for_thread(lab), (unsigned)cls, size);
 	}
-	return large_alloc(lab, size > SMALL_MAX ? size : SMALL_MAX + 1, align);
+	return large_alloc(lab, size, align);
 }
 
 void *lab_calloc(struct labyrinth *lab, size_t size)
@@ -134,8 +134,7 @@ void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 
 size_t lab_trim(struct labyrinth *lab)
 {
-	size_t released = 0;
-	large_trim(lab);
+	size_t released = large_trim(lab);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		released += small_trim(lab, &lab->arenas[i]);
 	return released;

@@ -86,7 +86,7 @@ void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
 {
 	if (size > lab->max_alloc)
 		return NULL;
-	size_t npages = pages_for(size);
+	size_t npages = size ? pages_for(size) : 1;     /* aligned_alloc(a, 0) too */
 	size_t slack = align > PAGE_SIZE ? align / PAGE_SIZE - 1 : 0;
 	size_t need = npages + slack;
 	if (need < LARGE_MIN_PAGES)
@@ -166,7 +166,10 @@ static void region_quarantine(struct labyrinth *lab, struct wing *w, uint32_t ce
 		wing_retire(&lab->maze, w, cell);
 		return;
 	}
-	wing_close(&lab->maze, w, cell);
+	if (!wing_close(&lab->maze, w, cell)) {         /* joined: its pages are an island's */
+		wing_retire(&lab->maze, w, cell);
+		return;
+	}
 	uint64_t in = (uint64_t)wing_index(lab, w) << 32 | cell, out = 0;
 	bool evict;
 	pthread_mutex_lock(&q->lock);
@@ -258,7 +261,8 @@ size_t large_trim(struct labyrinth *lab)
 		q->head = (q->head + 1) % q->size;
 		q->count--;
 		pthread_mutex_unlock(&q->lock);
-		wing_retire(&lab->maze, &lab->maze.wings[out >> 32], (uint32_t)out);
-		released++;
+		struct wing *w = &lab->maze.wings[out >> 32];
+		wing_retire(&lab->maze, w, (uint32_t)out);
+		released += w->room_bytes;
 	}
 }

@@ -194,14 +194,16 @@ static uint32_t aligned_first_page(const struct wing *w, uint32_t cell, size_t a
 	return (uint32_t)((align - start % align) % align / PAGE_SIZE);
 }
 
-/* A free cell right after a live room, starting at a random point. */
+/* A free cell right after an open room, starting at a random point. */
 static uint32_t pick_joinable_cell(struct wing *w)
 {
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
 	uint32_t start = rng_below(&w->rng, ext);
 	for (uint32_t i = 0; i < ext; i++) {
 		uint32_t c = (start + i) % ext;
-		if (c > 0 && !cell_taken(w, c) && cell_taken(w, c - 1))
+		/* Never join a closed room held in a quarantine: it would reopen. */
+		if (c > 0 && !cell_taken(w, c) && cell_taken(w, c - 1) &&
+		    cell_hdr(w, c - 1)->open_end > cell_hdr(w, c - 1)->open_first)
 			return c;
 	}
 	return CELL_NONE;
@@ -349,20 +351,21 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell)
 	atomic_fetch_sub_explicit(&m->live_rooms, 1, memory_order_relaxed);
 }
 
-void wing_close(struct maze *m, struct wing *w, uint32_t cell)
+bool wing_close(struct maze *m, struct wing *w, uint32_t cell)
 {
 	pthread_mutex_lock(&w->lock);
 	struct cell_hdr *h = cell_hdr(w, cell);
 	size_t open = (size_t)(h->open_end - h->open_first) * PAGE_SIZE;
-	/* A joined room's pages belong to an island until it is retired. */
+	/* A joined room's pages belong to an island: only retiring undoes that. */
 	bool joined = h->joined_prev || next_joined(w, cell);
-	if (!joined && open) {
+	if (!joined) {
 		pages_close(m, page_of(w, cell, h->open_first), open);
 		h->open_end = h->open_first;
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (!joined)
 		add_mapped(m, -(int64_t)open);
+	return !joined;
 }
 
 bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end)

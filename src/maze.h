@@ -91,8 +91,9 @@ uint32_t wing_place(struct maze *m, struct wing *w, uint32_t pages, size_t align
 		    uint32_t *first);
 /* Close a room's pages (their contents are lost) and free its cell. */
 void wing_retire(struct maze *m, struct wing *w, uint32_t cell);
-/* Close a room's pages but keep its cell taken (quarantine); retire it later. */
-void wing_close(struct maze *m, struct wing *w, uint32_t cell);
+/* Close a room's pages but keep its cell taken (quarantine), to retire it
+ * later; false (nothing done) for a joined room, which must be retired. */
+bool wing_close(struct maze *m, struct wing *w, uint32_t cell);
 /* Move the end of a live room's open pages to page `end`; false if it cannot. */
 bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end);
 

@@ -11,6 +11,7 @@
  */
 #include "slot.h"
 #include "canary.h"
+#include "os.h"
 #include "report.h"
 #include "room.h"
 #include "version.h"
@@ -118,8 +119,28 @@ static void check_size(struct wing *w, const void *p, size_t req, size_t expect)
 	report_heap_error(ERR_WRONG_SIZE, &site);
 }
 
-/* Under the arena's lock: a slot leaves the quarantine for its room. */
-static void release_slot(struct labyrinth *lab, struct arena *a, struct qentry e)
+/*
+ * Zero a freed slot. The whole pages of a slot go back to the kernel instead
+ * (they read as zero), so slots waiting in quarantine, and the rest of the
+ * rooms they keep open, pin no memory.
+ */
+static void zero_slot(struct wing *w, char *p)
+{
+	size_t size = w->class_size;
+	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
+	char *hi = (char *)(((uintptr_t)p + size) & ~(PAGE_SIZE - 1));
+	if (hi <= lo) {
+		memset(p, 0, size);
+		return;
+	}
+	memset(p, 0, (size_t)(lo - p));
+	os_discard(lo, (size_t)(hi - lo));
+	memset(hi, 0, (size_t)(p + size - hi));
+}
+
+/* Under the arena's lock: a slot leaves the quarantine for its room; the
+ * bytes of the room if that closes it. */
+static size_t release_slot(struct labyrinth *lab, struct arena *a, struct qentry e)
 {
 	struct wing *w = &lab->maze.wings[e.cls];
 	struct room *r = room_of(w, e.cell);
@@ -129,14 +150,16 @@ static void release_slot(struct labyrinth *lab, struct arena *a, struct qentry e
 		report_fatal("heap corruption: a quarantined slot changed state");
 	free_slots(r)[r->nfree++] = e.slot;
 	if (e.cell == b->current)
-		return;
+		return 0;
 	if (r->nfree == r->nslots) {
 		if (r->in_partial)
 			partial_unlink(w, b, e.cell);
 		room_close(lab, w, e.cell);
-	} else if (!r->in_partial) {
-		partial_push(w, b, e.cell);
+		return w->room_bytes;
 	}
+	if (!r->in_partial)
+		partial_push(w, b, e.cell);
+	return 0;
 }
 
 void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t expect)
@@ -157,7 +180,7 @@ void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 	check_size(w, p, req, expect);
 	check_canary(lab, w, p, req, v_gen(version_read(&slot_versions(r, n)[slot])));
 	if (lab->prot.zero)
-		memset(p, 0, w->class_size);
+		zero_slot(w, p);
 
 	struct arena *a = &lab->arenas[v_owner(version_read(&r->version)) - 1];
 	struct qentry e = { .cell = cell, .cls = (uint16_t)wing_index(lab, w), .slot = slot };
@@ -219,7 +242,7 @@ size_t small_trim(struct labyrinth *lab, struct arena *a)
 	struct qentry e;
 	pthread_mutex_lock(&a->lock);
 	while (quarantine_pop(&a->quarantine, &e))
-		release_slot(lab, a, e);
+		released += release_slot(lab, a, e);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct wing *w = &lab->maze.wings[c];
 		struct bin *b = &a->bins[c];

@@ -342,3 +342,74 @@ Test(detect, a_freed_large_address_is_held_back)
 	struct outcome o = run_in_child(large_reuse, NULL);
 	cr_assert_eq(o.exit_code, 0, "%d of 1000 large frees were reused at once", o.exit_code);
 }
+
+/* ---- found in review ---------------------------------------------------- */
+
+/* An aligned request records its own size, however it is served. */
+Test(detect, aligned_requests_record_their_size)
+{
+	static const size_t cases[][2] = { { 8192, 100 }, { 64, 16384 }, { 4096, 16384 }, { 1 << 21, 5 } };
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *p = labyrinth_aligned_alloc(NULL, cases[i][0], cases[i][1]);
+		cr_assert_eq(labyrinth_usable_size(NULL, p), cases[i][1],
+			     "aligned_alloc(%zu, %zu)", cases[i][0], cases[i][1]);
+		lab_free_sized(lab_default(), p, cases[i][1]);
+	}
+}
+
+static void overflow_aligned(void *arg)
+{
+	size_t align = (uintptr_t)arg >> 32, size = (uintptr_t)arg & 0xffffffff;
+	char *p = labyrinth_aligned_alloc(NULL, align, size);
+	p[size] = 0;
+	labyrinth_free(NULL, p);
+}
+
+#define ALIGNED_CASE(align, size) ((void *)((uintptr_t)(align) << 32 | (size)))
+
+Test(detect, one_byte_past_an_aligned_allocation)
+{
+	/* canary in the slack of the last page, or of the slot */
+	expect(overflow_aligned, ALIGNED_CASE(8192, 100), SIGABRT, "labyrinth: heap overflow of 0x");
+	expect(overflow_aligned, ALIGNED_CASE(64, 16000), SIGABRT, "labyrinth: heap overflow of 0x");
+	/* a request filling its pages exactly: the guard page, at once */
+	expect(overflow_aligned, ALIGNED_CASE(64, 16384), SIGSEGV, NULL);
+}
+
+static long rss_kib(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+			resident = 0;
+		fclose(f);
+	}
+	return resident * 4;
+}
+
+static void *churn_big(void *arg)
+{
+	enum { N = 2000 };
+	char **p = arg;
+	for (int i = 0; i < N; i++) {
+		p[i] = labyrinth_malloc(NULL, 16000);
+		memset(p[i], 1, 16000);
+	}
+	for (int i = 0; i < N; i++)
+		labyrinth_free(NULL, p[(i * 7919) % N]);
+	return NULL;
+}
+
+/* Slots waiting in quarantine, and the rooms they keep open, pin no pages. */
+Test(detect, quarantine_does_not_keep_freed_memory_resident)
+{
+	static char *p[2000];
+	pthread_t t;
+	long before = rss_kib();
+	pthread_create(&t, NULL, churn_big, p);
+	pthread_join(t, NULL);
+	long after = rss_kib();
+	cr_log_info("RSS %ld KiB before, %ld KiB after 31 MiB allocated and freed", before, after);
+	cr_assert_lt(after - before, 8192, "%ld KiB still resident", after - before);
+}

@@ -51,24 +51,56 @@ unset LABYRINTH_GUARD
 err=$(LABYRINTH_STATS=1 run first 2>&1 >/dev/null)
 if [[ $err == "labyrinth: stats: "* ]]; then ok "LABYRINTH_STATS=1 prints a summary"; else not_ok "no summary: '$err'"; fi
 
-# C++ sized delete goes through the shim: the wrong size is reported.
+# C++ new and delete go through the shim: sizes are checked exactly, and
+# correct code (zero sizes, over-aligned types, pmr, bad_alloc) runs clean.
 if command -v g++ >/dev/null 2>&1; then
 	tmp=$(mktemp -d)
-	cat >"$tmp/sized.cc" <<'CC'
-#include <cstdlib>
+	cat >"$tmp/cxx.cc" <<'CC'
+#include <cstdio>
+#include <cstdint>
+#include <memory_resource>
 #include <new>
+#include <string>
+#include <vector>
+struct alignas(8192) Page { char bytes[100]; };
+struct alignas(64) Line { char bytes[16384]; };
+struct Counted { std::string s = "x"; ~Counted() {} };
 int main(int argc, char **)
 {
-	void *p = ::operator new(24);
-	::operator delete(p, argc > 1 ? 32 : 24);
+	if (argc > 1) {                         /* the bug: a wrong size */
+		void *p = ::operator new(24);
+		::operator delete(p, 32);
+		return 0;
+	}
+	::operator delete(::operator new(0), std::size_t(0));
+	void *a = ::operator new(33, std::align_val_t(32));
+	::operator delete(a, 33, std::align_val_t(32));
+	delete new Page;
+	delete new Line;
+	delete[] new Counted[7];
+	auto *r = std::pmr::new_delete_resource();
+	r->deallocate(r->allocate(100, 8), 100, 8);
+	std::vector<std::string> v(1000, std::string(100, 'y'));
+	try {
+		volatile std::size_t huge = SIZE_MAX / 2;
+		char *never = new char[huge];
+		std::printf("no bad_alloc %p\n", (void *)never);
+		return 1;
+	} catch (const std::bad_alloc &) {
+		std::puts("bad_alloc caught");
+	}
 	return 0;
 }
 CC
-	if g++ -O1 -fsized-deallocation "$tmp/sized.cc" -o "$tmp/sized" 2>"$tmp/err"; then
-		err=$(timeout 60 env LD_PRELOAD="$lib" "$tmp/sized" 2>&1)
+	if g++ -std=c++17 -O1 -fsized-deallocation "$tmp/cxx.cc" -o "$tmp/cxx" 2>"$tmp/err"; then
+		out=$(timeout 60 env LD_PRELOAD="$lib" "$tmp/cxx" 2>&1)
 		st=$?
-		if [ $st -eq 0 ] && [ -z "$err" ]; then ok "C++ sized delete with the right size"; else not_ok "right size: status $st, '$err'"; fi
-		err=$(timeout 60 env LD_PRELOAD="$lib" "$tmp/sized" wrong 2>&1)
+		if [ $st -eq 0 ] && [ "$out" = "bad_alloc caught" ]; then
+			ok "C++ new and delete: sizes, alignment, pmr and bad_alloc"
+		else
+			not_ok "C++ new/delete: status $st, '$out'"
+		fi
+		err=$(timeout 60 env LD_PRELOAD="$lib" "$tmp/cxx" wrong 2>&1)
 		st=$?
 		if [ $st -eq 134 ] && [[ $err == *"labyrinth: invalid sized free of 0x"*"(size 32 given, 24 allocated"* ]]; then
 			ok "C++ sized delete with the wrong size is reported"
@@ -76,11 +108,11 @@ CC
 			not_ok "wrong size: status $st, '$err'"
 		fi
 	else
-		not_ok "g++ could not build the sized-delete probe: $(cat "$tmp/err")"
+		not_ok "g++ could not build the C++ probe: $(cat "$tmp/err")"
 	fi
 	rm -rf "$tmp"
 else
-	n=$((n + 1)); echo "ok $n - C++ sized delete # SKIP g++ not installed"
+	n=$((n + 1)); echo "ok $n - C++ new and delete # SKIP g++ not installed"
 fi
 
 # coreutils close stderr before exiting; the summary must still appear.
