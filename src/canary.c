@@ -5,6 +5,7 @@
  */
 #include "canary.h"
 #include "os.h"
+#include "report.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -81,4 +82,30 @@ size_t zero_damage(const char *p, size_t len)
 		if (p[i])
 			return i;
 	return NO_DAMAGE;
+}
+
+static void report_damage(enum heap_error kind, const char *base, const char *why,
+			  size_t offset, size_t class_size, uint64_t gen)
+{
+	struct error_site site = {
+		.addr = base, .why = why, .offset = offset, .has_offset = 1,
+		.class_size = class_size, .version = gen, .has_version = 1,
+	};
+	report_heap_error(kind, &site);
+}
+
+void canary_check(const char *base, size_t from, size_t to, size_t class_size, uint64_t gen)
+{
+	size_t bad = canary_damage(base, from, to);
+	if (bad != NO_DAMAGE)
+		report_damage(ERR_OVERFLOW, base, "canary changed", bad, class_size, gen);
+}
+
+void zero_check(char *p, size_t len, uint64_t gen)
+{
+	size_t bad = zero_damage(p, len);
+	if (bad == NO_DAMAGE)
+		return;
+	report_damage(ERR_WRITE_AFTER_FREE, p, "byte changed", bad, len, gen);
+	memset(p, 0, len);      /* LABYRINTH_ON_ERROR=log: hand it out clean */
 }

@@ -22,4 +22,11 @@ size_t canary_damage(const char *base, size_t from, size_t to);
 /* Offset of the first non-zero byte of [0, len), or NO_DAMAGE. */
 size_t zero_damage(const char *p, size_t len);
 
+/* Check bytes [from, to) of the block at base; report a heap overflow if
+ * the canary was changed. class_size and gen go into the report. */
+void canary_check(const char *base, size_t from, size_t to, size_t class_size, uint64_t gen);
+/* Check a slot about to be reused is all zero; report a write after free
+ * (and zero it, if the report returns) otherwise. */
+void zero_check(char *p, size_t len, uint64_t gen);
+
 #endif

@@ -69,17 +69,9 @@ static void tail_canary_write(struct labyrinth *lab, struct large *l, char *p)
 
 static void tail_canary_check(struct labyrinth *lab, struct wing *w, struct large *l, char *p)
 {
-	if (!lab->prot.canary)
-		return;
-	size_t bad = canary_damage(p, l->size, (size_t)l->npages * PAGE_SIZE);
-	if (bad == NO_DAMAGE)
-		return;
-	struct error_site site = {
-		.addr = p, .why = "canary changed", .offset = bad, .has_offset = 1,
-		.class_size = w->class_size, .version = v_gen(version_read(&l->version)),
-		.has_version = 1,
-	};
-	report_heap_error(ERR_OVERFLOW, &site);
+	if (lab->prot.canary)
+		canary_check(p, l->size, (size_t)l->npages * PAGE_SIZE, w->class_size,
+			     v_gen(version_read(&l->version)));
 }
 
 void *large_alloc(struct labyrinth *lab, size_t size, size_t align)

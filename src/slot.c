@@ -26,17 +26,8 @@ static char *slot_addr(const struct wing *w, uint32_t cell, uint16_t slot)
 /* A slot to hand out is all zero unless something wrote to it while free. */
 static void check_reused(struct labyrinth *lab, struct wing *w, char *p, uint64_t gen)
 {
-	if (!lab->prot.uaf_check)
-		return;
-	size_t bad = zero_damage(p, w->class_size);
-	if (bad == NO_DAMAGE)
-		return;
-	struct error_site site = {
-		.addr = p, .why = "byte changed", .offset = bad, .has_offset = 1,
-		.class_size = w->class_size, .version = gen, .has_version = 1,
-	};
-	report_heap_error(ERR_WRITE_AFTER_FREE, &site);
-	memset(p, 0, w->class_size);    /* LABYRINTH_ON_ERROR=log: hand it out clean */
+	if (lab->prot.uaf_check)
+		zero_check(p, w->class_size, gen);
 }
 
 void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t size)
@@ -96,16 +87,8 @@ static struct room *slot_of(struct wing *w, const void *p, int kind, uint32_t *c
 static void check_canary(struct labyrinth *lab, struct wing *w, char *p, size_t req,
 			 uint64_t gen)
 {
-	if (!lab->prot.canary)
-		return;
-	size_t bad = canary_damage(p, req, w->class_size);
-	if (bad == NO_DAMAGE)
-		return;
-	struct error_site site = {
-		.addr = p, .why = "canary changed", .offset = bad, .has_offset = 1,
-		.class_size = w->class_size, .version = gen, .has_version = 1,
-	};
-	report_heap_error(ERR_OVERFLOW, &site);
+	if (lab->prot.canary)
+		canary_check(p, req, w->class_size, w->class_size, gen);
 }
 
 static void check_size(struct wing *w, const void *p, size_t req, size_t expect)
