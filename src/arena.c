@@ -27,15 +27,6 @@ static struct arena *arena_for_thread(struct labyrinth *lab)
 	return &lab->arenas[(s - 1) % lab->narenas];
 }
 
-/*
- * Every small request keeps at least one canary byte: an exact fit takes the
- * next class. Returns more than SMALL_MAX for a large request (never wraps).
- */
-static size_t small_need(const struct labyrinth *lab, size_t size)
-{
-	return size > SMALL_MAX ? SIZE_MAX : size + lab->prot.canary;
-}
-
 void *lab_malloc(struct labyrinth *lab, size_t size)
 {
 	size_t need = small_need(lab, size);

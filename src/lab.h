@@ -73,6 +73,16 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t d)
 			      memory_order_relaxed);
 }
 
+/*
+ * The bytes a small slot needs for a request: every small request keeps at
+ * least one canary byte, so an exact fit takes the next class. More than
+ * SMALL_MAX (never wrapping) means the request is large.
+ */
+static inline size_t small_need(const struct labyrinth *lab, size_t size)
+{
+	return size > SMALL_MAX ? SIZE_MAX : size + lab->prot.canary;
+}
+
 static inline unsigned wing_index(const struct labyrinth *lab, const struct wing *w)
 {
 	return (unsigned)(w - lab->maze.wings);

@@ -146,6 +146,22 @@ static struct large *live_large(struct wing *w, const void *p, int kind, uint32_
 	return l;
 }
 
+/* Under the lock: the oldest held region, if any. */
+static bool region_take_locked(struct region_quarantine *q, uint64_t *out)
+{
+	if (!q->count)
+		return false;
+	*out = q->ring[q->head];
+	q->head = (q->head + 1) % q->size;
+	q->count--;
+	return true;
+}
+
+static void region_retire(struct labyrinth *lab, uint64_t held)
+{
+	wing_retire(&lab->maze, &lab->maze.wings[held >> 32], (uint32_t)held);
+}
+
 /*
  * A freed region's pages are closed at once (any access faults), but its
  * cell stays taken for the next few frees, so the address is not handed
@@ -162,20 +178,14 @@ static void region_quarantine(struct labyrinth *lab, struct wing *w, uint32_t ce
 		wing_retire(&lab->maze, w, cell);
 		return;
 	}
-	uint64_t in = (uint64_t)wing_index(lab, w) << 32 | cell, out = 0;
-	bool evict;
+	uint64_t out = 0;
 	pthread_mutex_lock(&q->lock);
-	evict = q->count == q->size;
-	if (evict) {
-		out = q->ring[q->head];
-		q->head = (q->head + 1) % q->size;
-		q->count--;
-	}
-	q->ring[(q->head + q->count) % q->size] = in;
+	bool evict = q->count == q->size && region_take_locked(q, &out);
+	q->ring[(q->head + q->count) % q->size] = (uint64_t)wing_index(lab, w) << 32 | cell;
 	q->count++;
 	pthread_mutex_unlock(&q->lock);
 	if (evict)
-		wing_retire(&lab->maze, &lab->maze.wings[out >> 32], (uint32_t)out);
+		region_retire(lab, out);
 }
 
 void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t expect)
@@ -189,13 +199,7 @@ void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 		report_failed_release(kind, p, w->class_size, v_gen(seen));
 		return;
 	}
-	if (expect != SIZE_MAX && expect != l->size) {
-		struct error_site site = {
-			.addr = p, .given = expect, .has_given = 1, .allocated = l->size,
-			.has_allocated = 1, .class_size = w->class_size,
-		};
-		report_heap_error(ERR_WRONG_SIZE, &site);
-	}
+	report_wrong_size_if(p, expect, l->size, w->class_size);
 	tail_canary_check(lab, w, l, p);
 	atomic_fetch_add_explicit(&lab->large_frees, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&lab->large_live_bytes, (size_t)l->npages * PAGE_SIZE,
@@ -244,17 +248,13 @@ size_t large_trim(struct labyrinth *lab)
 	struct region_quarantine *q = &lab->regions;
 	size_t released = 0;
 	for (;;) {
+		uint64_t out;
 		pthread_mutex_lock(&q->lock);
-		if (!q->count) {
-			pthread_mutex_unlock(&q->lock);
-			return released;
-		}
-		uint64_t out = q->ring[q->head];
-		q->head = (q->head + 1) % q->size;
-		q->count--;
+		bool taken = region_take_locked(q, &out);
 		pthread_mutex_unlock(&q->lock);
-		struct wing *w = &lab->maze.wings[out >> 32];
-		wing_retire(&lab->maze, w, (uint32_t)out);
-		released += w->room_bytes;
+		if (!taken)
+			return released;
+		region_retire(lab, out);
+		released += lab->maze.wings[out >> 32].room_bytes;
 	}
 }

@@ -13,6 +13,13 @@ void quarantine_init(struct quarantine *q, struct qentry *storage, uint32_t n)
 		q->stage[i].cell = CELL_NONE;
 }
 
+static void fifo_take(struct quarantine *q, struct qentry *out)
+{
+	*out = q->fifo[q->head];
+	q->head = (q->head + 1) % q->nfifo;
+	q->count--;
+}
+
 static bool fifo_push(struct quarantine *q, struct qentry in, struct qentry *out)
 {
 	if (q->nfifo == 0) {
@@ -20,11 +27,8 @@ static bool fifo_push(struct quarantine *q, struct qentry in, struct qentry *out
 		return true;
 	}
 	bool full = q->count == q->nfifo;
-	if (full) {
-		*out = q->fifo[q->head];
-		q->head = (q->head + 1) % q->nfifo;
-		q->count--;
-	}
+	if (full)
+		fifo_take(q, out);
 	q->fifo[(q->head + q->count) % q->nfifo] = in;
 	q->count++;
 	return full;
@@ -46,9 +50,7 @@ bool quarantine_push(struct quarantine *q, struct rng *r, struct qentry in, stru
 bool quarantine_pop(struct quarantine *q, struct qentry *out)
 {
 	if (q->count) {
-		*out = q->fifo[q->head];
-		q->head = (q->head + 1) % q->nfifo;
-		q->count--;
+		fifo_take(q, out);
 		return true;
 	}
 	for (uint32_t i = 0; i < q->nstage; i++) {

@@ -70,6 +70,17 @@ void line_write(struct line *l, int fd)
 	}
 }
 
+/* One ", label N unit" item of a report's parenthesis. */
+static void field(struct line *l, const char **sep, const char *label, uint64_t n,
+		  const char *unit)
+{
+	line_str(l, *sep);
+	line_str(l, label);
+	line_dec(l, n);
+	line_str(l, unit);
+	*sep = ", ";
+}
+
 void report_heap_error(enum heap_error kind, const struct error_site *site)
 {
 	struct line l = { .len = 0 };
@@ -87,32 +98,14 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 			line_dec(&l, site->offset);
 		}
 	}
-	if (site->has_given) {
-		line_str(&l, sep);
-		line_str(&l, "size ");
-		line_dec(&l, site->given);
-		line_str(&l, " given");
-		sep = ", ";
-	}
-	if (site->has_allocated) {
-		line_str(&l, sep);
-		line_dec(&l, site->allocated);
-		line_str(&l, " allocated");
-		sep = ", ";
-	}
-	if (site->class_size) {
-		line_str(&l, sep);
-		line_str(&l, "class ");
-		line_dec(&l, site->class_size);
-		line_str(&l, " B");
-		sep = ", ";
-	}
-	if (site->has_version) {
-		line_str(&l, sep);
-		line_str(&l, "version ");
-		line_dec(&l, site->version);
-		sep = ", ";
-	}
+	if (site->has_given)
+		field(&l, &sep, "size ", site->given, " given");
+	if (site->has_allocated)
+		field(&l, &sep, "", site->allocated, " allocated");
+	if (site->class_size)
+		field(&l, &sep, "class ", site->class_size, " B");
+	if (site->has_version)
+		field(&l, &sep, "version ", site->version, "");
 	if (sep[0] == ',')
 		line_str(&l, ")");
 	line_str(&l, "\n");
@@ -134,6 +127,17 @@ void report_failed_release(enum heap_error kind, const void *addr, size_t class_
 	else
 		site.why = "already freed";
 	report_heap_error(kind, &site);
+}
+
+void report_wrong_size_if(const void *addr, size_t given, size_t allocated, size_t class_size)
+{
+	if (given == SIZE_MAX || given == allocated)
+		return;
+	struct error_site site = {
+		.addr = addr, .given = given, .has_given = 1, .allocated = allocated,
+		.has_allocated = 1, .class_size = class_size,
+	};
+	report_heap_error(ERR_WRONG_SIZE, &site);
 }
 
 void report_fatal_errno(const char *what, const void *addr)

@@ -49,6 +49,10 @@ __attribute__((cold))
 void report_failed_release(enum heap_error kind, const void *addr, size_t class_size,
 			   uint64_t gen);
 
+/* A sized free said `given` bytes (SIZE_MAX: not a sized free); report it
+ * if that is not the size allocated. */
+void report_wrong_size_if(const void *addr, size_t given, size_t allocated, size_t class_size);
+
 __attribute__((noreturn, cold))
 void report_fatal_errno(const char *what, const void *addr);
 

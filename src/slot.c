@@ -91,17 +91,6 @@ static void check_canary(struct labyrinth *lab, struct wing *w, char *p, size_t 
 		canary_check(p, req, w->class_size, w->class_size, gen);
 }
 
-static void check_size(struct wing *w, const void *p, size_t req, size_t expect)
-{
-	if (expect == SIZE_MAX || expect == req)
-		return;
-	struct error_site site = {
-		.addr = p, .given = expect, .has_given = 1, .allocated = req,
-		.has_allocated = 1, .class_size = w->class_size,
-	};
-	report_heap_error(ERR_WRONG_SIZE, &site);
-}
-
 /*
  * Zero a freed slot. The whole pages of a slot go back to the kernel instead
  * (they read as zero), so slots waiting in quarantine, and the rest of the
@@ -160,7 +149,7 @@ void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 	}
 	/* The slot is ours until it leaves the quarantine: no lock needed here. */
 	size_t req = slot_req(r, n)[slot];
-	check_size(w, p, req, expect);
+	report_wrong_size_if(p, expect, req, w->class_size);
 	check_canary(lab, w, p, req, v_gen(version_read(&slot_versions(r, n)[slot])));
 	if (lab->prot.zero)
 		zero_slot(w, p);
@@ -204,8 +193,8 @@ size_t small_usable(struct labyrinth *lab, struct wing *w, const void *p, int ki
 
 bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
-	if (size > SMALL_MAX || size + lab->prot.canary > SMALL_MAX ||
-	    small_class(size + lab->prot.canary) != wing_index(lab, w))
+	size_t need = small_need(lab, size);
+	if (need > SMALL_MAX || small_class(need) != wing_index(lab, w))
 		return false;
 	uint16_t slot;
 	struct room *r = live_slot(w, p, ERR_INVALID_REALLOC, &slot);
