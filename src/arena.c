@@ -9,6 +9,7 @@
 #include "report.h"
 #include "room.h"
 #include "slot.h"
+#include "tcache.h"
 
 #include <errno.h>
 #include <string.h>
@@ -27,11 +28,28 @@ static struct arena *arena_for_thread(struct labyrinth *lab)
 	return &lab->arenas[(s - 1) % lab->narenas];
 }
 
+/* The thread's cache when lab is the default labyrinth, else NULL. */
+static inline struct thread_cache *thread_cache(struct labyrinth *lab)
+{
+	struct thread_cache *tc = tcache_self;
+	if (__builtin_expect(tc != NULL && tc->lab == lab, 1))
+		return tc;
+	return lab->is_default ? tcache_attach(lab, arena_for_thread(lab)) : NULL;
+}
+
+static void *small_malloc(struct labyrinth *lab, unsigned cls, size_t size)
+{
+	struct thread_cache *tc = thread_cache(lab);
+	if (tc)
+		return tcache_alloc(lab, tc, cls, size);
+	return small_alloc(lab, arena_for_thread(lab), cls, size);
+}
+
 void *lab_malloc(struct labyrinth *lab, size_t size)
 {
 	size_t need = small_need(lab, size);
 	if (need <= SMALL_MAX)
-		return small_alloc(lab, arena_for_thread(lab), small_class(need), size);
+		return small_malloc(lab, small_class(need), size);
 	return large_alloc(lab, size, PAGE_SIZE);
 }
 
@@ -42,7 +60,7 @@ void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 	if (align <= PAGE_SIZE && size < SMALL_MAX) {
 		int cls = small_class_aligned(small_need(lab, size), align);
 		if (cls >= 0)
-			return small_alloc(lab, arena_for_thread(lab), (unsigned)cls, size);
+			return small_malloc(lab, (unsigned)cls, size);
 	}
 	return large_alloc(lab, size, align);
 }
@@ -73,9 +91,14 @@ void lab_free_sized(struct labyrinth *lab, void *p, size_t expect)
 	struct wing *w = wing_or_report(lab, p, ERR_INVALID_FREE);
 	if (!w)
 		return;
-	if (wing_is_small(lab, w))
-		small_free(lab, w, p, ERR_INVALID_FREE, expect);
-	else
+	if (wing_is_small(lab, w)) {
+		struct thread_cache *tc = thread_cache(lab);
+		struct slot_ref ref;
+		if (!tc)
+			small_free(lab, w, p, ERR_INVALID_FREE, expect);
+		else if (slot_retire(lab, w, p, ERR_INVALID_FREE, expect, &ref))
+			tcache_free(lab, tc, ref);
+	} else
 		large_free(lab, w, p, ERR_INVALID_FREE, expect);
 }
 
@@ -125,7 +148,7 @@ void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 
 size_t lab_trim(struct labyrinth *lab)
 {
-	size_t released = large_trim(lab);
+	size_t released = large_trim(lab) + tcache_trim(lab);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		released += small_trim(lab, &lab->arenas[i]);
 	return released;

@@ -3,30 +3,111 @@
  * (or its last page) hold a pattern keyed by a per-process secret and the
  * block's address; free checks them, so an overflow of even one byte is
  * caught at the latest when the block is freed.
+ *
+ * The pattern is periodic in 8 bytes and aligned to the block's start, so it
+ * is written and checked a word at a time; no byte of it is zero (the most
+ * common overflow is a string's terminating NUL one byte too far). The
+ * checks are inline: they run on every malloc and free.
  */
 #ifndef LAB_CANARY_H
 #define LAB_CANARY_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define NO_DAMAGE SIZE_MAX
+
+extern uint64_t canary_secret;
 
 /* Draw the process's canary secret (once; before the first canary). */
 void canary_init(void);
 
-/* Fill bytes [from, to) of the block at base with its canary. */
-void canary_write(char *base, size_t from, size_t to);
+/* The block's 8-byte pattern: 7 secret bits per byte, the low bit always set. */
+static inline uint64_t canary_pattern(const char *base)
+{
+	uint64_t x = canary_secret ^ (uint64_t)(uintptr_t)base;
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 29;
+	return x | 0x0101010101010101ULL;
+}
+
+/* The bytes of the word at an 8-aligned offset that lie below `from` (the
+ * block's own bytes, kept); words are little-endian, so they are its low ones. */
+static inline uint64_t canary_below(size_t from)
+{
+	return (1ULL << (8 * (from & 7))) - 1;
+}
+
+static inline uint64_t word_at(const char *p)
+{
+	uint64_t w;
+	memcpy(&w, p, 8);
+	return w;
+}
+
+/* Fill bytes [from, to) of the 8-aligned block at base with its canary;
+ * `to` is a slot's or a page's end, so 8-aligned too. */
+static inline void canary_write(char *base, size_t from, size_t to)
+{
+	uint64_t pat = canary_pattern(base);
+	size_t i = from & ~(size_t)7;
+	if (from & 7) {
+		uint64_t keep = canary_below(from);
+		uint64_t w = (word_at(base + i) & keep) | (pat & ~keep);
+		memcpy(base + i, &w, 8);
+		i += 8;
+	}
+	for (; i < to; i += 8)
+		memcpy(base + i, &pat, 8);
+}
+
 /* Offset of the first byte of [from, to) that is not the canary, or NO_DAMAGE. */
-size_t canary_damage(const char *base, size_t from, size_t to);
-/* Offset of the first non-zero byte of [0, len), or NO_DAMAGE. */
-size_t zero_damage(const char *p, size_t len);
+static inline size_t canary_damage(const char *base, size_t from, size_t to)
+{
+	uint64_t pat = canary_pattern(base);
+	uint64_t ignore = canary_below(from);
+	for (size_t i = from & ~(size_t)7; i < to; i += 8, ignore = 0) {
+		uint64_t diff = (word_at(base + i) ^ pat) & ~ignore;
+		if (diff)
+			return i + (size_t)__builtin_ctzll(diff) / 8;
+	}
+	return NO_DAMAGE;
+}
+
+/* Offset of the first non-zero byte of [0, len), or NO_DAMAGE; len is a
+ * multiple of 8 (a slot). */
+static inline size_t zero_damage(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t w = word_at(p + i);
+		if (w)
+			return i + (size_t)__builtin_ctzll(w) / 8;
+	}
+	return NO_DAMAGE;
+}
+
+void canary_report(const char *base, size_t bad, size_t class_size, uint64_t gen);
+void zero_report(char *p, size_t bad, size_t len, uint64_t gen);
 
 /* Check bytes [from, to) of the block at base; report a heap overflow if
  * the canary was changed. class_size and gen go into the report. */
-void canary_check(const char *base, size_t from, size_t to, size_t class_size, uint64_t gen);
+static inline void canary_check(const char *base, size_t from, size_t to, size_t class_size,
+				uint64_t gen)
+{
+	size_t bad = canary_damage(base, from, to);
+	if (__builtin_expect(bad != NO_DAMAGE, 0))
+		canary_report(base, bad, class_size, gen);
+}
+
 /* Check a slot about to be reused is all zero; report a write after free
  * (and zero it, if the report returns) otherwise. */
-void zero_check(char *p, size_t len, uint64_t gen);
+static inline void zero_check(char *p, size_t len, uint64_t gen)
+{
+	size_t bad = zero_damage(p, len);
+	if (__builtin_expect(bad != NO_DAMAGE, 0))
+		zero_report(p, bad, len, gen);
+}
 
 #endif

@@ -9,6 +9,7 @@
 #include "os.h"
 #include "room.h"
 #include "stats.h"
+#include "tcache.h"
 #include "labyrinth.h"
 
 #include <errno.h>
@@ -83,7 +84,7 @@ static void arenas_init(struct labyrinth *lab)
 		rng_derive(&a->rng, &seed);
 		a->id = i + 1;
 		for (unsigned c = 0; c < SMALL_CLASSES; c++)
-			a->bins[c].current = a->bins[c].partial = CELL_NONE;
+			a->bins[c].current = a->bins[c].partial = a->bins[c].spare = CELL_NONE;
 	}
 	memset(&seed, 0, sizeof seed);
 }
@@ -103,7 +104,7 @@ static struct protections pick_protections(void)
 /* The quarantines' storage follows the arenas in the labyrinth's own mapping. */
 static void quarantines_init(struct labyrinth *lab, char *storage)
 {
-	struct qentry *slots = (struct qentry *)storage;
+	struct slot_ref *slots = (struct slot_ref *)storage;
 	for (unsigned i = 0; i < lab->narenas; i++)
 		quarantine_init(&lab->arenas[i].quarantine, slots + (size_t)i * lab->prot.quarantine,
 				lab->prot.quarantine);
@@ -118,7 +119,7 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 	unsigned narenas = pick_arenas(o ? o->arenas : 0);
 	struct protections prot = pick_protections();
 	size_t head = (sizeof(struct labyrinth) + 63) / 64 * 64 + narenas * sizeof(struct arena);
-	size_t self = head + (size_t)narenas * prot.quarantine * sizeof(struct qentry) +
+	size_t self = head + (size_t)narenas * prot.quarantine * sizeof(struct slot_ref) +
 		      (size_t)prot.large_quarantine * sizeof(uint64_t);
 	size_t map = (self + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE + 2 * PAGE_SIZE;
 	char *mem = os_reserve(map);
@@ -202,7 +203,11 @@ uint64_t lab_live_bytes(struct labyrinth *lab)
 	uint64_t live = atomic_load_explicit(&lab->large_live_bytes, memory_order_relaxed);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		live += atomic_load_explicit(&lab->arenas[i].live_bytes, memory_order_relaxed);
-	return live;
+	uint64_t allocs = 0, frees = 0;
+	tcache_counts(lab, &allocs, &frees, &live);
+	/* Caches are read one after another while their threads go on: a sum
+	 * caught between a free and its allocation's count may dip below 0. */
+	return (int64_t)live < 0 ? 0 : live;
 }
 
 /* Sampled when rooms open: exact enough for a peak, free on the fast path. */
@@ -219,6 +224,7 @@ void lab_note_peak(struct labyrinth *lab)
 
 static void fork_prepare(void)
 {
+	tcache_fork_lock();             /* a leaf, like the region quarantine's */
 	pthread_mutex_lock(&labs_lock);
 	for (struct labyrinth *lab = labs; lab; lab = lab->next) {
 		for (unsigned i = 0; i < lab->narenas; i++)
@@ -237,6 +243,7 @@ static void fork_release(void)
 			pthread_mutex_unlock(&lab->arenas[i].lock);
 	}
 	pthread_mutex_unlock(&labs_lock);
+	tcache_fork_unlock();
 }
 
 /* Registered at load time, not inside malloc: pthread_atfork may allocate. */

@@ -19,10 +19,12 @@
 #define SMALL_MAX 16384
 #define MAX_ARENAS 64
 
-/* One size class of one arena: the room being filled, and rooms with room left. */
+/* One size class of one arena: the room being filled, rooms with room left,
+ * and at most one empty room kept open for the next refill. */
 struct bin {
 	uint32_t current;       /* cell, or CELL_NONE */
 	uint32_t partial;       /* head of a list of cells, or CELL_NONE */
+	uint32_t spare;         /* an empty open room, or CELL_NONE */
 };
 
 /* A lock domain. Threads are spread over arenas; a room belongs to one. */

@@ -14,6 +14,7 @@
 #ifndef LAB_MAZE_H
 #define LAB_MAZE_H
 
+#include "os.h"
 #include "random.h"
 
 #include <pthread.h>
@@ -48,6 +49,8 @@ struct wing {
 	size_t room_bytes;
 	size_t record_bytes;    /* cell_hdr included */
 	size_t class_size;
+	uint64_t cell_magic;    /* divides page offsets by the cell's pages */
+	uint64_t class_magic;   /* divides offsets in a cell by class_size */
 	uint32_t max_cells;     /* cells from ext_lo to the end of the wing */
 	uint32_t ext_lo;        /* the extent's first cell, drawn at random */
 	_Atomic uint32_t ext_cells;     /* grows only; records below it are mapped */
@@ -109,6 +112,21 @@ static inline struct wing *maze_wing_of(const struct maze *m, const void *p)
 	return &m->wings[m->slice_wing[off >> m->slice_shift]];
 }
 
+/*
+ * n / d for any 32-bit n, by one multiplication with magic = 2^64 / d + 1
+ * (Lemire, Kaser and Kurz): a division costs tens of cycles, and every free
+ * needs two.
+ */
+static inline uint64_t div_magic(uint32_t d)
+{
+	return UINT64_MAX / d + 1;
+}
+
+static inline uint32_t fast_div(uint32_t n, uint64_t magic)
+{
+	return (uint32_t)(((unsigned __int128)magic * n) >> 64);
+}
+
 static inline char *cell_addr(const struct wing *w, uint32_t cell)
 {
 	return w->base + (size_t)(w->ext_lo + cell) * w->cell_bytes;
@@ -132,7 +150,8 @@ static inline void *cell_record(const struct wing *w, uint32_t cell)
 static inline uint32_t wing_cell_of(const struct wing *w, const void *p, size_t *offset)
 {
 	size_t off = (size_t)((const char *)p - w->base);
-	size_t cell = off / w->cell_bytes;
+	size_t cell = off / PAGE_SIZE <= UINT32_MAX ? fast_div((uint32_t)(off / PAGE_SIZE), w->cell_magic)
+						     : off / w->cell_bytes;
 	uint32_t ext = atomic_load_explicit(&((struct wing *)w)->ext_cells, memory_order_acquire);
 	if (cell < w->ext_lo || cell - w->ext_lo >= ext)
 		return CELL_NONE;

@@ -2,7 +2,7 @@
 #include "quarantine.h"
 #include "maze.h"
 
-void quarantine_init(struct quarantine *q, struct qentry *storage, uint32_t n)
+void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n)
 {
 	q->nstage = n / 2;
 	q->nfifo = n - q->nstage;
@@ -13,41 +13,14 @@ void quarantine_init(struct quarantine *q, struct qentry *storage, uint32_t n)
 		q->stage[i].cell = CELL_NONE;
 }
 
-static void fifo_take(struct quarantine *q, struct qentry *out)
+static void fifo_take(struct quarantine *q, struct slot_ref *out)
 {
 	*out = q->fifo[q->head];
-	q->head = (q->head + 1) % q->nfifo;
+	q->head = quarantine_ring_next(q->head, q->nfifo);
 	q->count--;
 }
 
-static bool fifo_push(struct quarantine *q, struct qentry in, struct qentry *out)
-{
-	if (q->nfifo == 0) {
-		*out = in;
-		return true;
-	}
-	bool full = q->count == q->nfifo;
-	if (full)
-		fifo_take(q, out);
-	q->fifo[(q->head + q->count) % q->nfifo] = in;
-	q->count++;
-	return full;
-}
-
-bool quarantine_push(struct quarantine *q, struct rng *r, struct qentry in, struct qentry *out)
-{
-	if (q->nstage) {
-		uint32_t i = rng_below(r, q->nstage);
-		struct qentry old = q->stage[i];
-		q->stage[i] = in;
-		if (old.cell == CELL_NONE)
-			return false;
-		in = old;
-	}
-	return fifo_push(q, in, out);
-}
-
-bool quarantine_pop(struct quarantine *q, struct qentry *out)
+bool quarantine_pop(struct quarantine *q, struct slot_ref *out)
 {
 	if (q->count) {
 		fifo_take(q, out);

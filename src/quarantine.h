@@ -9,29 +9,68 @@
 #ifndef LAB_QUARANTINE_H
 #define LAB_QUARANTINE_H
 
+#include "maze.h"
 #include "random.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-struct qentry {
+/* One small slot, named without a pointer: its class, cell and index. */
+struct slot_ref {
 	uint32_t cell;
 	uint16_t cls;
 	uint16_t slot;
 };
 
 struct quarantine {
-	struct qentry *stage;   /* random stage; cell CELL_NONE: empty */
-	struct qentry *fifo;
+	struct slot_ref *stage;   /* random stage; cell CELL_NONE: empty */
+	struct slot_ref *fifo;
 	uint32_t nstage, nfifo;
 	uint32_t head, count;
 };
 
 /* Storage for a quarantine of n slots: n entries. */
-void quarantine_init(struct quarantine *q, struct qentry *storage, uint32_t n);
+void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n);
+/* Ring indices wrap by comparison: a division per free costs more than the
+ * rest of the push. */
+static inline uint32_t quarantine_ring_next(uint32_t i, uint32_t n)
+{
+	return i + 1 == n ? 0 : i + 1;
+}
+
+static inline bool quarantine_fifo_push(struct quarantine *q, struct slot_ref in, struct slot_ref *out)
+{
+	if (q->nfifo == 0) {
+		*out = in;
+		return true;
+	}
+	if (q->count == q->nfifo) {     /* full: the oldest leaves, in takes its place */
+		*out = q->fifo[q->head];
+		q->fifo[q->head] = in;
+		q->head = quarantine_ring_next(q->head, q->nfifo);
+		return true;
+	}
+	uint32_t tail = q->head + q->count;
+	q->fifo[tail >= q->nfifo ? tail - q->nfifo : tail] = in;
+	q->count++;
+	return false;
+}
+
 /* Hold in; true if an older entry now leaves (*out) and must be released. */
-bool quarantine_push(struct quarantine *q, struct rng *r, struct qentry in, struct qentry *out);
+static inline bool quarantine_push(struct quarantine *q, struct rng *r, struct slot_ref in, struct slot_ref *out)
+{
+	if (q->nstage) {
+		uint32_t i = rng_pick(r, q->nstage);
+		struct slot_ref old = q->stage[i];
+		q->stage[i] = in;
+		if (old.cell == CELL_NONE)
+			return false;
+		in = old;
+	}
+	return quarantine_fifo_push(q, in, out);
+}
+
 /* Take any entry (to empty the quarantine); false when it is empty. */
-bool quarantine_pop(struct quarantine *q, struct qentry *out);
+bool quarantine_pop(struct quarantine *q, struct slot_ref *out);
 
 #endif

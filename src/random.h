@@ -4,23 +4,81 @@
 
 #include <stdint.h>
 
+/* Four ChaCha blocks are made at once (one per vector lane): 64 words. */
+#define RNG_WORDS 64
+
 struct rng {
 	uint32_t key[8];
-	uint64_t counter;
-	uint32_t block[16];
+	uint64_t counter;       /* of the next block */
 	unsigned used;          /* words of block already handed out */
+	uint32_t half;          /* the unused half of a word, if has_half */
+	unsigned has_half;
+	uint32_t block[RNG_WORDS];
 };
 
 void rng_seed(struct rng *r);
-uint32_t rng_u32(struct rng *r);
+/* Make the next RNG_WORDS words; used by rng_u32 when the buffer is spent. */
+void rng_refill(struct rng *r);
 uint64_t rng_u64(struct rng *r);
-/* Uniform in [0, n), n > 0, without modulo bias. */
-uint32_t rng_below(struct rng *r, uint32_t n);
 /* Uniform in [0, n) for 64-bit ranges. */
 uint64_t rng_below64(struct rng *r, uint64_t n);
-
-
-
 /* Key a new generator from an existing one: no system call. */
 void rng_derive(struct rng *child, struct rng *parent);
+
+static inline uint32_t rng_u32(struct rng *r)
+{
+	if (__builtin_expect(r->used == RNG_WORDS, 0))
+		rng_refill(r);
+	uint32_t v = r->block[r->used];
+	r->block[r->used++] = 0;        /* spent output is not left lying around */
+	return v;
+}
+
+/* Uniform in [0, n), n > 0, without modulo bias: Lemire's multiply-shift
+ * with rejection, one multiply and rarely a retry. */
+static inline uint32_t rng_below(struct rng *r, uint32_t n)
+{
+	uint64_t m = (uint64_t)rng_u32(r) * n;
+	uint32_t low = (uint32_t)m;
+	if (__builtin_expect(low < n, 0)) {
+		uint32_t floor = -n % n;
+		while (low < floor) {
+			m = (uint64_t)rng_u32(r) * n;
+			low = (uint32_t)m;
+		}
+	}
+	return (uint32_t)(m >> 32);
+}
+
+/* Half a keystream word: most draws (a slot, a place in the quarantine)
+ * need no more, and the keystream is the cost. */
+static inline uint32_t rng_u16(struct rng *r)
+{
+	if (r->has_half) {
+		r->has_half = 0;
+		return r->half;
+	}
+	uint32_t v = rng_u32(r);
+	r->half = v >> 16;
+	r->has_half = 1;
+	return v & 0xffff;
+}
+
+/* Uniform in [0, n) like rng_below, from 16 bits when n <= 65536. */
+static inline uint32_t rng_pick(struct rng *r, uint32_t n)
+{
+	if (n > 0x10000)
+		return rng_below(r, n);
+	uint32_t m = rng_u16(r) * n;
+	uint32_t low = m & 0xffff;
+	if (__builtin_expect(low < n, 0)) {
+		uint32_t floor = (0x10000 - n) % n;
+		while (low < floor) {
+			m = rng_u16(r) * n;
+			low = m & 0xffff;
+		}
+	}
+	return m >> 16;
+}
+
 #endif

@@ -139,6 +139,11 @@ uint32_t bin_refill(struct labyrinth *lab, struct arena *a, struct wing *w,
 		partial_unlink(w, b, cell);
 		return b->current = cell;
 	}
+	if (b->spare != CELL_NONE) {
+		b->current = b->spare;
+		b->spare = CELL_NONE;
+		return b->current;
+	}
 	return b->current = room_open(lab, a, w);
 }
 

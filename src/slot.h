@@ -2,14 +2,138 @@
 #ifndef LAB_SLOT_H
 #define LAB_SLOT_H
 
+#include "canary.h"
 #include "lab.h"
 #include "maze.h"
+#include "os.h"
+#include "report.h"
+#include "room.h"
+#include "version.h"
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
-/* A slot of class cls for a request of size bytes (size < class size when
- * canaries are on), or NULL when the wing is full. */
+/*
+ * The steps, which both the arena path (below) and the thread cache
+ * (tcache.c) are made of:
+ *
+ *   take      under the arena's lock: a random free slot of the bin's room
+ *   hand out  no lock: the slot becomes the caller's allocation
+ *   retire    no lock: a freed slot is checked, quarantined and zeroed
+ *   release   under the room's arena's lock: back to the room's free list
+ *   put back  under the room's arena's lock: a taken slot never handed out
+ */
+bool slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct slot_ref *out);
+size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref);
+size_t slot_put_back(struct labyrinth *lab, struct arena *a, struct slot_ref ref);
+/* The arena that owns the slot's room (its lock guards the room). */
+struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
+
+/* The out-of-line reports of the inline steps below. */
+void slot_bad_pointer(struct wing *w, const void *p, int kind, const char *why);
+void slot_bad_release(struct wing *w, struct room *r, void *p, int kind, uint64_t seen);
+void slot_corrupt(void) __attribute__((noreturn));
+
+static inline char *slot_addr(const struct wing *w, uint32_t cell, uint16_t slot)
+{
+	return cell_addr(w, cell) + (size_t)slot * w->class_size;
+}
+
+/* Hand out a taken slot as an allocation of size bytes. */
+static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size)
+{
+	struct wing *w = &lab->maze.wings[ref.cls];
+	struct room *r = room_of(w, ref.cell);
+	uint16_t n = r->nslots;
+	slot_req(r, n)[ref.slot] = (uint16_t)size;
+	uint64_t v = version_set(&slot_versions(r, n)[ref.slot], V_FREE, V_OWNED,
+				 v_owner(version_read(&r->version)));
+	if (__builtin_expect(!v, 0))
+		slot_corrupt();
+	char *p = slot_addr(w, ref.cell, ref.slot);
+	if (lab->prot.uaf_check)
+		zero_check(p, w->class_size, v_gen(v));
+	if (lab->prot.canary)
+		canary_write(p, size, w->class_size);
+	return p;
+}
+
+/* p's room, cell and slot; NULL (after a report) if p is no slot at all. */
+static inline struct room *slot_of(struct wing *w, const void *p, int kind, uint32_t *cellp,
+				   uint16_t *slot)
+{
+	size_t off = 0;
+	uint32_t cell = wing_cell_of(w, p, &off);
+	uint32_t i = cell == CELL_NONE ? 0 : fast_div((uint32_t)off, w->class_magic);
+	if (__builtin_expect(cell == CELL_NONE || ((size_t)i + 1) * w->class_size > w->room_bytes, 0)) {
+		slot_bad_pointer(w, p, kind, "never allocated");
+		return NULL;
+	}
+	if (__builtin_expect(off != (size_t)i * w->class_size, 0)) {
+		slot_bad_pointer(w, p, kind, "not the start of a slot");
+		return NULL;
+	}
+	*cellp = cell;
+	*slot = (uint16_t)i;
+	return room_of(w, cell);
+}
+
+static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, char *p, size_t req,
+				     uint64_t gen)
+{
+	if (lab->prot.canary)
+		canary_check(p, req, w->class_size, w->class_size, gen);
+}
+
+/*
+ * Zero a freed slot. The whole pages of a slot go back to the kernel instead
+ * (they read as zero), so slots waiting in quarantine, and the rest of the
+ * rooms they keep open, pin no memory.
+ */
+static inline void slot_zero(struct wing *w, char *p)
+{
+	size_t size = w->class_size;
+	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
+	char *hi = (char *)(((uintptr_t)p + size) & ~(PAGE_SIZE - 1));
+	if (size < PAGE_SIZE || hi <= lo) {
+		memset(p, 0, size);
+		return;
+	}
+	memset(p, 0, (size_t)(lo - p));
+	os_discard(lo, (size_t)(hi - lo));
+	memset(hi, 0, (size_t)(p + size - hi));
+}
+
+/* Retire a freed slot: false (after a report) if p is not a live slot. */
+static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, int kind,
+			       size_t expect, struct slot_ref *out)
+{
+	uint32_t cell;
+	uint16_t slot;
+	struct room *r = slot_of(w, p, kind, &cell, &slot);
+	if (!r)
+		return false;
+	uint64_t seen = 0;
+	/* A slot of a room never opened has version 0: free, so this fails too. */
+	version_t *v = &slot_versions(r, r->nslots)[slot];
+	if (__builtin_expect(r->nslots == 0 || !version_move(v, V_OWNED, V_QUARANTINED, 0, &seen), 0)) {
+		slot_bad_release(w, r, p, kind, seen);
+		return false;
+	}
+	/* The slot is ours until it leaves the quarantine: no lock needed here. */
+	size_t req = slot_req(r, r->nslots)[slot];
+	if (__builtin_expect(expect != SIZE_MAX && expect != req, 0))
+		report_wrong_size_if(p, expect, req, w->class_size);
+	slot_check_canary(lab, w, p, req, v_gen(seen) + 1);
+	if (lab->prot.zero)
+		slot_zero(w, p);
+	*out = (struct slot_ref){ .cell = cell, .cls = (uint16_t)wing_index(lab, w), .slot = slot };
+	return true;
+}
+
+/* The arena path: a slot of class cls for a request of size bytes (size <
+ * class size when canaries are on), or NULL when the wing is full. */
 void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t size);
 /* Free p, a pointer into small wing w; expect is the size a sized free
  * passed, or SIZE_MAX. Misuse is reported as error kind `kind`. */

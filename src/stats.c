@@ -6,6 +6,7 @@
 #include "config.h"
 #include "os.h"
 #include "report.h"
+#include "tcache.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -29,6 +30,8 @@ void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 		out->allocations += atomic_load(&lab->arenas[i].allocs);
 		out->frees += atomic_load(&lab->arenas[i].frees);
 	}
+	uint64_t live = 0;
+	tcache_counts(lab, &out->allocations, &out->frees, &live);
 	lab_note_peak(lab);
 	out->live_bytes = lab_live_bytes(lab);
 	out->peak_live_bytes = atomic_load(&lab->peak_live);

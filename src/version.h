@@ -39,7 +39,8 @@ static inline uint64_t v_next(uint64_t old, unsigned state, unsigned owner)
 	       (uint64_t)(owner & ((1u << V_OWNER_BITS) - 1)) << 2 | state;
 }
 
-/* Move the word from state `from` to `to`; false (and *seen) if it was not in `from`. */
+/* Move the word from state `from` to `to`; false if it was not in `from`.
+ * *seen is the word found, before the move. */
 static inline bool version_move(version_t *w, unsigned from, unsigned to,
 				unsigned owner, uint64_t *seen)
 {
@@ -51,8 +52,10 @@ static inline bool version_move(version_t *w, unsigned from, unsigned to,
 		}
 		if (atomic_compare_exchange_weak_explicit(w, &v, v_next(v, to, owner),
 							  memory_order_acq_rel,
-							  memory_order_acquire))
+							  memory_order_acquire)) {
+			*seen = v;      /* the word before the move */
 			return true;
+		}
 	}
 }
 
@@ -64,6 +67,21 @@ static inline bool version_claim(version_t *w, unsigned owner, uint64_t *seen)
 static inline bool version_release(version_t *w, uint64_t *seen)
 {
 	return version_move(w, V_OWNED, V_FREE, 0, seen);
+}
+
+/*
+ * Move a word that the caller holds alone (under a lock, or in a thread's
+ * batch or quarantine), where no other move can race: a plain store. The
+ * new word, or 0 (nothing written) if it was not in state `from`.
+ */
+static inline uint64_t version_set(version_t *w, unsigned from, unsigned to, unsigned owner)
+{
+	uint64_t old = atomic_load_explicit(w, memory_order_relaxed);
+	if (__builtin_expect(v_state(old) != from, 0))
+		return 0;
+	uint64_t next = v_next(old, to, owner);
+	atomic_store_explicit(w, next, memory_order_release);
+	return next;
 }
 
 static inline uint64_t version_read(version_t *w)

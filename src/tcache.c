@@ -1,0 +1,231 @@
+/*
+ * tcache: per-thread batches and quarantines for the default labyrinth; see
+ * tcache.h. Caches live in their own mappings, outside the maze and behind
+ * guard pages, like all metadata; they are never unmapped: a thread that
+ * exits leaves its cache (with its quarantine still full) to the next new
+ * thread, so the quarantine's delay survives thread churn.
+ */
+#include "tcache.h"
+#include "os.h"
+#include "report.h"
+#include "room.h"
+#include "slot.h"
+
+#include <pthread.h>
+#include <string.h>
+
+/* A batch holds about this many bytes of slots: many small ones, few big. */
+#define BATCH_BYTES 8192
+
+__thread struct thread_cache *tcache_self __attribute__((tls_model("initial-exec")));
+static __thread bool tcache_gone __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t exit_key;
+static bool exit_key_ok;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct thread_cache *idle;               /* caches of exited threads */
+static struct thread_cache *_Atomic all;        /* every cache: push only */
+static char *chunk_next, *chunk_end;            /* unused caches of the last chunk */
+
+static size_t cache_bytes(const struct labyrinth *lab)
+{
+	size_t n = sizeof(struct thread_cache) + lab->prot.quarantine * sizeof(struct slot_ref);
+	return (n + 63) & ~(size_t)63;
+}
+
+/* Under pool_lock: room for one new cache, carved from a guarded chunk. */
+static struct thread_cache *cache_carve(struct labyrinth *lab)
+{
+	size_t bytes = cache_bytes(lab);
+	if (chunk_next && chunk_next + bytes <= chunk_end) {
+		struct thread_cache *tc = (struct thread_cache *)chunk_next;
+		chunk_next += bytes;
+		return tc;
+	}
+	size_t inner = bytes < (64UL << 10) ? (64UL << 10) / bytes * bytes : bytes;
+	inner = (inner + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+	char *mem = os_reserve(inner + 2 * PAGE_SIZE);
+	if (!mem)
+		return NULL;
+	if (!os_protect_rw(mem + PAGE_SIZE, inner)) {
+		os_unmap(mem, inner + 2 * PAGE_SIZE);
+		return NULL;
+	}
+	chunk_next = mem + PAGE_SIZE + bytes;
+	chunk_end = mem + PAGE_SIZE + inner;
+	return (struct thread_cache *)(mem + PAGE_SIZE);
+}
+
+static void cache_init(struct labyrinth *lab, struct thread_cache *tc, struct arena *a)
+{
+	tc->lab = lab;
+	pthread_mutex_lock(&a->lock);
+	rng_derive(&tc->rng, &a->rng);
+	pthread_mutex_unlock(&a->lock);
+	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
+	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+		size_t n = BATCH_BYTES / lab->maze.wings[c].class_size;
+		tc->batch[c].cap = (uint16_t)(n < 2 ? 2 : n > BATCH_MAX ? BATCH_MAX : n);
+	}
+	struct thread_cache *head = atomic_load(&all);
+	do
+		atomic_store_explicit(&tc->next, head, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak(&all, &head, tc));
+}
+
+struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
+{
+	if (!lab->is_default || tcache_gone || tcache_self || !exit_key_ok)
+		return NULL;
+	pthread_mutex_lock(&pool_lock);
+	struct thread_cache *tc = idle;
+	if (tc)
+		idle = tc->next_idle;
+	else if ((tc = cache_carve(lab)) != NULL)
+		tc->lab = NULL;
+	pthread_mutex_unlock(&pool_lock);
+	if (!tc)
+		return NULL;
+	if (!tc->lab)
+		cache_init(lab, tc, a);
+	tc->arena = a;
+	tcache_self = tc;
+	/* Without the exit hook the cache would be lost with the thread. */
+	if (pthread_setspecific(exit_key, tc) != 0) {
+		tcache_self = NULL;
+		tcache_gone = true;
+		return NULL;
+	}
+	return tc;
+}
+
+bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned cls)
+{
+	struct batch *b = &tc->batch[cls];
+	struct arena *a = tc->arena;
+	pthread_mutex_lock(&a->lock);
+	while (b->n < b->cap && slot_take(lab, a, cls, &b->ref[b->n]))
+		b->n++;
+	pthread_mutex_unlock(&a->lock);
+	return b->n != 0;
+}
+
+/* Release the slots that left the quarantine, each under its room's arena's
+ * lock, taking each lock once per run of slots of one arena. */
+size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
+{
+	size_t closed = 0;
+	struct arena *held = NULL;
+	for (uint32_t i = 0; i < tc->nrelease; i++) {
+		struct arena *a = slot_arena(lab, tc->release[i]);
+		if (a != held) {
+			if (held)
+				pthread_mutex_unlock(&held->lock);
+			pthread_mutex_lock(&a->lock);
+			held = a;
+		}
+		closed += slot_release(lab, a, tc->release[i]);
+	}
+	if (held)
+		pthread_mutex_unlock(&held->lock);
+	tc->nrelease = 0;
+	return closed;
+}
+
+static size_t release_one(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
+{
+	tc->release[tc->nrelease++] = ref;
+	return tc->nrelease == RELEASE_MAX ? tcache_release_flush(lab, tc) : 0;
+}
+
+/* Give the batches' slots back to their rooms (all of them are tc->arena's). */
+static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
+{
+	size_t closed = 0;
+	pthread_mutex_lock(&tc->arena->lock);
+	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+		struct batch *b = &tc->batch[c];
+		while (b->n)
+			closed += slot_put_back(lab, tc->arena, b->ref[--b->n]);
+	}
+	pthread_mutex_unlock(&tc->arena->lock);
+	return closed;
+}
+
+/* Everything the cache holds goes back to the rooms, the quarantine too. */
+static size_t cache_empty(struct labyrinth *lab, struct thread_cache *tc)
+{
+	struct slot_ref ref;
+	size_t closed = tcache_release_flush(lab, tc);
+	while (quarantine_pop(&tc->quarantine, &ref))
+		closed += release_one(lab, tc, ref);
+	return closed + tcache_release_flush(lab, tc) + batches_put_back(lab, tc);
+}
+
+/* Thread exit: the batches go back now; the quarantine waits in the pool. */
+static void tcache_exit(void *arg)
+{
+	struct thread_cache *tc = arg;
+	tcache_release_flush(tc->lab, tc);
+	batches_put_back(tc->lab, tc);
+	tcache_self = NULL;
+	tcache_gone = true;
+	pthread_mutex_lock(&pool_lock);
+	tc->next_idle = idle;
+	idle = tc;
+	pthread_mutex_unlock(&pool_lock);
+}
+
+size_t tcache_trim(struct labyrinth *lab)
+{
+	if (!lab->is_default)
+		return 0;
+	size_t closed = 0;
+	if (tcache_self && tcache_self->lab == lab)
+		closed += cache_empty(lab, tcache_self);
+	pthread_mutex_lock(&pool_lock);
+	struct thread_cache *list = idle;
+	idle = NULL;
+	pthread_mutex_unlock(&pool_lock);
+	/* Exited threads' caches are no thread's now; empty them unlocked. */
+	struct thread_cache *last = NULL;
+	for (struct thread_cache *tc = list; tc; tc = tc->next_idle) {
+		closed += cache_empty(lab, tc);
+		last = tc;
+	}
+	if (last) {
+		pthread_mutex_lock(&pool_lock);
+		last->next_idle = idle;
+		idle = list;
+		pthread_mutex_unlock(&pool_lock);
+	}
+	return closed;
+}
+
+void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uint64_t *live)
+{
+	for (struct thread_cache *tc = atomic_load(&all); tc;
+	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
+		if (tc->lab != lab)
+			continue;
+		*allocs += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
+		*frees += atomic_load_explicit(&tc->frees, memory_order_relaxed);
+		*live += atomic_load_explicit(&tc->live_bytes, memory_order_relaxed);
+	}
+}
+
+void tcache_fork_lock(void)
+{
+	pthread_mutex_lock(&pool_lock);
+}
+
+void tcache_fork_unlock(void)
+{
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* Made at load time, not inside malloc. */
+__attribute__((constructor)) static void tcache_register_exit(void)
+{
+	exit_key_ok = pthread_key_create(&exit_key, tcache_exit) == 0;
+}

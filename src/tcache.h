@@ -1,0 +1,98 @@
+/*
+ * tcache: the thread cache of the default labyrinth, which makes the small
+ * fast path take no lock.
+ *
+ * A thread takes a batch of randomly chosen free slots of one class from its
+ * arena under one lock, and hands them out without locking. Frees are
+ * retired on the slot's version word as always (so a double free is caught
+ * exactly, from any thread), then held in the thread's own quarantine; the
+ * slots that leave it are released to their rooms a few dozen at a time,
+ * under each room's arena lock. Nothing here changes what a slot's version
+ * says: a slot in a batch is free, a slot in the quarantine is quarantined.
+ */
+#ifndef LAB_TCACHE_H
+#define LAB_TCACHE_H
+
+#include "lab.h"
+#include "quarantine.h"
+#include "random.h"
+#include "slot.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BATCH_MAX 32
+#define RELEASE_MAX 32
+
+struct batch {
+	uint16_t n, cap;
+	struct slot_ref ref[BATCH_MAX];
+};
+
+struct thread_cache {
+	struct labyrinth *lab;
+	struct arena *arena;            /* batches are taken from its bins */
+	struct rng rng;
+	struct quarantine quarantine;
+	uint32_t nrelease;
+	struct slot_ref release[RELEASE_MAX];   /* left the quarantine, to release */
+	/* Written by the owning thread only; read by stats. */
+	_Atomic uint64_t allocs, frees, live_bytes;
+	struct thread_cache *_Atomic next;      /* every cache, never unlinked */
+	struct thread_cache *next_idle;
+	struct batch batch[SMALL_CLASSES];
+	/* the quarantine's storage follows */
+};
+
+extern __thread struct thread_cache *tcache_self
+	__attribute__((tls_model("initial-exec")));
+
+/* Called when tcache_self is not lab's: the calling thread's cache for the
+ * default labyrinth, made on its first call, taking batches from arena a;
+ * NULL for a private labyrinth or a thread that is exiting (they take the
+ * arena path). */
+struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a);
+
+/* The slow halves of the two below: a batch is taken under the arena's
+ * lock (false if the wing is full); the release list is emptied. */
+bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned cls)
+	__attribute__((noinline));
+size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
+	__attribute__((noinline));
+
+/* A slot of class cls for a request of size bytes, or NULL when the wing is full. */
+static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc, unsigned cls,
+				 size_t size)
+{
+	struct batch *b = &tc->batch[cls];
+	if (__builtin_expect(b->n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
+		return NULL;
+	struct slot_ref ref = b->ref[--b->n];
+	counter_add(&tc->allocs, 1);
+	counter_add(&tc->live_bytes, lab->maze.wings[cls].class_size);
+	return slot_hand_out(lab, ref, size);
+}
+
+/* A slot that slot_retire() accepted enters the thread's quarantine; the
+ * one it pushes out waits in the release list. */
+static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
+{
+	counter_add(&tc->frees, 1);
+	counter_add(&tc->live_bytes, -(uint64_t)lab->maze.wings[ref.cls].class_size);
+	struct slot_ref out = ref;
+	if (lab->prot.quarantine && !quarantine_push(&tc->quarantine, &tc->rng, ref, &out))
+		return;
+	tc->release[tc->nrelease++] = out;
+	if (__builtin_expect(tc->nrelease == RELEASE_MAX, 0))
+		tcache_release_flush(lab, tc);
+}
+
+/* Empty the calling thread's cache and the caches of exited threads; bytes closed. */
+size_t tcache_trim(struct labyrinth *lab);
+/* The counters of every cache of lab, added to *allocs, *frees and *live. */
+void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uint64_t *live);
+/* Held across fork, so that a child never inherits the pool's lock taken. */
+void tcache_fork_lock(void);
+void tcache_fork_unlock(void);
+
+#endif
