@@ -138,7 +138,8 @@ void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 		if (q)
 			return q;
 	}
-	void *n = lab_malloc(lab, size);
+	bool growing = size > old && small_need(lab, size) > SMALL_MAX;
+	void *n = growing ? large_alloc_growing(lab, size) : lab_malloc(lab, size);
 	if (!n)
 		return NULL;
 	memcpy(n, p, old < size ? old : size);

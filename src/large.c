@@ -74,13 +74,14 @@ static void tail_canary_check(struct labyrinth *lab, struct wing *w, struct larg
 			     v_gen(version_read(&l->version)));
 }
 
-void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
+/* A room of at least `room` pages, of which the request's are opened. */
+static void *large_place(struct labyrinth *lab, size_t size, size_t align, size_t room)
 {
 	if (size > lab->max_alloc)
 		return NULL;
 	size_t npages = size ? pages_for(size) : 1;     /* aligned_alloc(a, 0) too */
 	size_t slack = align > PAGE_SIZE ? align / PAGE_SIZE - 1 : 0;
-	size_t need = npages + slack;
+	size_t need = npages + slack > room ? npages + slack : room;
 	if (need < LARGE_MIN_PAGES)
 		need = LARGE_MIN_PAGES;
 	unsigned k = class_of_pages(need);
@@ -104,6 +105,25 @@ void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
 	char *p = cell_addr(w, cell) + (size_t)first * PAGE_SIZE;
 	tail_canary_write(lab, l, p);
 	return p;
+}
+
+void *large_alloc(struct labyrinth *lab, size_t size, size_t align)
+{
+	return large_place(lab, size, align, 0);
+}
+
+/*
+ * A block that realloc outgrew gets a room twice its new size: the pages
+ * past the request stay guarded (they cost address space, no memory), and
+ * the next growths open them in place instead of copying the block again.
+ * Buffers that grow by steps then copy at each doubling, not at each step.
+ */
+void *large_alloc_growing(struct labyrinth *lab, size_t size)
+{
+	void *p = NULL;
+	if (size <= lab->max_alloc / 2)
+		p = large_place(lab, size, PAGE_SIZE, pages_for(size) * 2);
+	return p ? p : large_place(lab, size, PAGE_SIZE, 0);
 }
 
 /* Find p's room; NULL (after a report) if p is not the start of a large allocation. */
@@ -216,7 +236,8 @@ size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int ki
 	return lab->prot.canary ? l->size : (size_t)l->npages * PAGE_SIZE;
 }
 
-/* In place while the request still fills more than half of the room. */
+/* Growth stays in place while it fits the room; a block that shrinks below
+ * a quarter of its room moves, so that small blocks do not hold big cells. */
 void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
 	uint32_t cell;
@@ -226,7 +247,7 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	size_t room_pages = w->room_bytes / PAGE_SIZE;
 	size_t npages = pages_for(size);
 	if (size <= SMALL_MAX || size > lab->max_alloc ||
-	    l->first_page + npages > room_pages || npages * 2 <= room_pages)
+	    l->first_page + npages > room_pages || npages * 4 <= room_pages)
 		return NULL;
 	tail_canary_check(lab, w, l, p);
 	if (npages != l->npages) {

@@ -12,6 +12,8 @@ unsigned large_class_count(size_t max_alloc);
 void large_specs(struct wing_spec *out, unsigned n);
 
 void *large_alloc(struct labyrinth *lab, size_t size, size_t align);
+/* For a block that realloc grows out of its room: room to grow in place. */
+void *large_alloc_growing(struct labyrinth *lab, size_t size);
 /* expect: the size a sized free passed, or SIZE_MAX. */
 void large_free(struct labyrinth *lab, struct wing *w, void *p, int error_kind, size_t expect);
 /* Usable bytes; SIZE_MAX if p is not live and LABYRINTH_ON_ERROR=log returned. */

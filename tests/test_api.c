@@ -143,6 +143,32 @@ Test(api, realloc_large_grows_in_place_within_its_class)
 	labyrinth_free(NULL, q);
 }
 
+/* A buffer grown by 30% steps moves at each doubling, not at each step,
+ * and the pages past its end still fault. */
+Test(api, realloc_growth_moves_once_per_doubling)
+{
+	size_t size = 20 * 1024, steps = 0, moves = 0;
+	unsigned char *p = labyrinth_malloc(NULL, size);
+	cr_assert_not_null(p);
+	memset(p, 0x5a, size);
+	while (size < (8u << 20)) {
+		size_t next = size + size * 3 / 10;
+		unsigned char *q = labyrinth_realloc(NULL, p, next);
+		cr_assert_not_null(q);
+		cr_assert(q[0] == 0x5a && q[size - 1] == 0x5a, "contents lost at %zu bytes", size);
+		memset(q + size, 0x5a, next - size);
+		moves += q != p;
+		steps++;
+		p = q;
+		size = next;
+		cr_assert(write_faults(p + ((size + 4095) & ~(size_t)4095)),
+			  "the page after a grown block of %zu bytes did not fault", size);
+	}
+	cr_assert_gt(steps, 20);
+	cr_assert_leq(moves, 10, "%zu moves in %zu growth steps", moves, steps);
+	labyrinth_free(NULL, p);
+}
+
 Test(api, realloc_null_and_zero)
 {
 	void *p = labyrinth_realloc(NULL, NULL, 40);
