@@ -574,6 +574,32 @@ static void print_footer(const struct workload *w, int n)
 		       ok, n - ok);
 }
 
+static const struct workload *find_done(const struct workload *w, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (w[i].state == ST_DONE && strcmp(w[i].name, name) == 0)
+			return &w[i];
+	return NULL;
+}
+
+/*
+ * Thread scaling: churn and churn-t2 do the same total work, so the ratio of
+ * their times is the 2-thread throughput over the 1-thread one (2.00 is
+ * perfect on two idle cores).
+ */
+static void print_scaling(const struct workload *w, int n)
+{
+	const struct workload *one = find_done(w, n, "churn");
+	const struct workload *two = find_done(w, n, "churn-t2");
+	if (!one || !two)
+		return;
+	printf("2-thread throughput / 1-thread (churn / churn-t2 time): %s %.2fx, %s %.2fx\n",
+	       alloc_name[GLIBC],
+	       median(one->secs[GLIBC], one->done) / median(two->secs[GLIBC], two->done),
+	       alloc_name[PRELOAD],
+	       median(one->secs[PRELOAD], one->done) / median(two->secs[PRELOAD], two->done));
+}
+
 /* A failed run's stderr: from its own header on, at most the last few KiB. */
 static void print_stderr(const struct workload *w)
 {
@@ -641,6 +667,7 @@ int main(int argc, char **argv)
 		return 128 + interrupted;
 	}
 	print_footer(w, n);
+	print_scaling(w, n);
 	for (int i = 0; i < n; i++)
 		if (w[i].state == ST_FAILED)
 			print_stderr(&w[i]);

@@ -6,7 +6,7 @@
 # build them; the bench target asks for them.
 
 EXTRA_PROGRAMS += bench/labbench bench/churn bench/xfree bench/realloc \
-	bench/fastpath
+	bench/fastpath bench/footprint bench/scale
 
 bench_labbench_SOURCES = bench/labbench.c
 bench_labbench_LDADD = -lm
@@ -27,14 +27,22 @@ bench_realloc_LDADD = -lpthread
 bench_fastpath_SOURCES = bench/fastpath.c bench/benchutil.h
 bench_fastpath_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
 bench_fastpath_LDADD = -lpthread
+bench_footprint_SOURCES = bench/footprint.c bench/benchutil.h
+bench_footprint_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
+bench_footprint_LDADD = -lpthread
+bench_scale_SOURCES = bench/scale.c bench/benchutil.h
+bench_scale_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
+bench_scale_LDADD = -lpthread
 
 EXTRA_DIST += bench/README.md bench/run.sh bench/alloc.py bench/sqlite.sql \
 	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
-	bench/xfree.c bench/realloc.c bench/fastpath.c
+	bench/xfree.c bench/realloc.c bench/fastpath.c bench/footprint.c bench/scale.c \
+	bench/redis.sh
 
 # Automake cleans the programs it installs, not EXTRA_PROGRAMS.
 CLEANFILES += bench/labbench$(EXEEXT) bench/churn$(EXEEXT) bench/xfree$(EXEEXT) \
-	bench/realloc$(EXEEXT) bench/fastpath$(EXEEXT)
+	bench/realloc$(EXEEXT) bench/fastpath$(EXEEXT) bench/footprint$(EXEEXT) \
+	bench/scale$(EXEEXT)
 
 # BENCH_RUNS, BENCH_ONLY and BENCH_TIMEOUT reach run.sh whether they are set
 # in the environment or on the command line (`make bench BENCH_RUNS=3`).
@@ -43,7 +51,7 @@ BENCH_PRELOAD = $(abs_top_builddir)/preload/.libs/liblabyrinth-preload.so
 .PHONY: bench
 bench: preload/liblabyrinth-preload.la bench/labbench$(EXEEXT) \
 		bench/churn$(EXEEXT) bench/xfree$(EXEEXT) bench/realloc$(EXEEXT) \
-		bench/fastpath$(EXEEXT)
+		bench/fastpath$(EXEEXT) bench/footprint$(EXEEXT) bench/scale$(EXEEXT)
 	$(AM_V_at)BENCH_RUNS="$(BENCH_RUNS)" BENCH_ONLY="$(BENCH_ONLY)" \
 	BENCH_TIMEOUT="$(BENCH_TIMEOUT)" \
 	$(SHELL) $(srcdir)/bench/run.sh -p "$(BENCH_PRELOAD)" \

@@ -55,6 +55,7 @@ set -- ${preload:+-p "$preload"} \
 # sqlite3, gcc) show as skipped. Sizes are tuned for about 0.3..1.2 s each
 # under glibc on 2 idle cores. python-malloc turns off CPython's own small-
 # object pools, so that every object goes through malloc.
+status=0
 "$bin/labbench" "$@" -- \
 	churn     "$bin/churn" :: \
 	churn-t2  "$bin/churn" -t 2 :: \
@@ -62,7 +63,29 @@ set -- ${preload:+-p "$preload"} \
 	xfree     "$bin/xfree" :: \
 	realloc   "$bin/realloc" :: \
 	fastpath  "$bin/fastpath" :: \
+	footprint "$bin/footprint" :: \
 	python    "$python" "$srcdir/bench/alloc.py" :: \
 	python-malloc PYTHONMALLOC=malloc "$python" "$srcdir/bench/alloc.py" 4 :: \
 	sqlite    sqlite3 -bail :memory: ".read '$srcdir/bench/sqlite.sql'" :: \
-	gcc       gcc -O2 -c "$work/big.c" -o "$work/big.o"
+	gcc       gcc -O2 -c "$work/big.c" -o "$work/big.o" :: \
+	redis     sh "$srcdir/bench/redis.sh" || status=$?
+
+# Scale: heaps that need more guarded regions than vm.max_map_count allows
+# one mapping each. Not a ratio: they must run to completion, in both guard
+# modes; each prints the mappings it held at its peak.
+if [ -n "$preload" ] && { [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY#*scale}" != "$BENCH_ONLY" ]; }; then
+	echo
+	echo "scale (labyrinth only, must complete):"
+	for mode in markers mprotect; do
+		for w in "small -g ${BENCH_SCALE_GIB:-4}" "large -n 200000"; do
+			# shellcheck disable=SC2086
+			if out=$(LABYRINTH_GUARD=$mode LD_PRELOAD=$preload "$bin/scale" $w 2>&1); then
+				echo "  $mode: $out"
+			else
+				echo "  $mode: scale $w FAILED: $out"
+				status=1
+			fi
+		done
+	done
+fi
+exit "${status:-0}"
