@@ -21,8 +21,8 @@
 #define MIN_WING_BYTES (64UL << 20)
 #define MAX_SPECS (SMALL_CLASSES + 160)
 
-static struct labyrinth *labs;          /* every open labyrinth */
-static pthread_mutex_t labs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct labyrinth *open_labs;          /* every open labyrinth */
+static pthread_mutex_t open_labs_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t pow2_at_least(size_t n)
 {
@@ -149,23 +149,23 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 	arenas_init(lab);
 	quarantines_init(lab, (char *)lab + head);
 	canary_init();
-	pthread_mutex_lock(&labs_lock);
-	lab->next = labs;
-	labs = lab;
-	pthread_mutex_unlock(&labs_lock);
+	pthread_mutex_lock(&open_labs_lock);
+	lab->next = open_labs;
+	open_labs = lab;
+	pthread_mutex_unlock(&open_labs_lock);
 	return lab;
 }
 
 static void lab_destroy(struct labyrinth *lab)
 {
-	pthread_mutex_lock(&labs_lock);
-	for (struct labyrinth **pp = &labs; *pp; pp = &(*pp)->next) {
+	pthread_mutex_lock(&open_labs_lock);
+	for (struct labyrinth **pp = &open_labs; *pp; pp = &(*pp)->next) {
 		if (*pp == lab) {
 			*pp = lab->next;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&labs_lock);
+	pthread_mutex_unlock(&open_labs_lock);
 	maze_release(&lab->maze);
 	os_unmap((char *)lab - PAGE_SIZE, lab->self_bytes);
 }
@@ -225,8 +225,8 @@ void lab_note_peak(struct labyrinth *lab)
 static void fork_prepare(void)
 {
 	tcache_fork_lock();             /* a leaf, like the region quarantine's */
-	pthread_mutex_lock(&labs_lock);
-	for (struct labyrinth *lab = labs; lab; lab = lab->next) {
+	pthread_mutex_lock(&open_labs_lock);
+	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
 		for (unsigned i = 0; i < lab->narenas; i++)
 			pthread_mutex_lock(&lab->arenas[i].lock);
 		maze_lock_all(&lab->maze);
@@ -236,13 +236,13 @@ static void fork_prepare(void)
 
 static void fork_release(void)
 {
-	for (struct labyrinth *lab = labs; lab; lab = lab->next) {
+	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
 		pthread_mutex_unlock(&lab->regions.lock);
 		maze_unlock_all(&lab->maze);
 		for (unsigned i = 0; i < lab->narenas; i++)
 			pthread_mutex_unlock(&lab->arenas[i].lock);
 	}
-	pthread_mutex_unlock(&labs_lock);
+	pthread_mutex_unlock(&open_labs_lock);
 	tcache_fork_unlock();
 }
 

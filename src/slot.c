@@ -38,22 +38,28 @@ void slot_corrupt(void)
 	report_fatal("heap corruption: a free-listed slot was owned");
 }
 
-bool slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct slot_ref *out)
+unsigned slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct slot_ref *out,
+		   unsigned want)
 {
 	struct wing *w = &lab->maze.wings[cls];
 	struct bin *b = &a->bins[cls];
-	uint32_t cell = b->current;
-	if (cell == CELL_NONE || room_of(w, cell)->nfree == 0) {
-		cell = bin_refill(lab, a, w, b);
-		if (cell == CELL_NONE)
-			return false;
+	unsigned got = 0;
+	while (got < want) {
+		uint32_t cell = b->current;
+		if (cell == CELL_NONE || room_of(w, cell)->nfree == 0) {
+			cell = bin_refill(lab, a, w, b);
+			if (cell == CELL_NONE)
+				break;
+		}
+		struct room *r = room_of(w, cell);
+		uint16_t *fs = free_slots(r);
+		for (; got < want && r->nfree; got++) {
+			uint32_t i = rng_pick(&a->rng, r->nfree);
+			out[got] = (struct slot_ref){ .cell = cell, .cls = (uint16_t)cls, .slot = fs[i] };
+			fs[i] = fs[--r->nfree];
+		}
 	}
-	struct room *r = room_of(w, cell);
-	uint16_t *fs = free_slots(r);
-	uint32_t i = rng_pick(&a->rng, r->nfree);
-	*out = (struct slot_ref){ .cell = cell, .cls = (uint16_t)cls, .slot = fs[i] };
-	fs[i] = fs[--r->nfree];
-	return true;
+	return got;
 }
 
 struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref)
@@ -108,7 +114,7 @@ void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t s
 {
 	struct slot_ref ref;
 	pthread_mutex_lock(&a->lock);
-	if (!slot_take(lab, a, cls, &ref)) {
+	if (!slot_take(lab, a, cls, &ref, 1)) {
 		pthread_mutex_unlock(&a->lock);
 		return NULL;
 	}

@@ -104,8 +104,7 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 	struct batch *b = &tc->batch[cls];
 	struct arena *a = tc->arena;
 	pthread_mutex_lock(&a->lock);
-	while (b->n < b->cap && slot_take(lab, a, cls, &b->ref[b->n]))
-		b->n++;
+	b->n = (uint16_t)slot_take(lab, a, cls, b->ref, b->cap);
 	pthread_mutex_unlock(&a->lock);
 	return b->n != 0;
 }
