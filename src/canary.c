@@ -13,10 +13,49 @@
 uint64_t canary_secret;
 static pthread_once_t secret_once = PTHREAD_ONCE_INIT;
 
+bool canary_cpu_avx2;
+
 static void secret_seed(void)
 {
 	os_random_bytes(&canary_secret, sizeof canary_secret);
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	canary_cpu_avx2 = __builtin_cpu_supports("avx2");
+#endif
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* Slots of 512 bytes and more are scanned 128 bytes a step. len is a
+ * multiple of 16; only reached when the CPU has AVX2. */
+__attribute__((target("avx2"))) bool all_zero_wide(const char *p, size_t len)
+{
+	__m256i acc = _mm256_setzero_si256();
+	size_t i = 0;
+	for (; i + 128 <= len; i += 128) {
+		__m256i a = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)(p + i)),
+					    _mm256_loadu_si256((const __m256i *)(p + i + 32)));
+		__m256i b = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)(p + i + 64)),
+					    _mm256_loadu_si256((const __m256i *)(p + i + 96)));
+		acc = _mm256_or_si256(acc, _mm256_or_si256(a, b));
+	}
+	for (; i + 32 <= len; i += 32)
+		acc = _mm256_or_si256(acc, _mm256_loadu_si256((const __m256i *)(p + i)));
+	bool zero = _mm256_testz_si256(acc, acc);
+	for (; i < len; i += 8)
+		zero &= word_at(p + i) == 0;
+	return zero;
+}
+#else
+bool all_zero_wide(const char *p, size_t len)
+{
+	uint64_t acc = 0;
+	for (size_t i = 0; i < len; i += 8)
+		acc |= word_at(p + i);
+	return acc == 0;
+}
+#endif
 
 void canary_init(void)
 {

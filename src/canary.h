@@ -85,8 +85,14 @@ static inline size_t canary_damage(const char *base, size_t from, size_t to)
  * handed out is scanned whole, so the scan ORs 64 bytes at a time and
  * decides once at the end; the clean case is the only common one.
  */
+/* The same for big slots, 32 bytes a load, when the CPU has AVX2. */
+bool all_zero_wide(const char *p, size_t len);
+extern bool canary_cpu_avx2;
+
 static inline bool all_zero(const char *p, size_t len)
 {
+	if (len >= 512 && canary_cpu_avx2)
+		return all_zero_wide(p, len);
 	size_t i = 0;
 #ifdef __SSE2__
 	__m128i acc = _mm_setzero_si128();

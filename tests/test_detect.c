@@ -193,6 +193,27 @@ static void write_after_free_small(void *arg)
 		labyrinth_malloc(lab, 60);
 }
 
+/* A big slot (scanned by the wide path) in the default labyrinth, through
+ * the thread cache: trim empties the calling thread's quarantine. */
+static void write_after_free_big_default(void *arg)
+{
+	(void)arg;
+	char *p = labyrinth_malloc(NULL, 3000);
+	keep = labyrinth_malloc(NULL, 3000);
+	labyrinth_free(NULL, p);
+	p[2900] = 'x';
+	labyrinth_trim(NULL);
+	for (int i = 0; i < 1000; i++)
+		labyrinth_malloc(NULL, 3000);
+}
+
+Test(detect, write_after_free_in_a_big_slot_of_the_default_heap)
+{
+	expect(write_after_free_big_default, NULL, SIGABRT, "labyrinth: write after free of 0x");
+	struct outcome o = run_in_child(write_after_free_big_default, NULL);
+	cr_assert(strstr(o.err, "(byte changed at +2900, class 3072 B"), "got: %s", o.err);
+}
+
 Test(detect, write_after_free_is_caught_on_reuse)
 {
 	expect(write_after_free_small, NULL, SIGABRT, "labyrinth: write after free of 0x");
