@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SMALL_CLASSES 36
+#define SMALL_CLASSES 64
 #define SMALL_MAX 16384
 #define MAX_ARENAS 64
 
