@@ -172,28 +172,25 @@ static void lab_destroy(struct labyrinth *lab)
 
 /* ---- the default labyrinth -------------------------------------------- */
 
-static struct labyrinth *_Atomic default_lab;
+struct labyrinth *_Atomic lab_default_ptr;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 static void default_create(void)
 {
 	if (config_get()->stats)
 		stats_hold_stderr();
-	atomic_store_explicit(&default_lab, lab_create(NULL, true), memory_order_release);
+	atomic_store_explicit(&lab_default_ptr, lab_create(NULL, true), memory_order_release);
 }
 
-struct labyrinth *lab_default(void)
+struct labyrinth *lab_default_create(void)
 {
-	struct labyrinth *lab = atomic_load_explicit(&default_lab, memory_order_acquire);
-	if (__builtin_expect(lab != NULL, 1))
-		return lab;
 	pthread_once(&default_once, default_create);
-	return atomic_load_explicit(&default_lab, memory_order_acquire);
+	return atomic_load_explicit(&lab_default_ptr, memory_order_acquire);
 }
 
 struct labyrinth *lab_default_if_open(void)
 {
-	return atomic_load_explicit(&default_lab, memory_order_acquire);
+	return atomic_load_explicit(&lab_default_ptr, memory_order_acquire);
 }
 
 /* ---- statistics helpers ----------------------------------------------- */

@@ -87,7 +87,8 @@ static inline size_t small_need(const struct labyrinth *lab, size_t size)
 
 static inline unsigned wing_index(const struct labyrinth *lab, const struct wing *w)
 {
-	return (unsigned)(w - lab->maze.wings);
+	(void)lab;
+	return w->index;
 }
 
 static inline bool wing_is_small(const struct labyrinth *lab, const struct wing *w)
@@ -95,7 +96,15 @@ static inline bool wing_is_small(const struct labyrinth *lab, const struct wing 
 	return wing_index(lab, w) < SMALL_CLASSES;
 }
 
-struct labyrinth *lab_default(void);
+/* Made on first use; every malloc of the preload asks for it. */
+extern struct labyrinth *_Atomic lab_default_ptr;
+struct labyrinth *lab_default_create(void);
+
+static inline struct labyrinth *lab_default(void)
+{
+	struct labyrinth *lab = atomic_load_explicit(&lab_default_ptr, memory_order_acquire);
+	return __builtin_expect(lab != NULL, 1) ? lab : lab_default_create();
+}
 /* The default labyrinth if something already created it, else NULL. */
 struct labyrinth *lab_default_if_open(void);
 void lab_note_peak(struct labyrinth *lab);

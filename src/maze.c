@@ -498,6 +498,7 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 		for (size_t s = 0; s < b / wing_bytes; s++)
 			m->slice_wing[(size_t)(base - m->base) / wing_bytes + s] = (uint16_t)i;
 		wing_setup(&m->wings[i], &specs[i], base, b, &index, &rng);
+		m->wings[i].index = i;
 		base += b;
 	}
 	memset(&rng, 0, sizeof rng);

@@ -49,6 +49,7 @@ struct wing {
 	size_t room_bytes;
 	size_t record_bytes;    /* cell_hdr included */
 	size_t class_size;
+	unsigned index;         /* in the maze's wings: the size class */
 	uint64_t cell_magic;    /* divides page offsets by the cell's pages */
 	uint64_t class_magic;   /* divides offsets in a cell by class_size */
 	uint32_t max_cells;     /* cells from ext_lo to the end of the wing */

@@ -28,15 +28,6 @@ size_t small_class_size(unsigned cls)
 	return (size_t)(9 + k) << (group + 4);
 }
 
-unsigned small_class(size_t size)
-{
-	if (size <= 128)
-		return size ? (unsigned)((size + 15) / 16 - 1) : 0;
-	size_t s = size - 1;
-	unsigned b = 63 - (unsigned)__builtin_clzl(s);
-	return 8 + (b - 7) * 8 + (unsigned)((s >> (b - 3)) & 7);
-}
-
 int small_class_aligned(size_t size, size_t align)
 {
 	if (size > SMALL_MAX)

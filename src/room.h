@@ -53,8 +53,16 @@ static inline size_t room_record_bytes(uint16_t nslots)
 	       (size_t)nslots * sizeof(version_t);
 }
 
-/* Class index for a request of size bytes (size <= SMALL_MAX). */
-unsigned small_class(size_t size);
+/* Class index for a request of size bytes (size <= SMALL_MAX): the
+ * classes of small_class_size() in room.c. */
+static inline unsigned small_class(size_t size)
+{
+	if (size <= 128)
+		return size ? (unsigned)((size + 15) / 16 - 1) : 0;
+	size_t s = size - 1;
+	unsigned b = 63 - (unsigned)__builtin_clzl(s);
+	return 8 + (b - 7) * 8 + (unsigned)((s >> (b - 3)) & 7);
+}
 /* Smallest class >= size whose slots are all aligned to align, or -1. */
 int small_class_aligned(size_t size, size_t align);
 size_t small_class_size(unsigned cls);

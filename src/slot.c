@@ -53,11 +53,13 @@ unsigned slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct 
 		}
 		struct room *r = room_of(w, cell);
 		uint16_t *fs = free_slots(r);
-		for (; got < want && r->nfree; got++) {
-			uint32_t i = rng_pick(&a->rng, r->nfree);
+		unsigned nfree = r->nfree;      /* kept in a register: out[] may alias */
+		for (; got < want && nfree; got++) {
+			uint32_t i = rng_pick(&a->rng, nfree);
 			out[got] = (struct slot_ref){ .cell = cell, .cls = (uint16_t)cls, .slot = fs[i] };
-			fs[i] = fs[--r->nfree];
+			fs[i] = fs[--nfree];
 		}
+		r->nfree = (uint16_t)nfree;
 	}
 	return got;
 }
@@ -72,10 +74,9 @@ struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref)
  * it. An empty room that is not the bin's current one becomes the bin's
  * spare, kept open for the next refill (so a steady load does not open and
  * close rooms over and over); a second empty room is closed. */
-static size_t room_put(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
+static inline size_t room_put(struct labyrinth *lab, struct arena *a, struct wing *w,
+			      struct room *r, struct slot_ref ref)
 {
-	struct wing *w = &lab->maze.wings[ref.cls];
-	struct room *r = room_of(w, ref.cell);
 	struct bin *b = &a->bins[ref.cls];
 	free_slots(r)[r->nfree++] = ref.slot;
 	if (ref.cell == b->current)
@@ -95,17 +96,46 @@ static size_t room_put(struct labyrinth *lab, struct arena *a, struct slot_ref r
 	return 0;
 }
 
-size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
+static inline size_t release_in(struct labyrinth *lab, struct arena *a, struct wing *w,
+				 struct room *r, struct slot_ref ref)
 {
-	struct room *r = room_of(&lab->maze.wings[ref.cls], ref.cell);
 	if (!version_set(&slot_versions(r, r->nslots)[ref.slot], V_QUARANTINED, V_FREE, 0))
 		report_fatal("heap corruption: a quarantined slot changed state");
-	return room_put(lab, a, ref);
+	return room_put(lab, a, w, r, ref);
+}
+
+size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
+{
+	struct wing *w = &lab->maze.wings[ref.cls];
+	return release_in(lab, a, w, room_of(w, ref.cell), ref);
+}
+
+size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n)
+{
+	size_t closed = 0;
+	struct arena *held = NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		struct wing *w = &lab->maze.wings[refs[i].cls];
+		struct room *r = room_of(w, refs[i].cell);
+		/* The room cannot change hands while one of its slots is held. */
+		struct arena *a = &lab->arenas[v_owner(version_read(&r->version)) - 1];
+		if (a != held) {
+			if (held)
+				pthread_mutex_unlock(&held->lock);
+			pthread_mutex_lock(&a->lock);
+			held = a;
+		}
+		closed += release_in(lab, a, w, r, refs[i]);
+	}
+	if (held)
+		pthread_mutex_unlock(&held->lock);
+	return closed;
 }
 
 size_t slot_put_back(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
 {
-	return room_put(lab, a, ref);
+	struct wing *w = &lab->maze.wings[ref.cls];
+	return room_put(lab, a, w, room_of(w, ref.cell), ref);
 }
 
 /* ---- the arena path: every step under the arena's lock ---------------- */

@@ -30,6 +30,9 @@ unsigned slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct 
 		   unsigned want);
 size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref);
 size_t slot_put_back(struct labyrinth *lab, struct arena *a, struct slot_ref ref);
+/* Release n slots, each under its room's arena's lock, taking each lock
+ * once per run of slots of one arena; the bytes of rooms closed. */
+size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n);
 /* The arena that owns the slot's room (its lock guards the room). */
 struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
 

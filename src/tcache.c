@@ -109,24 +109,9 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 	return b->n != 0;
 }
 
-/* Release the slots that left the quarantine, each under its room's arena's
- * lock, taking each lock once per run of slots of one arena. */
 size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 {
-	size_t closed = 0;
-	struct arena *held = NULL;
-	for (uint32_t i = 0; i < tc->nrelease; i++) {
-		struct arena *a = slot_arena(lab, tc->release[i]);
-		if (a != held) {
-			if (held)
-				pthread_mutex_unlock(&held->lock);
-			pthread_mutex_lock(&a->lock);
-			held = a;
-		}
-		closed += slot_release(lab, a, tc->release[i]);
-	}
-	if (held)
-		pthread_mutex_unlock(&held->lock);
+	size_t closed = slot_release_all(lab, tc->release, tc->nrelease);
 	tc->nrelease = 0;
 	return closed;
 }
