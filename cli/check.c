@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -87,17 +88,22 @@ static void probe_address(void)
 	printf("%p\n", sink);
 }
 
-/* With LABYRINTH_SECCOMP=wx: a heap page must not become executable. */
+/* With LABYRINTH_SECCOMP=wx: a heap page must not become executable, by
+ * any of the three calls that could make it so. */
+static const char *try_result(long rc)
+{
+	return rc == 0 ? "allowed" : strerror(errno);
+}
+
 static void probe_wx(void)
 {
 	void *p = aligned_alloc(4096, 4096);
-	int rc = mprotect(p, 4096, PROT_READ | PROT_EXEC);
-	int e1 = errno;
+	const char *mp = try_result(mprotect(p, 4096, PROT_READ | PROT_EXEC));
+	const char *pk = try_result(syscall(SYS_pkey_mprotect, p, 4096, PROT_READ | PROT_EXEC, -1));
 	void *q = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	int e2 = errno;
-	printf("mprotect %s, mmap %s\n", rc == 0 ? "allowed" : strerror(e1),
-	       q != MAP_FAILED ? "allowed" : strerror(e2));
+	printf("mprotect %s, pkey_mprotect %s, mmap %s\n", mp, pk,
+	       q != MAP_FAILED ? "allowed" : strerror(errno));
 }
 
 static const struct probe {
@@ -217,7 +223,8 @@ static bool check_wx(void)
 		unsetenv("LABYRINTH_SECCOMP");
 	free(was);
 	line[strcspn(line, "\n")] = 0;
-	bool ok = strcmp(line, "mprotect Operation not permitted, mmap Operation not permitted") == 0;
+	bool ok = strcmp(line, "mprotect Operation not permitted, pkey_mprotect Operation not "
+			       "permitted, mmap Operation not permitted") == 0;
 	printf("%-26s %-36s %-18s %s\n", "seccomp W^X (--seccomp)", "make a heap page executable",
 	       ok ? "refused: EPERM" : "allowed", ok ? "ok" : "FAILED");
 	if (!ok)
