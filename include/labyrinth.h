@@ -59,7 +59,7 @@ typedef struct labyrinth_stats {
 	uint64_t maze_bytes;    /* size of the reserved maze */
 	unsigned guard_mode;    /* LAB_GUARD_MARKERS or LAB_GUARD_MPROTECT in force */
 	unsigned arenas;
-	/* Since 0.2 (appended, so the fields above keep their offsets). */
+	/* Added after 0.1 (appended: the fields above keep their offsets). */
 	uint64_t guard_pages;   /* guard pages in the cells of live rooms and held regions */
 	uint64_t quarantined_slots;     /* freed small slots waiting in quarantine */
 	uint64_t quarantined_regions;   /* freed large regions whose cells are held */
