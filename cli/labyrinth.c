@@ -233,10 +233,15 @@ static pid_t spawn(char *const argv[], int report_w, int err_w, int exec_w)
 		return pid;
 	signal(SIGINT, SIG_DFL);
 	signal(SIGQUIT, SIG_DFL);
-	/* The report pipe keeps its number; only it loses close-on-exec. */
-	fcntl(report_w, F_SETFD, 0);
+	/* The report pipe goes to a high number, which a program is unlikely to
+	 * reuse for something else after closing it; it alone is inherited. */
+	int high = fcntl(report_w, F_DUPFD, 900);
+	if (high < 0) {
+		high = report_w;
+		fcntl(report_w, F_SETFD, 0);
+	}
 	char fd[16];
-	snprintf(fd, sizeof fd, "%d", report_w);
+	snprintf(fd, sizeof fd, "%d", high);
 	setenv("LABYRINTH_REPORT_FD", fd, 1);
 	if (err_w >= 0)
 		dup2(err_w, STDERR_FILENO);
@@ -277,12 +282,13 @@ int cli_run(char *const argv[], bool capture, struct ending *e)
 {
 	int rep[2], err[2] = { -1, -1 }, ex[2];
 	memset(e, 0, sizeof *e);
+	/* Non-blocking: a full pipe must never stall the program; its writes
+	 * fail instead. */
 	if (pipe2(rep, O_CLOEXEC | O_NONBLOCK) || pipe2(ex, O_CLOEXEC) ||
 	    (capture && pipe2(err, O_CLOEXEC | O_NONBLOCK))) {
 		perror("labyrinth: pipe");
 		return -1;
 	}
-	/* A full pipe must never stall the program: its writes fail instead. */
 	fflush(NULL);
 	pid_t pid = spawn(argv, rep[1], err[1], ex[1]);
 	close(rep[1]);
