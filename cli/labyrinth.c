@@ -123,30 +123,41 @@ static bool exists(const char *path)
 	return access(path, R_OK) == 0;
 }
 
-/* Run from the build tree (cli/labyrinth there): use its library. */
-static bool in_build_tree(void)
+/* The directory this program runs from, resolved. */
+static bool exe_dir(char *out, size_t size)
 {
-	char exe[PATH_MAX], here[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0 || !realpath(LAB_BUILDDIR "/cli", here))
+	ssize_t n = readlink("/proc/self/exe", out, size - 1);
+	if (n <= 0)
 		return false;
-	exe[n] = 0;
-	char *slash = strrchr(exe, '/');
+	out[n] = 0;
+	char *slash = strrchr(out, '/');
 	if (!slash)
 		return false;
 	*slash = 0;
-	return strcmp(exe, here) == 0;
+	return true;
 }
 
+/*
+ * --library; else the build tree's library when run from the build tree
+ * (cli/labyrinth there); else the one installed in the configured libdir;
+ * else ../lib next to this program (an installation that was moved).
+ */
 const char *cli_library(void)
 {
 	static const char built[] = LAB_BUILDDIR "/preload/.libs/liblabyrinth-preload.so";
 	static const char installed[] = LAB_LIBDIR "/liblabyrinth-preload.so";
+	static char beside[PATH_MAX + 64];
+	char dir[PATH_MAX], tree[PATH_MAX];
 	if (library_option)
 		return exists(library_option) ? library_option : NULL;
-	if (in_build_tree() && exists(built))
+	bool have_dir = exe_dir(dir, sizeof dir);
+	if (have_dir && realpath(LAB_BUILDDIR "/cli", tree) && strcmp(dir, tree) == 0 &&
+	    exists(built))
 		return built;
-	return exists(installed) ? installed : NULL;
+	if (exists(installed))
+		return installed;
+	snprintf(beside, sizeof beside, "%s/../lib/liblabyrinth-preload.so", dir);
+	return have_dir && exists(beside) ? beside : NULL;
 }
 
 void cli_set_preload(const char *lib)
@@ -361,8 +372,11 @@ int main(int argc, char **argv)
 	}
 	const char *lib = cli_library();
 	if (!lib) {
-		fprintf(stderr, "labyrinth: cannot find liblabyrinth-preload.so (looked in "
-			LAB_LIBDIR "%s)\n", library_option ? " and --library" : "");
+		if (library_option)
+			fprintf(stderr, "labyrinth: no library at --library=%s\n", library_option);
+		else
+			fprintf(stderr, "labyrinth: cannot find liblabyrinth-preload.so (looked in "
+				LAB_LIBDIR " and in ../lib beside this program)\n");
 		return 125;
 	}
 	if (check)

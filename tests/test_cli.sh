@@ -82,6 +82,17 @@ rm -f "$tmp/u.svg"
 st=$?
 check '[ $st -eq 0 ] && grep -q "</svg>" "$tmp/u.svg"' "SIGUSR2 draws the map at once" "status $st"
 
+# Run from the build tree it uses the build tree's library; a copy
+# elsewhere uses the installed one, or ../lib beside itself.
+out=$("$lab" sh -c 'echo "$LD_PRELOAD"')
+check '[ "$out" = "$(cd "$build" && pwd -P)/preload/.libs/liblabyrinth-preload.so" ]' \
+	"from the build tree: the build tree's library" "'$out'"
+mkdir -p "$tmp/inst/bin" "$tmp/inst/lib"
+cp "$lab" "$tmp/inst/bin/" && cp "$build/preload/.libs/liblabyrinth-preload.so" "$tmp/inst/lib/"
+out=$("$tmp/inst/bin/labyrinth" sh -c 'echo "$LD_PRELOAD"')
+check '[[ $out == "$tmp/inst/bin/../lib/liblabyrinth-preload.so" || ( $out == /* && $out != *"/preload/.libs/"* ) ]]' \
+	"installed elsewhere: not the build tree's library" "'$out'"
+
 for mode in markers mprotect; do
 	out=$("$lab" check --guard=$mode 2>&1)
 	st=$?
