@@ -148,8 +148,9 @@ const char *cli_library(void)
 	static const char installed[] = LAB_LIBDIR "/liblabyrinth-preload.so";
 	static char beside[PATH_MAX + 64];
 	char dir[PATH_MAX], tree[PATH_MAX];
-	if (library_option)
-		return exists(library_option) ? library_option : NULL;
+	static char given[PATH_MAX];
+	if (library_option)     /* absolute: the program's children may chdir */
+		return realpath(library_option, given) && exists(given) ? given : NULL;
 	bool have_dir = exe_dir(dir, sizeof dir);
 	if (have_dir && realpath(LAB_BUILDDIR "/cli", tree) && strcmp(dir, tree) == 0 &&
 	    exists(built))
