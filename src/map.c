@@ -66,7 +66,8 @@ unsigned map_walk(struct labyrinth *lab, const struct map_visitor *v)
 		if (v->wing)
 			v->wing(v->ctx, w, i, ext);
 		if (locked) {
-			walk_cells(w, i, ext, v);
+			if (v->cell)
+				walk_cells(w, i, ext, v);
 			pthread_mutex_unlock(&w->lock);
 		} else {
 			skipped++;

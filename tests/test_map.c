@@ -6,6 +6,7 @@
 #include "labyrinth.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,5 +160,32 @@ Test(stats, the_summary_is_one_line_with_every_field)
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		cr_assert(strstr(o.err, fields[i]), "no '%s' in %s", fields[i], o.err);
 	cr_assert(strchr(o.err, '\n') == o.err + strlen(o.err) - 1, "not one line: %s", o.err);
+	labyrinth_close(lab);
+}
+
+/* A signal handler that interrupts the allocator finds a wing's lock held by
+ * its own thread: the walk must skip that wing, not wait for ever. */
+Test(map, a_lock_held_by_this_thread_skips_the_wing, .timeout = 20)
+{
+	labyrinth_t *lab = one_arena();
+	cr_assert_not_null(labyrinth_malloc(lab, 64));
+	cr_assert_not_null(labyrinth_malloc(lab, 100000));
+	struct wing *w = maze_wing_of(&lab->maze, labyrinth_malloc(lab, 64));
+	pthread_mutex_lock(&w->lock);
+	struct map_visitor v = { 0 };
+	cr_assert_eq(map_walk(lab, &v), 1);
+	char path[256], out[256];
+	temp_name(path, sizeof path, "busy.svg");
+	cr_assert(map_draw(lab, path));
+	pthread_mutex_unlock(&w->lock);
+	python_on(count_svg, path, out, sizeof out);
+	cr_assert_str_eq(out, "1 0 1 {http://www.w3.org/2000/svg}svg", "the other wing is drawn");
+	FILE *f = fopen(path, "r");
+	char text[65536];
+	size_t n = fread(text, 1, sizeof text - 1, f);
+	text[n] = 0;
+	fclose(f);
+	cr_assert(strstr(text, "busy, not drawn"));
+	unlink(path);
 	labyrinth_close(lab);
 }
