@@ -38,6 +38,27 @@ else
 	n=$((n + 1)); echo "ok $n - gcc under the filter # SKIP no gcc"
 fi
 
+# The 32-bit system call table is another way in: it must end the process.
+if command -v gcc >/dev/null 2>&1 && [ "$(uname -m)" = x86_64 ]; then
+	cat >"$tmp/i386.c" <<'C'
+#include <stdio.h>
+int main(void)
+{
+	long r;         /* getpid, number 20 in the i386 table */
+	__asm__ volatile ("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+	printf("%ld\n", r);
+	return 0;
+}
+C
+	if gcc -O1 "$tmp/i386.c" -o "$tmp/i386" 2>/dev/null && [ -n "$("$tmp/i386" 2>/dev/null)" ]; then
+		wx "$tmp/i386" >/dev/null 2>&1
+		st=$?
+		check '[ $st -eq 159 ]' "a system call through the i386 table is killed (SIGSYS)" "status $st"
+	else
+		n=$((n + 1)); echo "ok $n - the i386 table # SKIP this kernel has no 32-bit entry"
+	fi
+fi
+
 err=$(env LD_PRELOAD="$lib" LABYRINTH_SECCOMP=yes "$lab" __probe wx 2>&1 >/dev/null)
 check '[[ $err == "labyrinth: warning: LABYRINTH_SECCOMP: invalid value"* ]]' \
 	"a bad LABYRINTH_SECCOMP warns (and installs nothing)" "'$err'"
