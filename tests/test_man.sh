@@ -19,6 +19,9 @@ for page in "$src"/man/labyrinth.[137]; do
 	else
 		skip "$name: mandoc -Tlint (mandoc not installed)"
 	fi
+	dup=$(grep '^\.SH' "$page" | sort | uniq -d; grep -n '^\.S[HS] .*\.S[HS]' "$page")
+	if [ -z "$dup" ]; then ok "$name: section headings are whole and unique"
+	else not_ok "$name: headings: $dup"; fi
 	if command -v man >/dev/null 2>&1; then
 		out=$(MANWIDTH=80 man -l "$page" 2>&1 >/dev/null)
 		lines=$(MANWIDTH=80 man -l "$page" 2>/dev/null | wc -l)
