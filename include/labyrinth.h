@@ -59,6 +59,17 @@ typedef struct labyrinth_stats {
 	uint64_t maze_bytes;    /* size of the reserved maze */
 	unsigned guard_mode;    /* LAB_GUARD_MARKERS or LAB_GUARD_MPROTECT in force */
 	unsigned arenas;
+	/* Added after 0.1 (appended: the fields above keep their offsets). */
+	uint64_t guard_pages;   /* guard pages in the cells of live rooms and held regions */
+	uint64_t quarantined_slots;     /* freed small slots waiting in quarantine */
+	uint64_t quarantined_regions;   /* freed large regions whose cells are held */
+	uint64_t heap_errors;   /* heap errors reported by this process (LABYRINTH_ON_ERROR=log) */
+	uint64_t mappings;      /* the process's mappings (/proc/self/maps), all libraries */
+	uint64_t max_map_count; /* the kernel's limit on them, vm.max_map_count */
+	uint64_t epochs;        /* epochs begun (0 while epochs are not built) */
+	uint64_t reserve_pages;         /* pages in the atomic reserve now */
+	uint64_t reserve_allocs;        /* pages served from the reserve */
+	uint64_t reserve_misses;        /* atomic requests the empty reserve refused */
 } labyrinth_stats_t;
 
 /*
@@ -115,7 +126,10 @@ void *labyrinth_aligned_alloc(labyrinth_t *lab, size_t alignment, size_t size);
  */
 size_t labyrinth_usable_size(labyrinth_t *lab, const void *p);
 
-/* labyrinth_get_stats: fill *out with lab's statistics. */
+/*
+ * labyrinth_get_stats: fill *out with lab's statistics. It walks the maze
+ * index (for guard_pages) and reads /proc/self/maps (for mappings).
+ */
 void labyrinth_get_stats(labyrinth_t *lab, labyrinth_stats_t *out);
 
 /*

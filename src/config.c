@@ -15,15 +15,19 @@
 static const char *const guard_words[] = { "auto", "markers", "mprotect", NULL };
 static const char *const bool_words[] = { "0", "1", NULL };
 static const char *const on_error_words[] = { "abort", "log", NULL };
+static const char *const stats_words[] = { "0", "1", "json:FILE", NULL };
+static const char *const map_words[] = { "0", "FILE", NULL };
+static const char *const seccomp_words[] = { "0", "wx", NULL };
 
 const struct cfg_var config_vars[] = {
 	{ "LABYRINTH_GUARD", guard_words, 0, 2, CFG_GUARD_AUTO,
 	  offsetof(struct config, guard),
 	  "how guard pages are made: auto (markers when the kernel has "
 	  "MADV_GUARD_INSTALL, else mprotect), markers, or mprotect" },
-	{ "LABYRINTH_STATS", bool_words, 0, 1, 0,
+	{ "LABYRINTH_STATS", stats_words, 0, 2, CFG_STATS_OFF,
 	  offsetof(struct config, stats),
-	  "1: print a one-line summary on stderr at exit" },
+	  "1: print a one-line summary on stderr at exit; json:FILE: write it to "
+	  "FILE as JSON (costs a walk of the maze index at exit)" },
 	{ "LABYRINTH_ARENAS", NULL, 0, 64, 0,
 	  offsetof(struct config, arenas),
 	  "number of arenas (lock domains); 0 picks twice the CPUs, at most 16" },
@@ -51,6 +55,19 @@ const struct cfg_var config_vars[] = {
 	  offsetof(struct config, on_error),
 	  "abort: end the process at the first heap error; log: report it and go on "
 	  "where that is safe (the bad free is ignored), for triage only" },
+	{ "LABYRINTH_MAP", map_words, 0, 1, 0,
+	  offsetof(struct config, map),
+	  "FILE: draw the heap map (wings, rooms, guard pages) as SVG into FILE at "
+	  "exit and on SIGUSR2; 0: off (costs a walk of the maze index per picture)" },
+	{ "LABYRINTH_SECCOMP", seccomp_words, 0, 1, CFG_SECCOMP_OFF,
+	  offsetof(struct config, seccomp),
+	  "wx: at start-up, install a seccomp filter that refuses (EPERM) to make "
+	  "anonymous memory executable; breaks JIT compilers" },
+	{ "LABYRINTH_REPORT_FD", NULL, 0, 65535, 0,
+	  offsetof(struct config, report_fd),
+	  "N: also write every report line to file descriptor N, if it is the pipe it "
+	  "was at start-up (the labyrinth command names the report that ended a "
+	  "program with it); 0: off" },
 };
 const size_t config_var_count = sizeof config_vars / sizeof config_vars[0];
 
@@ -72,10 +89,36 @@ static bool parse_number(const char *s, unsigned min, unsigned max, unsigned *ou
 	return true;
 }
 
-static bool parse_choice(const char *s, const char *const *words, unsigned *out)
+/*
+ * A word ending in "FILE" (as "json:FILE") takes any file name in place of
+ * FILE; the variable's value is the word's index, the name is kept here.
+ */
+static const struct {
+	const char *name;
+	size_t offset;          /* of a char[CFG_PATH_MAX] in struct config */
+} text_vars[] = {
+	{ "LABYRINTH_STATS", offsetof(struct config, stats_file) },
+	{ "LABYRINTH_MAP", offsetof(struct config, map_file) },
+};
+
+/* "json:FILE" matches "json:" and a file name, which is copied to text. */
+static bool match_file_word(const char *s, const char *word, char *text)
+{
+	size_t wl = strlen(word);
+	if (wl < 4 || strcmp(word + wl - 4, "FILE") != 0 || !text)
+		return false;
+	size_t pl = wl - 4;
+	if (strncmp(s, word, pl) != 0 || !s[pl] || strlen(s + pl) >= CFG_PATH_MAX)
+		return false;
+	strcpy(text, s + pl);
+	return true;
+}
+
+static bool parse_choice(const char *s, const char *const *words, unsigned *out,
+			 char *text)
 {
 	for (unsigned i = 0; words[i]; i++) {
-		if (strcmp(s, words[i]) == 0) {
+		if (match_file_word(s, words[i], text) || strcmp(s, words[i]) == 0) {
 			*out = i;
 			return true;
 		}
@@ -83,10 +126,18 @@ static bool parse_choice(const char *s, const char *const *words, unsigned *out)
 	return false;
 }
 
+static char *text_of(struct config *c, const struct cfg_var *v)
+{
+	for (size_t i = 0; i < sizeof text_vars / sizeof text_vars[0]; i++)
+		if (strcmp(v->name, text_vars[i].name) == 0)
+			return (char *)c + text_vars[i].offset;
+	return NULL;
+}
+
 static void parse_one(struct config *c, const struct cfg_var *v, const char *s)
 {
 	unsigned val;
-	bool ok = v->choices ? parse_choice(s, v->choices, &val)
+	bool ok = v->choices ? parse_choice(s, v->choices, &val, text_of(c, v))
 			     : parse_number(s, v->min, v->max, &val);
 	if (ok) {
 		*(unsigned *)((char *)c + v->offset) = val;
@@ -97,8 +148,12 @@ static void parse_one(struct config *c, const struct cfg_var *v, const char *s)
 
 void config_parse(struct config *out, cfg_lookup get)
 {
-	for (size_t i = 0; i < config_var_count; i++)
+	for (size_t i = 0; i < config_var_count; i++) {
 		*(unsigned *)((char *)out + config_vars[i].offset) = config_vars[i].def;
+		char *text = text_of(out, &config_vars[i]);
+		if (text)
+			text[0] = 0;
+	}
 	for (size_t i = 0; i < config_var_count; i++) {
 		const char *s = get(config_vars[i].name);
 		if (s && *s)    /* NAME= (empty) is how shells unset: the default */

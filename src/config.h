@@ -11,9 +11,16 @@ enum cfg_guard { CFG_GUARD_AUTO, CFG_GUARD_MARKERS, CFG_GUARD_MPROTECT };
 
 enum cfg_on_error { CFG_ON_ERROR_ABORT, CFG_ON_ERROR_LOG };
 
+enum cfg_stats { CFG_STATS_OFF, CFG_STATS_LINE, CFG_STATS_JSON };
+
+enum cfg_seccomp { CFG_SECCOMP_OFF, CFG_SECCOMP_WX };
+
+/* Longest file name a variable may carry (LABYRINTH_MAP, LABYRINTH_STATS=json:). */
+#define CFG_PATH_MAX 512
+
 struct config {
 	unsigned guard;         /* enum cfg_guard */
-	unsigned stats;         /* print a summary at exit */
+	unsigned stats;         /* enum cfg_stats: a summary at exit */
 	unsigned arenas;        /* 0: automatic */
 	unsigned canary;        /* canary bytes after every allocation */
 	unsigned zero;          /* zero freed slots */
@@ -21,6 +28,11 @@ struct config {
 	unsigned quarantine;    /* freed slots held back per arena */
 	unsigned large_quarantine;      /* freed large regions held back */
 	unsigned on_error;      /* enum cfg_on_error */
+	unsigned map;           /* 1: draw the heap map into map_file */
+	unsigned seccomp;       /* enum cfg_seccomp */
+	unsigned report_fd;     /* 0, or a pipe that also gets every report line */
+	char stats_file[CFG_PATH_MAX];  /* LABYRINTH_STATS=json:FILE */
+	char map_file[CFG_PATH_MAX];    /* LABYRINTH_MAP=FILE */
 };
 
 /* One variable: its name, its legal values, its default, and its cost. */

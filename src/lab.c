@@ -201,7 +201,7 @@ uint64_t lab_live_bytes(struct labyrinth *lab)
 	for (unsigned i = 0; i < lab->narenas; i++)
 		live += atomic_load_explicit(&lab->arenas[i].live_bytes, memory_order_relaxed);
 	uint64_t allocs = 0, frees = 0;
-	tcache_counts(lab, &allocs, &frees, &live);
+	tcache_counts(lab, &allocs, &frees, &live, NULL);
 	/* Caches are read one after another while their threads go on: a sum
 	 * caught between a free and its allocation's count may dip below 0. */
 	return (int64_t)live < 0 ? 0 : live;

@@ -35,3 +35,11 @@ bool quarantine_pop(struct quarantine *q, struct slot_ref *out)
 	}
 	return false;
 }
+
+uint64_t quarantine_held(struct quarantine *q)
+{
+	uint64_t n = __atomic_load_n(&q->count, __ATOMIC_RELAXED);
+	for (uint32_t i = 0; i < q->nstage; i++)
+		n += __atomic_load_n(&q->stage[i].cell, __ATOMIC_RELAXED) != CELL_NONE;
+	return n;
+}

@@ -70,6 +70,9 @@ static inline bool quarantine_push(struct quarantine *q, struct rng *r, struct s
 	return quarantine_fifo_push(q, in, out);
 }
 
+/* Slots held, read without the owner's lock: a count for the statistics,
+ * where a value a moment old is as good as an exact one. */
+uint64_t quarantine_held(struct quarantine *q);
 /* Take any entry (to empty the quarantine); false when it is empty. */
 bool quarantine_pop(struct quarantine *q, struct slot_ref *out);
 

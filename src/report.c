@@ -7,8 +7,10 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *const error_words[] = {
@@ -81,8 +83,48 @@ static void field(struct line *l, const char **sep, const char *label, uint64_t 
 	*sep = ", ";
 }
 
+static _Atomic uint64_t heap_errors;
+
+/*
+ * LABYRINTH_REPORT_FD: the pipe the labyrinth command reads reports from.
+ * Programs close and reuse descriptors, so the line is written only while
+ * the descriptor is still the pipe that was there at start-up: a report must
+ * never land in a file or socket that took its number.
+ */
+static dev_t report_dev;
+static ino_t report_ino;
+static int report_fd = -1;
+
+__attribute__((constructor)) static void report_fd_note(void)
+{
+	struct stat st;
+	if (!secure_getenv("LABYRINTH_REPORT_FD"))
+		return;         /* do not parse the configuration before it is needed */
+	int fd = (int)config_get()->report_fd;
+	if (fd > 2 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+		report_dev = st.st_dev;
+		report_ino = st.st_ino;
+		report_fd = fd;
+	}
+}
+
+static void line_write_reports(struct line *l)
+{
+	line_write(l, STDERR_FILENO);
+	struct stat st;
+	if (report_fd >= 0 && fstat(report_fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+	    st.st_dev == report_dev && st.st_ino == report_ino)
+		line_write(l, report_fd);
+}
+
+uint64_t report_count(void)
+{
+	return atomic_load_explicit(&heap_errors, memory_order_relaxed);
+}
+
 void report_heap_error(enum heap_error kind, const struct error_site *site)
 {
+	atomic_fetch_add_explicit(&heap_errors, 1, memory_order_relaxed);
 	struct line l = { .len = 0 };
 	line_str(&l, "labyrinth: ");
 	line_str(&l, error_words[kind]);
@@ -109,7 +151,7 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 	if (sep[0] == ',')
 		line_str(&l, ")");
 	line_str(&l, "\n");
-	line_write(&l, STDERR_FILENO);
+	line_write_reports(&l);
 	if (config_get()->on_error != CFG_ON_ERROR_LOG)
 		abort();
 }
@@ -153,7 +195,7 @@ void report_fatal_errno(const char *what, const void *addr)
 	line_str(&l, " (errno ");
 	line_dec(&l, (uint64_t)e);
 	line_str(&l, ")\n");
-	line_write(&l, STDERR_FILENO);
+	line_write_reports(&l);
 	abort();
 }
 
@@ -163,7 +205,7 @@ void report_fatal(const char *what)
 	line_str(&l, "labyrinth: ");
 	line_str(&l, what);
 	line_str(&l, "\n");
-	line_write(&l, STDERR_FILENO);
+	line_write_reports(&l);
 	abort();
 }
 

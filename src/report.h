@@ -59,6 +59,10 @@ void report_fatal_errno(const char *what, const void *addr);
 __attribute__((noreturn, cold))
 void report_fatal(const char *what);
 
+/* Heap errors reported so far by this process (more than one only with
+ * LABYRINTH_ON_ERROR=log). */
+uint64_t report_count(void);
+
 /* One warning line: "labyrinth: warning: <text>". */
 void report_warning(const char *a, const char *b, const char *c);
 

@@ -1,14 +1,20 @@
 /*
- * stats: what a labyrinth has done, for the API, mallinfo, and the one-line
- * summary that LABYRINTH_STATS=1 prints at exit.
+ * stats: what a labyrinth has done, for the API, mallinfo, and the summary
+ * that LABYRINTH_STATS prints (or writes as JSON) at exit. It also draws the
+ * heap map (LABYRINTH_MAP) at exit and on SIGUSR2.
  */
 #include "stats.h"
 #include "config.h"
+#include "map.h"
 #include "os.h"
 #include "report.h"
 #include "tcache.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
 /* A copy of stderr taken at start-up: many programs (coreutils, xz) close
@@ -21,6 +27,7 @@ void stats_hold_stderr(void)
 		summary_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
 }
 
+
 void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 {
 	*out = (labyrinth_stats_t){ 0 };
@@ -29,9 +36,11 @@ void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 	for (unsigned i = 0; i < lab->narenas; i++) {
 		out->allocations += atomic_load(&lab->arenas[i].allocs);
 		out->frees += atomic_load(&lab->arenas[i].frees);
+		out->quarantined_slots += quarantine_held(&lab->arenas[i].quarantine);
 	}
 	uint64_t live = 0;
-	tcache_counts(lab, &out->allocations, &out->frees, &live);
+	tcache_counts(lab, &out->allocations, &out->frees, &live, &out->quarantined_slots);
+	out->quarantined_regions = __atomic_load_n(&lab->regions.count, __ATOMIC_RELAXED);
 	lab_note_peak(lab);
 	out->live_bytes = lab_live_bytes(lab);
 	out->peak_live_bytes = atomic_load(&lab->peak_live);
@@ -43,42 +52,163 @@ void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 	out->guard_mode = atomic_load(&lab->maze.guard_mode) == GUARD_MARKERS
 				  ? LAB_GUARD_MARKERS : LAB_GUARD_MPROTECT;
 	out->arenas = lab->narenas;
+	out->heap_errors = report_count();
+	/* Epochs and the reserve (the page API issue) fill these when they land:
+	 * epochs from the maze's epoch counter, reserve_* from the reserve. */
+	out->epochs = 0;
+	out->reserve_pages = out->reserve_allocs = out->reserve_misses = 0;
+}
+
+void stats_collect_all(struct labyrinth *lab, labyrinth_stats_t *out)
+{
+	stats_collect(lab, out);
+	out->guard_pages = map_guard_pages(lab);
+	long maps = os_count_mappings();
+	out->mappings = maps < 0 ? 0 : (uint64_t)maps;
+	out->max_map_count = (uint64_t)os_read_long_file("/proc/sys/vm/max_map_count", 0);
+}
+
+static void item(struct line *l, const char *label, uint64_t n, const char *unit)
+{
+	line_str(l, label);
+	line_dec(l, n);
+	line_str(l, unit);
 }
 
 void stats_print(struct labyrinth *lab, int fd)
 {
 	labyrinth_stats_t s;
-	stats_collect(lab, &s);
+	stats_collect_all(lab, &s);
 	struct line l = { .len = 0 };
-	line_str(&l, "labyrinth: stats: allocations ");
-	line_dec(&l, s.allocations);
-	line_str(&l, ", frees ");
-	line_dec(&l, s.frees);
-	line_str(&l, ", peak live ");
-	line_dec(&l, s.peak_live_bytes >> 10);
-	line_str(&l, " KiB, peak mapped ");
-	line_dec(&l, s.peak_mapped_bytes >> 10);
-	line_str(&l, " KiB, rooms placed ");
-	line_dec(&l, s.rooms_placed);
-	line_str(&l, ", live rooms ");
-	line_dec(&l, s.live_rooms);
-	line_str(&l, ", mappings ");
-	long maps = os_count_mappings();
-	line_dec(&l, maps < 0 ? 0 : (uint64_t)maps);
-	line_str(&l, " of ");
-	line_dec(&l, (uint64_t)os_read_long_file("/proc/sys/vm/max_map_count", 0));
+	item(&l, "labyrinth: stats: allocations ", s.allocations, "");
+	item(&l, ", frees ", s.frees, "");
+	item(&l, ", peak live ", s.peak_live_bytes >> 10, " KiB");
+	item(&l, ", peak mapped ", s.peak_mapped_bytes >> 10, " KiB");
+	item(&l, ", rooms placed ", s.rooms_placed, "");
+	item(&l, ", live rooms ", s.live_rooms, "");
+	item(&l, ", guard pages ", s.guard_pages, "");
+	item(&l, ", mappings ", s.mappings, "");
+	item(&l, " of ", s.max_map_count, "");
+	item(&l, ", epochs ", s.epochs, "");
+	item(&l, ", quarantine ", s.quarantined_slots, " slots");
+	item(&l, " and ", s.quarantined_regions, " regions");
+	item(&l, ", reserve ", s.reserve_allocs, " served");
+	item(&l, " and ", s.reserve_misses, " refused");
+	if (s.heap_errors)
+		item(&l, ", heap errors ", s.heap_errors, "");
 	line_str(&l, ", guards ");
 	line_str(&l, s.guard_mode == LAB_GUARD_MARKERS ? "markers" : "mprotect");
 	line_str(&l, "\n");
 	line_write(&l, fd);
 }
 
+/* ---- JSON ------------------------------------------------------------- */
+
+struct json {
+	struct line l;
+	int fd;
+	bool first;
+};
+
+static void json_field(struct json *j, const char *name, uint64_t v)
+{
+	if (j->l.len > sizeof j->l.buf - 80) {  /* room for the longest field */
+		line_write(&j->l, j->fd);
+		j->l.len = 0;
+	}
+	line_str(&j->l, j->first ? "\n  \"" : ",\n  \"");
+	j->first = false;
+	line_str(&j->l, name);
+	line_str(&j->l, "\": ");
+	line_dec(&j->l, v);
+}
+
+static void json_write(const labyrinth_stats_t *s, int fd)
+{
+	struct json j = { .l = { .len = 0 }, .fd = fd, .first = true };
+	line_str(&j.l, "{");
+	json_field(&j, "allocations", s->allocations);
+	json_field(&j, "frees", s->frees);
+	json_field(&j, "live_bytes", s->live_bytes);
+	json_field(&j, "peak_live_bytes", s->peak_live_bytes);
+	json_field(&j, "mapped_bytes", s->mapped_bytes);
+	json_field(&j, "peak_mapped_bytes", s->peak_mapped_bytes);
+	json_field(&j, "maze_bytes", s->maze_bytes);
+	json_field(&j, "rooms_placed", s->rooms_placed);
+	json_field(&j, "live_rooms", s->live_rooms);
+	json_field(&j, "guard_pages", s->guard_pages);
+	json_field(&j, "mappings", s->mappings);
+	json_field(&j, "max_map_count", s->max_map_count);
+	json_field(&j, "epochs", s->epochs);
+	json_field(&j, "quarantined_slots", s->quarantined_slots);
+	json_field(&j, "quarantined_regions", s->quarantined_regions);
+	json_field(&j, "reserve_pages", s->reserve_pages);
+	json_field(&j, "reserve_allocs", s->reserve_allocs);
+	json_field(&j, "reserve_misses", s->reserve_misses);
+	json_field(&j, "heap_errors", s->heap_errors);
+	json_field(&j, "arenas", s->arenas);
+	line_str(&j.l, ",\n  \"guard_mode\": \"");
+	line_str(&j.l, s->guard_mode == LAB_GUARD_MARKERS ? "markers" : "mprotect");
+	line_str(&j.l, "\"\n}\n");
+	line_write(&j.l, fd);
+}
+
+bool stats_write_json(struct labyrinth *lab, const char *pattern)
+{
+	char path[CFG_PATH_MAX + 32];
+	map_expand_path(path, sizeof path, pattern);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return false;
+	labyrinth_stats_t s;
+	stats_collect_all(lab, &s);
+	json_write(&s, fd);
+	return close(fd) == 0;
+}
+
+/* ---- at exit, and on SIGUSR2 ---------------------------------------- */
+
 /* Runs when the library unloads or the process exits. */
 __attribute__((destructor)) static void stats_at_exit(void)
 {
 	struct labyrinth *lab = lab_default_if_open();
-	if (lab && config_get()->stats)
+	const struct config *c = config_get();
+	if (!lab)
+		return;
+	if (c->stats == CFG_STATS_LINE)
 		stats_print(lab, summary_fd >= 0 ? summary_fd : STDERR_FILENO);
+	if (c->stats == CFG_STATS_JSON && !stats_write_json(lab, c->stats_file))
+		report_warning("LABYRINTH_STATS: cannot write ", c->stats_file, NULL);
+	if (c->map && !map_draw(lab, c->map_file))
+		report_warning("LABYRINTH_MAP: cannot write ", c->map_file, NULL);
+}
+
+/* Draws the map now. The walk takes each wing's lock only if it comes free
+ * soon, so a signal that interrupts the allocator skips that wing instead of
+ * deadlocking; the picture is written without the heap. */
+static void map_on_signal(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	struct labyrinth *lab = lab_default_if_open();
+	if (lab)
+		map_draw(lab, config_get()->map_file);
+	errno = saved;
+}
+
+/* With LABYRINTH_MAP set, SIGUSR2 draws the map, unless the program has a
+ * use of its own for the signal (its disposition is not the default). */
+__attribute__((constructor)) static void map_signal_install(void)
+{
+	struct sigaction old;
+	/* A glance first: the configuration is parsed when it is first needed. */
+	if (!secure_getenv("LABYRINTH_MAP") || !config_get()->map ||
+	    sigaction(SIGUSR2, NULL, &old) != 0 ||
+	    old.sa_handler != SIG_DFL)
+		return;
+	struct sigaction sa = { .sa_handler = map_on_signal, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR2, &sa, NULL);
 }
 
 #define LAB_API __attribute__((visibility("default")))
@@ -88,7 +218,7 @@ LAB_API void labyrinth_get_stats(labyrinth_t *lab, labyrinth_stats_t *out)
 	if (!lab)
 		lab = lab_default();
 	if (lab)
-		stats_collect(lab, out);
+		stats_collect_all(lab, out);
 	else
 		*out = (labyrinth_stats_t){ 0 };
 }

@@ -186,7 +186,8 @@ size_t tcache_trim(struct labyrinth *lab)
 	return closed;
 }
 
-void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uint64_t *live)
+void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uint64_t *live,
+		   uint64_t *quarantined)
 {
 	for (struct thread_cache *tc = atomic_load(&all); tc;
 	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
@@ -195,6 +196,8 @@ void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uin
 		*allocs += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
 		*frees += atomic_load_explicit(&tc->frees, memory_order_relaxed);
 		*live += atomic_load_explicit(&tc->live_bytes, memory_order_relaxed);
+		if (quarantined)
+			*quarantined += quarantine_held(&tc->quarantine);
 	}
 }
 

@@ -89,8 +89,10 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 
 /* Empty the calling thread's cache and the caches of exited threads; bytes closed. */
 size_t tcache_trim(struct labyrinth *lab);
-/* The counters of every cache of lab, added to *allocs, *frees and *live. */
-void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uint64_t *live);
+/* The counters of every cache of lab, added to *allocs, *frees and *live,
+ * and the slots in their quarantines to *quarantined (if not NULL). */
+void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uint64_t *live,
+		   uint64_t *quarantined);
 /* Held across fork, so that a child never inherits the pool's lock taken. */
 void tcache_fork_lock(void);
 void tcache_fork_unlock(void);

@@ -106,3 +106,41 @@ Test(config, every_variable_is_documented_in_the_table)
 		cr_assert_gt(strlen(config_vars[i].doc), 10);
 	}
 }
+
+Test(config, file_names_and_new_variables)
+{
+	static const char *const env[] = {
+		"LABYRINTH_STATS=json:/tmp/s-%p.json", "LABYRINTH_MAP=heap.svg",
+		"LABYRINTH_SECCOMP=wx", "LABYRINTH_REPORT_FD=9", NULL,
+	};
+	struct config c;
+	fake_env = env;
+	config_parse(&c, fake_lookup);
+	cr_assert_eq(c.stats, CFG_STATS_JSON);
+	cr_assert_str_eq(c.stats_file, "/tmp/s-%p.json");
+	cr_assert_eq(c.map, 1);
+	cr_assert_str_eq(c.map_file, "heap.svg");
+	cr_assert_eq(c.seccomp, CFG_SECCOMP_WX);
+	cr_assert_eq(c.report_fd, 9);
+}
+
+Test(config, file_values_default_to_off)
+{
+	static const char *const env[] = { "LABYRINTH_STATS=1", "LABYRINTH_MAP=0", NULL };
+	struct config c;
+	fake_env = env;
+	config_parse(&c, fake_lookup);
+	cr_assert_eq(c.stats, CFG_STATS_LINE);
+	cr_assert_str_empty(c.stats_file);
+	cr_assert_eq(c.map, 0);
+	cr_assert_str_empty(c.map_file);
+	cr_assert_eq(c.seccomp, CFG_SECCOMP_OFF);
+}
+
+Test(config, bad_new_values_warn_and_keep_defaults)
+{
+	expect_one_warning("LABYRINTH_STATS=json:", "LABYRINTH_STATS");
+	expect_one_warning("LABYRINTH_STATS=xml:/tmp/x", "LABYRINTH_STATS");
+	expect_one_warning("LABYRINTH_SECCOMP=all", "LABYRINTH_SECCOMP");
+	expect_one_warning("LABYRINTH_REPORT_FD=-3", "LABYRINTH_REPORT_FD");
+}
