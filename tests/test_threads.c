@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -176,4 +177,67 @@ Test(threads, fork_while_threads_allocate, .timeout = 60)
 	atomic_store(&f.stop, 1);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
+}
+
+/* ---- thread caches (the default labyrinth) ---------------------------- */
+
+static void *alloc_free_exit(void *arg)
+{
+	unsigned long long seed = (unsigned long long)(uintptr_t)arg;
+	void *keep[64];
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < 64; i++)
+			keep[i] = make_object(NULL, &seed);
+		for (int i = 0; i < 64; i++)
+			check_and_free(NULL, keep[i]);
+	}
+	return NULL;
+}
+
+/* Threads that come and go leave no slot behind: their batches go back at
+ * exit, and the counters of every cache add up. */
+Test(threads, exited_threads_leave_the_heap_balanced, .timeout = 120)
+{
+	labyrinth_stats_t before, after;
+	labyrinth_trim(NULL);
+	labyrinth_get_stats(NULL, &before);
+	for (int i = 0; i < 200; i++) {
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, alloc_free_exit, (void *)(uintptr_t)(i + 1)), 0);
+		cr_assert_eq(pthread_join(t, NULL), 0);
+	}
+	labyrinth_trim(NULL);
+	labyrinth_get_stats(NULL, &after);
+	cr_assert_eq(after.allocations - before.allocations, after.frees - before.frees,
+		     "%llu allocations but %llu frees",
+		     (unsigned long long)(after.allocations - before.allocations),
+		     (unsigned long long)(after.frees - before.frees));
+	cr_assert_eq(after.allocations - before.allocations, 200ull * 20 * 64);
+	cr_assert_eq(after.live_bytes, before.live_bytes);
+	cr_assert_leq(after.live_rooms, before.live_rooms + 64,
+		      "%llu rooms live after the threads exited, %llu before",
+		      (unsigned long long)after.live_rooms, (unsigned long long)before.live_rooms);
+}
+
+static void *free_and_exit(void *p)
+{
+	labyrinth_free(NULL, p);
+	return NULL;
+}
+
+static void double_free_after_thread_exit(void *arg)
+{
+	(void)arg;
+	void *p = labyrinth_malloc(NULL, 40);
+	pthread_t t;
+	pthread_create(&t, NULL, free_and_exit, p);
+	pthread_join(t, NULL);
+	labyrinth_free(NULL, p);        /* still quarantined in the exited thread's cache */
+}
+
+Test(threads, a_double_free_is_caught_after_the_freeing_thread_exited)
+{
+	struct outcome o = run_in_child(double_free_after_thread_exit, NULL);
+	cr_assert_eq(o.signal, SIGABRT, "signal %d, stderr: %s", o.signal, o.err);
+	cr_assert(strstr(o.err, "labyrinth: double free of 0x"), "got: %s", o.err);
 }
