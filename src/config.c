@@ -51,6 +51,12 @@ const struct cfg_var config_vars[] = {
 	  offsetof(struct config, on_error),
 	  "abort: end the process at the first heap error; log: report it and go on "
 	  "where that is safe (the bad free is ignored), for triage only" },
+	{ "LABYRINTH_EPOCH", NULL, 0, 1u << 30, 4096,
+	  offsetof(struct config, epoch),
+	  "room placements per epoch: at the end of each, the key that places rooms "
+	  "is redrawn and rooms emptied during it, kept closed meanwhile, become "
+	  "free again (costs address space for those rooms, no memory); 0 turns "
+	  "epochs off" },
 };
 const size_t config_var_count = sizeof config_vars / sizeof config_vars[0];
 

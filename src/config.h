@@ -21,6 +21,7 @@ struct config {
 	unsigned quarantine;    /* freed slots held back per arena */
 	unsigned large_quarantine;      /* freed large regions held back */
 	unsigned on_error;      /* enum cfg_on_error */
+	unsigned epoch;         /* room placements per epoch; 0: no epochs */
 };
 
 /* One variable: its name, its legal values, its default, and its cost. */

@@ -8,6 +8,7 @@
 #include "maze.h"
 #include "quarantine.h"
 #include "random.h"
+#include "reserve.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +19,7 @@
 #define SMALL_CLASSES 36
 #define SMALL_MAX 16384
 #define MAX_ARENAS 64
+#define PAGE_ORDERS 5           /* LAB_PAGE_MAX_ORDER + 1 */
 
 /* One size class of one arena: the room being filled, and rooms with room left. */
 struct bin {
@@ -64,6 +66,12 @@ struct labyrinth {
 	_Atomic uint64_t large_allocs, large_frees, large_live_bytes, peak_live;
 	struct labyrinth *next; /* every open labyrinth, for fork handling */
 	bool is_default;
+	/* The page API: a wing and a reserve per block order. */
+	bool pool;              /* prefaulted: labyrinth_malloc is served from the reserve */
+	bool mlock;             /* lock the reserve's pages in memory */
+	unsigned page_wing0;    /* index of the order-0 page wing; orders follow */
+	struct reserve reserves[PAGE_ORDERS];
+	_Atomic uint64_t page_allocs, page_frees, page_live_bytes;
 };
 
 /* Counters written under one lock: a plain load and store, no lock prefix. */
@@ -91,6 +99,11 @@ static inline unsigned wing_index(const struct labyrinth *lab, const struct wing
 static inline bool wing_is_small(const struct labyrinth *lab, const struct wing *w)
 {
 	return wing_index(lab, w) < SMALL_CLASSES;
+}
+
+static inline bool wing_is_page(const struct labyrinth *lab, const struct wing *w)
+{
+	return wing_index(lab, w) >= lab->page_wing0;
 }
 
 struct labyrinth *lab_default(void);

@@ -5,6 +5,7 @@
 #include "stats.h"
 #include "config.h"
 #include "os.h"
+#include "page.h"
 #include "report.h"
 
 #include <fcntl.h>
@@ -40,6 +41,13 @@ void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 	out->guard_mode = atomic_load(&lab->maze.guard_mode) == GUARD_MARKERS
 				  ? LAB_GUARD_MARKERS : LAB_GUARD_MPROTECT;
 	out->arenas = lab->narenas;
+	out->epochs = atomic_load(&lab->maze.epoch);
+	out->reserve_pages = page_reserve_total(lab);
+	out->reserve_empty = page_reserve_empty(lab);
+	out->page_allocations = atomic_load(&lab->page_allocs);
+	out->page_frees = atomic_load(&lab->page_frees);
+	out->allocations += out->page_allocations;
+	out->frees += out->page_frees;
 }
 
 void stats_print(struct labyrinth *lab, int fd)
