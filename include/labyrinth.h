@@ -49,7 +49,7 @@ typedef struct labyrinth_options {
 	size_t max_alloc;       /* largest request served; 0: wing_bytes / 4 */
 	unsigned arenas;        /* arenas (lock domains); 0: twice the CPUs, at most 16 */
 	enum lab_guard_mode guard;
-	/* since 0.2 */
+	/* added with the page API: read only if .size covers them */
 	size_t cap_bytes;       /* hard cap on the bytes of rooms and pages open at once; 0: none */
 	unsigned flags;         /* LAB_OPEN_* */
 	unsigned epoch;         /* room placements per epoch; 0: LABYRINTH_EPOCH */
@@ -70,7 +70,7 @@ typedef struct labyrinth_stats {
 	uint64_t maze_bytes;    /* size of the reserved maze */
 	unsigned guard_mode;    /* LAB_GUARD_MARKERS or LAB_GUARD_MPROTECT in force */
 	unsigned arenas;
-	/* since 0.2 (append only) */
+	/* added with the page API (the struct only ever grows at its end) */
 	uint64_t epochs;        /* epochs ended since open (labyrinth_epoch) */
 	uint64_t reserve_pages; /* pages waiting in the reserve, all orders */
 	uint64_t reserve_empty; /* LAB_GFP_ATOMIC allocations that found the reserve empty */
