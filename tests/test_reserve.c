@@ -90,6 +90,31 @@ Test(reserve, reserve_of_higher_orders)
 	labyrinth_close(lab);
 }
 
+/*
+ * ABA: a pop reads the head (page A, below it B) and is preempted; others
+ * pop A, pop B and push A back. The head names A again, but its tag moved,
+ * so the stale pop's swap (which would install B, a page in use) fails.
+ */
+Test(reserve, a_stale_pop_fails_its_swap)
+{
+	labyrinth_t *lab = open_reserved(2);
+	struct wing *w = &lab->maze.wings[lab->page_wing0];
+	struct reserve *r = &lab->reserves[0];
+	uint64_t seen = atomic_load(&r->head);
+	uint32_t a = (uint32_t)seen - 1;
+	uint32_t below = atomic_load(&page_rec_of(w, a)->next);
+	cr_assert_eq(reserve_pop(w, r), a);
+	uint32_t b = reserve_pop(w, r);
+	cr_assert_eq(b + 1, below);
+	reserve_push(w, r, a);
+	cr_assert_eq((uint32_t)atomic_load(&r->head), a + 1, "the head names A again");
+	uint64_t stale_next = ((seen & ~0xffffffffULL) + (1ULL << 32)) | below;
+	cr_assert_not(atomic_compare_exchange_strong(&r->head, &seen, stale_next),
+		      "a stale pop would have handed out page B twice");
+	reserve_push(w, r, b);
+	labyrinth_close(lab);
+}
+
 /* ---- the atomic path under seccomp --------------------------------- */
 
 /* Kill the process on any call that maps, unmaps, protects, waits or sleeps. */
@@ -275,7 +300,8 @@ Test(reserve, a_capped_labyrinth_stops_at_its_cap)
 /* ---- from a signal handler ------------------------------------------ */
 
 static labyrinth_t *sig_lab;
-static atomic_long sig_served, sig_bad;
+static atomic_long sig_served, sig_bad, sig_inside;
+static volatile sig_atomic_t in_malloc;      /* the main loop is inside the labyrinth */
 
 static void on_signal(int sig)
 {
@@ -289,6 +315,8 @@ static void on_signal(int sig)
 		memset(p, 0x5a, PG);
 		labyrinth_free_page(sig_lab, p);
 		atomic_fetch_add(&sig_served, 1);
+		if (in_malloc)
+			atomic_fetch_add(&sig_inside, 1);
 	}
 	errno = saved;
 }
@@ -314,10 +342,13 @@ Test(reserve, atomic_allocation_in_a_signal_handler_during_malloc, .timeout = 60
 	pthread_create(&th, NULL, kicker, &self);
 	unsigned long long seed = 42;
 	void *keep[64] = { 0 };
-	for (int i = 0; i < 300000 || atomic_load(&sig_served) < 1000; i++) {
+	for (int i = 0; i < 300000 || atomic_load(&sig_inside) < 100; i++) {
 		int k = (int)(test_rand(&seed) % 64);
+		size_t size = 1 + test_rand(&seed) % 3000;
+		in_malloc = 1;
 		labyrinth_free(sig_lab, keep[k]);       /* same labyrinth, its locks */
-		keep[k] = labyrinth_malloc(sig_lab, 1 + test_rand(&seed) % 3000);
+		keep[k] = labyrinth_malloc(sig_lab, size);
+		in_malloc = 0;
 		cr_assert_not_null(keep[k]);
 	}
 	atomic_store(&kicking, 0);
@@ -325,7 +356,8 @@ Test(reserve, atomic_allocation_in_a_signal_handler_during_malloc, .timeout = 60
 	signal(SIGUSR1, SIG_DFL);
 	for (int k = 0; k < 64; k++)
 		labyrinth_free(sig_lab, keep[k]);
-	cr_log_info("%ld pages served in signal handlers", atomic_load(&sig_served));
+	cr_log_info("%ld pages served in signal handlers, %ld inside malloc or free",
+		    atomic_load(&sig_served), atomic_load(&sig_inside));
 	cr_assert_eq(atomic_load(&sig_bad), 0, "a page came unscrubbed");
 	labyrinth_stats_t s;
 	labyrinth_get_stats(sig_lab, &s);
