@@ -6,7 +6,7 @@
 # build them; the bench target asks for them.
 
 EXTRA_PROGRAMS += bench/labbench bench/churn bench/xfree bench/realloc \
-	bench/fastpath bench/footprint bench/scale
+	bench/fastpath bench/footprint bench/scale bench/pagebench
 
 bench_labbench_SOURCES = bench/labbench.c
 bench_labbench_LDADD = -lm
@@ -34,7 +34,16 @@ bench_scale_SOURCES = bench/scale.c bench/benchutil.h
 bench_scale_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
 bench_scale_LDADD = -lpthread
 
-EXTRA_DIST += bench/README.md bench/run.sh bench/alloc.py bench/sqlite.sql \
+# The page API's latency and throughput: linked to the API library itself
+# (`make pagebench`, then bench/pagebench; not part of the make bench table).
+bench_pagebench_SOURCES = bench/pagebench.c
+bench_pagebench_CFLAGS = $(AM_CFLAGS) -O2
+bench_pagebench_LDADD = src/liblabyrinth.la -lpthread
+
+.PHONY: pagebench
+pagebench: bench/pagebench$(EXEEXT)
+
+EXTRA_DIST += bench/pagebench.c bench/README.md bench/run.sh bench/alloc.py bench/sqlite.sql \
 	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
 	bench/xfree.c bench/realloc.c bench/fastpath.c bench/footprint.c bench/scale.c \
 	bench/redis.sh
@@ -42,7 +51,7 @@ EXTRA_DIST += bench/README.md bench/run.sh bench/alloc.py bench/sqlite.sql \
 # Automake cleans the programs it installs, not EXTRA_PROGRAMS.
 CLEANFILES += bench/labbench$(EXEEXT) bench/churn$(EXEEXT) bench/xfree$(EXEEXT) \
 	bench/realloc$(EXEEXT) bench/fastpath$(EXEEXT) bench/footprint$(EXEEXT) \
-	bench/scale$(EXEEXT)
+	bench/scale$(EXEEXT) bench/pagebench$(EXEEXT)
 
 # BENCH_RUNS, BENCH_ONLY and BENCH_TIMEOUT reach run.sh whether they are set
 # in the environment or on the command line (`make bench BENCH_RUNS=3`).

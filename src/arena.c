@@ -6,6 +6,7 @@
 #include "arena.h"
 #include "large.h"
 #include "os.h"
+#include "page.h"
 #include "report.h"
 #include "room.h"
 #include "slot.h"
@@ -47,6 +48,8 @@ static void *small_malloc(struct labyrinth *lab, unsigned cls, size_t size)
 
 void *lab_malloc(struct labyrinth *lab, size_t size)
 {
+	if (lab->pool)          /* prefaulted: no system call, so no rooms to open */
+		return page_malloc(lab, size);
 	size_t need = small_need(lab, size);
 	if (need <= SMALL_MAX)
 		return small_malloc(lab, small_class(need), size);
@@ -55,8 +58,10 @@ void *lab_malloc(struct labyrinth *lab, size_t size)
 
 void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 {
-	if (align <= 16)
+	if (align <= 16 || (lab->pool && align <= PAGE_SIZE))
 		return lab_malloc(lab, size);
+	if (lab->pool)
+		return NULL;
 	if (align <= PAGE_SIZE && size < SMALL_MAX) {
 		int cls = small_class_aligned(small_need(lab, size), align);
 		if (cls >= 0)
@@ -98,7 +103,9 @@ void lab_free_sized(struct labyrinth *lab, void *p, size_t expect)
 			small_free(lab, w, p, ERR_INVALID_FREE, expect);
 		else if (slot_retire(lab, w, p, ERR_INVALID_FREE, expect, &ref))
 			tcache_free(lab, tc, ref);
-	} else
+	} else if (wing_is_page(lab, w))
+		page_malloc_free(lab, w, p, ERR_INVALID_FREE, expect);
+	else
 		large_free(lab, w, p, ERR_INVALID_FREE, expect);
 }
 
@@ -111,6 +118,8 @@ static size_t usable(struct labyrinth *lab, struct wing *w, const void *p, int k
 {
 	if (wing_is_small(lab, w))
 		return small_usable(lab, w, p, kind);
+	if (wing_is_page(lab, w))
+		return page_malloc_usable(lab, w, p, kind);
 	return large_usable(lab, w, p, kind);
 }
 
@@ -133,7 +142,7 @@ void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 		/* Same class: stay. A smaller class: move, so memory follows the size. */
 		if (small_resize(lab, w, p, size))
 			return p;
-	} else {
+	} else if (!wing_is_page(lab, w)) {
 		void *q = large_resize(lab, w, p, size);
 		if (q)
 			return q;

@@ -68,6 +68,12 @@ const struct cfg_var config_vars[] = {
 	  "N: also write every report line to file descriptor N, if it is the pipe it "
 	  "was at start-up (the labyrinth command names the report that ended a "
 	  "program with it); 0: off" },
+	{ "LABYRINTH_EPOCH", NULL, 0, 1u << 30, 4096,
+	  offsetof(struct config, epoch),
+	  "room placements per epoch: at the end of each, the key that places rooms "
+	  "is redrawn and rooms emptied during it, kept closed meanwhile, become "
+	  "free again (costs address space for those rooms, no memory); 0 turns "
+	  "epochs off" },
 };
 const size_t config_var_count = sizeof config_vars / sizeof config_vars[0];
 

@@ -33,6 +33,7 @@ struct config {
 	unsigned report_fd;     /* 0, or a pipe that also gets every report line */
 	char stats_file[CFG_PATH_MAX];  /* LABYRINTH_STATS=json:FILE */
 	char map_file[CFG_PATH_MAX];    /* LABYRINTH_MAP=FILE */
+	unsigned epoch;         /* room placements per epoch; 0: no epochs */
 };
 
 /* One variable: its name, its legal values, its default, and its cost. */

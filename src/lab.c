@@ -7,6 +7,7 @@
 #include "config.h"
 #include "large.h"
 #include "os.h"
+#include "page.h"
 #include "room.h"
 #include "stats.h"
 #include "tcache.h"
@@ -19,7 +20,7 @@
 #define DEFAULT_MAX_ALLOC (64UL << 30)
 #define PRIVATE_WING_BYTES (1UL << 30)
 #define MIN_WING_BYTES (64UL << 20)
-#define MAX_SPECS (SMALL_CLASSES + 160)
+#define MAX_SPECS (SMALL_CLASSES + 160 + PAGE_ORDERS)
 
 static struct labyrinth *open_labs;          /* every open labyrinth */
 static pthread_mutex_t open_labs_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -62,11 +63,14 @@ static bool reserve_maze(struct labyrinth *lab, size_t wing_bytes, size_t max_al
 	room_specs(specs);
 	for (; wing_bytes >= MIN_WING_BYTES; wing_bytes /= 2, max_alloc /= 2) {
 		unsigned nlarge = large_class_count(max_alloc);
-		if (SMALL_CLASSES + nlarge > MAX_SPECS)
+		if (SMALL_CLASSES + nlarge + PAGE_ORDERS > MAX_SPECS)
 			continue;
 		large_specs(specs + SMALL_CLASSES, nlarge);
-		if (maze_reserve(&lab->maze, specs, SMALL_CLASSES + nlarge, wing_bytes, mode)) {
+		page_specs(specs + SMALL_CLASSES + nlarge);     /* the page wings come last */
+		if (maze_reserve(&lab->maze, specs, SMALL_CLASSES + nlarge + PAGE_ORDERS,
+				 wing_bytes, mode)) {
 			lab->nlarge = nlarge;
+			lab->page_wing0 = SMALL_CLASSES + nlarge;
 			lab->max_alloc = max_alloc;
 			return true;
 		}
@@ -114,6 +118,34 @@ static void quarantines_init(struct labyrinth *lab, char *storage)
 	q->size = lab->prot.large_quarantine;
 }
 
+/* An option of o, if the caller's struct is new enough to have it. */
+#define OPT(o, field) ((o) && (o)->size >= offsetof(labyrinth_options_t, field) + \
+		       sizeof((o)->field) ? (o)->field : 0)
+
+/*
+ * The page API's part of opening: epochs, the cap, the reserve. A
+ * prefaulted labyrinth fills its reserve with the whole cap now, and its cap
+ * then shrinks to what it holds: it never places another room.
+ */
+static bool pages_init(struct labyrinth *lab, const labyrinth_options_t *o)
+{
+	unsigned epoch = OPT(o, epoch);
+	lab->maze.epoch_len = epoch ? epoch : config_get()->epoch;
+	lab->maze.cap_bytes = OPT(o, cap_bytes);
+	size_t pages = OPT(o, reserve_pages);
+	if (OPT(o, flags) & LAB_OPEN_PREFAULT) {
+		lab->pool = true;
+		lab->mlock = OPT(o, flags) & LAB_OPEN_MLOCK;
+		if (!pages)
+			pages = lab->maze.cap_bytes / PAGE_SIZE;
+	}
+	if (!page_open_reserve(lab, pages, OPT(o, reserve_low)) && lab->pool)
+		return false;
+	if (lab->pool)
+		lab->maze.cap_bytes = atomic_load(&lab->maze.mapped_bytes);
+	return true;
+}
+
 static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_default)
 {
 	unsigned narenas = pick_arenas(o ? o->arenas : 0);
@@ -149,6 +181,11 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 	arenas_init(lab);
 	quarantines_init(lab, (char *)lab + head);
 	canary_init();
+	if (!pages_init(lab, o)) {
+		maze_release(&lab->maze);
+		os_unmap(mem, map);
+		return NULL;
+	}
 	pthread_mutex_lock(&open_labs_lock);
 	lab->next = open_labs;
 	open_labs = lab;
@@ -197,7 +234,8 @@ struct labyrinth *lab_default_if_open(void)
 
 uint64_t lab_live_bytes(struct labyrinth *lab)
 {
-	uint64_t live = atomic_load_explicit(&lab->large_live_bytes, memory_order_relaxed);
+	uint64_t live = atomic_load_explicit(&lab->large_live_bytes, memory_order_relaxed) +
+			atomic_load_explicit(&lab->page_live_bytes, memory_order_relaxed);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		live += atomic_load_explicit(&lab->arenas[i].live_bytes, memory_order_relaxed);
 	uint64_t allocs = 0, frees = 0;
@@ -255,8 +293,14 @@ __attribute__((constructor)) static void lab_register_fork(void)
 
 LAB_API labyrinth_t *labyrinth_open(const labyrinth_options_t *opts)
 {
+	unsigned flags = OPT(opts, flags);
+	bool prefault = flags & LAB_OPEN_PREFAULT;
 	if (opts && (opts->size < offsetof(labyrinth_options_t, guard) + sizeof(opts->guard) ||
-		     opts->arenas > MAX_ARENAS || (unsigned)opts->guard > LAB_GUARD_MPROTECT)) {
+		     opts->arenas > MAX_ARENAS || (unsigned)opts->guard > LAB_GUARD_MPROTECT ||
+		     (flags & ~(LAB_OPEN_PREFAULT | LAB_OPEN_MLOCK)) ||
+		     (flags & LAB_OPEN_MLOCK && !prefault) ||
+		     (prefault && OPT(opts, cap_bytes) < PAGE_SIZE) ||
+		     (prefault && OPT(opts, reserve_pages) * PAGE_SIZE > OPT(opts, cap_bytes)))) {
 		errno = EINVAL;
 		return NULL;
 	}

@@ -8,6 +8,7 @@
 #include "maze.h"
 #include "quarantine.h"
 #include "random.h"
+#include "reserve.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +19,7 @@
 #define SMALL_CLASSES 64
 #define SMALL_MAX 16384
 #define MAX_ARENAS 64
+#define PAGE_ORDERS 5           /* LAB_PAGE_MAX_ORDER + 1 */
 
 /* One size class of one arena: the room being filled, rooms with room left,
  * and at most one empty room kept open for the next refill. */
@@ -25,6 +27,7 @@ struct bin {
 	uint32_t current;       /* cell, or CELL_NONE */
 	uint32_t partial;       /* head of a list of cells, or CELL_NONE */
 	uint32_t spare;         /* an empty open room, or CELL_NONE */
+	uint64_t spare_epoch;   /* the maze epoch in which it became empty */
 };
 
 /* A lock domain. Threads are spread over arenas; a room belongs to one. */
@@ -66,6 +69,12 @@ struct labyrinth {
 	_Atomic uint64_t large_allocs, large_frees, large_live_bytes, peak_live;
 	struct labyrinth *next; /* every open labyrinth, for fork handling */
 	bool is_default;
+	/* The page API: a wing and a reserve per block order. */
+	bool pool;              /* prefaulted: labyrinth_malloc is served from the reserve */
+	bool mlock;             /* lock the reserve's pages in memory */
+	unsigned page_wing0;    /* index of the order-0 page wing; orders follow */
+	struct reserve reserves[PAGE_ORDERS];
+	_Atomic uint64_t page_allocs, page_frees, page_live_bytes;
 };
 
 /* Counters written under one lock: a plain load and store, no lock prefix. */
@@ -105,6 +114,12 @@ static inline struct labyrinth *lab_default(void)
 	struct labyrinth *lab = atomic_load_explicit(&lab_default_ptr, memory_order_acquire);
 	return __builtin_expect(lab != NULL, 1) ? lab : lab_default_create();
 }
+
+static inline bool wing_is_page(const struct labyrinth *lab, const struct wing *w)
+{
+	return wing_index(lab, w) >= lab->page_wing0;
+}
+
 /* The default labyrinth if something already created it, else NULL. */
 struct labyrinth *lab_default_if_open(void);
 void lab_note_peak(struct labyrinth *lab);

@@ -46,7 +46,7 @@ static void walk_cells(struct wing *w, unsigned index, uint32_t ext,
 			struct cell_view c = {
 				.wing = index, .cell = cell, .room_pages = room_pages,
 				.open_first = h->open_first, .open_end = h->open_end,
-				.joined_prev = h->joined_prev != 0,
+				.joined_prev = h->joined_prev != 0, .retired = h->retired != 0,
 			};
 			v->cell(v->ctx, &c);
 		}
@@ -156,7 +156,7 @@ struct draw {
 	unsigned y;             /* top of the current wing's rows */
 	uint32_t ext, drawn_to; /* cells of the extent; cells drawn so far */
 	unsigned wing;
-	uint64_t rooms, held;   /* of the current wing */
+	uint64_t rooms, held, retired;  /* of the current wing */
 };
 
 static uint32_t rows_of(uint32_t ext)
@@ -208,7 +208,7 @@ static void draw_wing(void *ctx, const struct wing *w, unsigned index, uint32_t 
 	d->ext = ext;
 	d->drawn_to = 0;
 	d->wing = index;
-	d->rooms = d->held = 0;
+	d->rooms = d->held = d->retired = 0;
 	out_str(d->o, "<g class=\"wing\" data-class-bytes=\"");
 	out_dec(d->o, w->class_size);
 	out_str(d->o, "\" data-cells=\"");
@@ -227,9 +227,12 @@ static void draw_cell(void *ctx, const struct cell_view *c)
 	uint64_t y = d->y + (uint64_t)(c->cell / COLS) * ROW_H;
 	uint32_t open = c->open_end - c->open_first;
 	/* The whole cell in guard colour; the open pages over it. */
-	rect(d->o, open ? "guard" : "held", x, y, CELL_W, -1);
+	rect(d->o, open ? "guard" : c->retired ? "retired" : "held", x, y, CELL_W, -1);
 	if (!open) {
-		d->held++;
+		if (c->retired)
+			d->retired++;
+		else
+			d->held++;
 		return;
 	}
 	uint64_t pages = c->room_pages + 1;
@@ -260,7 +263,9 @@ static void draw_wing_end(void *ctx, unsigned index, bool busy)
 		out_dec(d->o, d->rooms);
 		out_str(d->o, " live rooms, ");
 		out_dec(d->o, d->held);
-		out_str(d->o, " held, in an extent of ");
+		out_str(d->o, " held, ");
+		out_dec(d->o, d->retired);
+		out_str(d->o, " retired this epoch, in an extent of ");
 		out_dec(d->o, d->ext);
 		out_str(d->o, " cells");
 		if (d->ext > MAX_ROWS * COLS)
@@ -299,12 +304,13 @@ static void svg_head(struct out *o, unsigned height)
 	out_dec(o, height);
 	out_str(o, "\" font-family=\"monospace\" font-size=\"11\">\n"
 		   "<title>labyrinth heap map</title>\n"
-		   "<style>.free{fill:#eeeeee}.guard{fill:#333333}.held{fill:#884444}</style>\n"
+		   "<style>.free{fill:#eeeeee}.guard{fill:#333333}.held{fill:#884444}.retired{fill:#445588}</style>\n"
 		   "<text x=\"10\" y=\"16\">labyrinth heap map of pid ");
 	out_dec(o, (uint64_t)getpid());
 	out_str(o, ": one box per cell, 128 to a row; colour: the open pages of a "
 		   "live room; dark: guard pages; red: a freed large region held "
-		   "in quarantine; light: free</text>\n");
+		   "in quarantine; blue: a room emptied this epoch, closed until it "
+		   "ends; light: free</text>\n");
 }
 
 static void svg_body(struct out *o, struct labyrinth *lab)

@@ -18,6 +18,7 @@ struct cell_view {
 	uint32_t room_pages;    /* the cell less its guard page */
 	uint32_t open_first, open_end;  /* open pages; equal: a held (quarantined) region */
 	bool joined_prev;       /* shares an island with cell-1 (its guard page is open) */
+	bool retired;           /* emptied this epoch: closed, kept out of use until it ends */
 };
 
 struct map_visitor {

@@ -12,6 +12,7 @@
  *    the maze loses spread instead of failing allocations.
  */
 #include "maze.h"
+#include "epoch.h"
 #include "os.h"
 #include "report.h"
 
@@ -153,15 +154,6 @@ static bool extent_grow(struct maze *m, struct wing *w)
 
 /* ---- placement -------------------------------------------------------- */
 
-static void cell_mark(struct wing *w, uint32_t cell, bool taken)
-{
-	uint64_t bit = 1ULL << (cell % 64);
-	if (taken)
-		w->cell_map[cell / 64] |= bit;
-	else
-		w->cell_map[cell / 64] &= ~bit;
-}
-
 /* A uniformly random free cell: rejection sampling, since the extent is at most half full. */
 static uint32_t pick_free_cell(struct wing *w)
 {
@@ -278,7 +270,7 @@ static bool open_alone(struct maze *m, struct wing *w, uint32_t cell, uint32_t f
 	return true;
 }
 
-static uint32_t place_locked(struct maze *m, struct wing *w, uint32_t pages, size_t align)
+static uint32_t place_once(struct maze *m, struct wing *w, uint32_t pages, size_t align)
 {
 	if (!extent_grow(m, w))
 		return CELL_NONE;
@@ -299,18 +291,56 @@ static uint32_t place_locked(struct maze *m, struct wing *w, uint32_t pages, siz
 	return cell;
 }
 
+static uint32_t place_locked(struct maze *m, struct wing *w, uint32_t pages, size_t align)
+{
+	epoch_enter_locked(m, w);
+	uint32_t cell = place_once(m, w, pages, align);
+	if (cell == CELL_NONE && w->retired_count) {
+		/* Never fail an allocation for the sake of spread: end this wing's
+		 * epoch early, giving its retired cells back. */
+		epoch_release_locked(m, w);
+		cell = place_once(m, w, pages, align);
+	}
+	return cell;
+}
+
+/* A capped labyrinth counts bytes before it opens them, so no race passes the cap. */
+static bool cap_admit(struct maze *m, size_t bytes)
+{
+	if (!m->cap_bytes)
+		return true;
+	uint64_t v = atomic_load_explicit(&m->mapped_bytes, memory_order_relaxed);
+	do
+		if (v + bytes > m->cap_bytes)
+			return false;
+	while (!atomic_compare_exchange_weak_explicit(&m->mapped_bytes, &v, v + bytes,
+						      memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+/* Bytes now open, less what cap_admit already counted. */
+static void cap_settle(struct maze *m, int64_t open, size_t admitted)
+{
+	add_mapped(m, open - (m->cap_bytes ? (int64_t)admitted : 0));
+}
+
 uint32_t wing_place(struct maze *m, struct wing *w, uint32_t pages, size_t align,
 		    uint32_t *first)
 {
+	size_t want = (size_t)pages * PAGE_SIZE;
+	if (!cap_admit(m, want))
+		return CELL_NONE;
 	pthread_mutex_lock(&w->lock);
 	uint32_t cell = place_locked(m, w, pages, align);
 	pthread_mutex_unlock(&w->lock);
-	if (cell == CELL_NONE)
+	if (cell == CELL_NONE) {
+		cap_settle(m, 0, want);
 		return CELL_NONE;
+	}
 	struct cell_hdr *h = cell_hdr(w, cell);
-	add_mapped(m, (int64_t)(h->open_end - h->open_first) * (int64_t)PAGE_SIZE);
+	cap_settle(m, (int64_t)(h->open_end - h->open_first) * (int64_t)PAGE_SIZE, want);
 	atomic_fetch_add_explicit(&m->live_rooms, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&m->rooms_placed, 1, memory_order_relaxed);
+	epoch_count_placement(m);
 	if (first)
 		*first = aligned_first_page(w, cell, align);
 	return cell;
@@ -344,8 +374,10 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell)
 		islands_add(joins - 1);
 	h->open_first = h->open_end = 0;
 	h->joined_prev = 0;
-	cell_mark(w, cell, false);
-	w->live_cells--;
+	if (!epoch_retire_locked(m, w, cell)) {
+		cell_mark(w, cell, false);
+		w->live_cells--;
+	}
 	pthread_mutex_unlock(&w->lock);
 	add_mapped(m, -(int64_t)open);
 	atomic_fetch_sub_explicit(&m->live_rooms, 1, memory_order_relaxed);
@@ -379,9 +411,13 @@ bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end)
 		ok = (size_t)end * PAGE_SIZE <= w->room_bytes;
 	} else if (end > h->open_end) {
 		size_t add = (size_t)(end - h->open_end) * PAGE_SIZE;
-		ok = pages_open(m, page_of(w, cell, h->open_end), add);
+		ok = cap_admit(m, add);
+		if (ok && !pages_open(m, page_of(w, cell, h->open_end), add)) {
+			cap_settle(m, 0, add);
+			ok = false;
+		}
 		if (ok) {
-			delta = (int64_t)add;
+			delta = (int64_t)add - (m->cap_bytes ? (int64_t)add : 0);
 			h->open_end = end;
 		}
 	} else if (end < h->open_end) {
@@ -452,6 +488,7 @@ static void wing_setup(struct wing *w, const struct wing_spec *s, char *base,
 	w->cell_map = (uint64_t *)*index;
 	w->records = (char *)w->cell_map + round_page((cells + 63) / 64 * 8) + PAGE_SIZE;
 	*index += index_size(s, bytes);
+	w->retired_head = CELL_NONE;
 	pthread_mutex_init(&w->lock, NULL);
 }
 
@@ -501,6 +538,8 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 		m->wings[i].index = i;
 		base += b;
 	}
+	pthread_mutex_init(&m->epoch_lock, NULL);
+	rng_derive(&m->epoch_rng, &rng);
 	memset(&rng, 0, sizeof rng);
 	return true;
 }
@@ -521,10 +560,12 @@ void maze_lock_all(struct maze *m)
 {
 	for (unsigned i = 0; i < m->nwings; i++)
 		pthread_mutex_lock(&m->wings[i].lock);
+	pthread_mutex_lock(&m->epoch_lock);
 }
 
 void maze_unlock_all(struct maze *m)
 {
+	pthread_mutex_unlock(&m->epoch_lock);
 	for (unsigned i = 0; i < m->nwings; i++)
 		pthread_mutex_unlock(&m->wings[i].lock);
 }

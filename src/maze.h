@@ -39,7 +39,9 @@ struct cell_hdr {
 	uint32_t open_first;    /* the room's pages [open_first, open_end) are open */
 	uint32_t open_end;
 	uint8_t joined_prev;    /* mprotect mode over budget: shares an island with cell-1 */
-	uint8_t pad[7];
+	uint8_t retired;        /* emptied this epoch: stays taken and closed until the next */
+	uint8_t pad[2];
+	uint32_t next_retired;  /* the wing's list of retired cells */
 };
 
 struct wing {
@@ -55,7 +57,10 @@ struct wing {
 	uint32_t max_cells;     /* cells from ext_lo to the end of the wing */
 	uint32_t ext_lo;        /* the extent's first cell, drawn at random */
 	_Atomic uint32_t ext_cells;     /* grows only; records below it are mapped */
-	uint32_t live_cells;
+	uint32_t live_cells;    /* taken cells, retired ones included */
+	uint32_t retired_head;  /* cells retired this epoch, or CELL_NONE */
+	uint32_t retired_count;
+	uint64_t epoch;         /* the maze epoch this wing's key was drawn in */
 	bool extent_marked;     /* growth marks the whole new extent (small cells) */
 	bool extent_rw;         /* some of the extent was made read-write (markers) */
 	uint64_t *cell_map;     /* bit per extent cell: taken */
@@ -79,6 +84,11 @@ struct maze {
 	_Atomic unsigned guard_mode;
 	_Atomic bool markers_used;
 	_Atomic uint64_t live_rooms, rooms_placed, mapped_bytes, peak_mapped;
+	size_t cap_bytes;       /* most bytes of rooms open at once; 0: no cap */
+	uint32_t epoch_len;     /* room placements per epoch; 0: no epochs */
+	_Atomic uint64_t epoch;
+	pthread_mutex_t epoch_lock;     /* a leaf: guards epoch_rng */
+	struct rng epoch_rng;   /* draws each wing's placement key, epoch by epoch */
 };
 
 /* Reserve a maze for the given wings; wing_bytes must be a power of two. */
@@ -101,7 +111,7 @@ bool wing_close(struct maze *m, struct wing *w, uint32_t cell);
 /* Move the end of a live room's open pages to page `end`; false if it cannot. */
 bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end);
 
-/* Lock order: arena, then wing. Exposed for fork handling. */
+/* Lock order: arena, then wing, then the epoch lock. Exposed for fork handling. */
 void maze_lock_all(struct maze *m);
 void maze_unlock_all(struct maze *m);
 
@@ -163,6 +173,15 @@ static inline uint32_t wing_cell_of(const struct wing *w, const void *p, size_t 
 static inline bool cell_taken(const struct wing *w, uint32_t cell)
 {
 	return (w->cell_map[cell / 64] >> (cell % 64)) & 1;
+}
+
+static inline void cell_mark(struct wing *w, uint32_t cell, bool taken)
+{
+	uint64_t bit = 1ULL << (cell % 64);
+	if (taken)
+		w->cell_map[cell / 64] |= bit;
+	else
+		w->cell_map[cell / 64] &= ~bit;
 }
 
 #endif

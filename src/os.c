@@ -50,6 +50,11 @@ void os_guard_remove(void *p, size_t bytes)
 	(void)madvise(p, bytes, MADV_GUARD_REMOVE);
 }
 
+bool os_lock(void *p, size_t bytes)
+{
+	return mlock(p, bytes) == 0;
+}
+
 void os_discard(void *p, size_t bytes)
 {
 	(void)madvise(p, bytes, MADV_DONTNEED);

@@ -21,6 +21,7 @@ bool os_protect_rw(void *p, size_t bytes);
 bool os_protect_none(void *p, size_t bytes);
 bool os_guard_install(void *p, size_t bytes);   /* also drops the pages' contents */
 void os_guard_remove(void *p, size_t bytes);
+bool os_lock(void *p, size_t bytes);            /* mlock */
 void os_discard(void *p, size_t bytes);         /* give pages back, contents lost */
 /* Replace with fresh PROT_NONE pages: frees them, and lets the kernel merge
  * the range with its PROT_NONE neighbours again. */

@@ -22,6 +22,8 @@ static const char *const error_words[] = {
 	[ERR_OVERFLOW] = "heap overflow",
 	[ERR_WRITE_AFTER_FREE] = "write after free",
 	[ERR_WRONG_SIZE] = "invalid sized free",
+	[ERR_INVALID_PAGE_FREE] = "invalid page free",
+	[ERR_STALE_HANDLE] = "stale page handle",
 };
 
 void line_str(struct line *l, const char *s)

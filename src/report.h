@@ -15,6 +15,8 @@ enum heap_error {
 	ERR_OVERFLOW,
 	ERR_WRITE_AFTER_FREE,
 	ERR_WRONG_SIZE,
+	ERR_INVALID_PAGE_FREE,
+	ERR_STALE_HANDLE,
 };
 
 /* What is known about the address at the time of the report. */

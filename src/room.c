@@ -6,6 +6,7 @@
  * an overflow cannot reach it. What happens to one slot is in slot.c.
  */
 #include "room.h"
+#include "epoch.h"
 #include "os.h"
 #include "report.h"
 #include "version.h"
@@ -135,9 +136,12 @@ uint32_t bin_refill(struct labyrinth *lab, struct arena *a, struct wing *w,
 		return b->current = cell;
 	}
 	if (b->spare != CELL_NONE) {
-		b->current = b->spare;
+		uint32_t spare = b->spare;
 		b->spare = CELL_NONE;
-		return b->current;
+		/* An empty room is reused in place only within its epoch. */
+		if (b->spare_epoch == epoch_now(&lab->maze))
+			return b->current = spare;
+		room_close(lab, w, spare);
 	}
 	return b->current = room_open(lab, a, w);
 }

@@ -15,6 +15,7 @@
  */
 #include "slot.h"
 #include "canary.h"
+#include "epoch.h"
 #include "os.h"
 #include "report.h"
 #include "room.h"
@@ -86,6 +87,7 @@ static inline size_t room_put(struct labyrinth *lab, struct arena *a, struct win
 			partial_unlink(w, b, ref.cell);
 		if (b->spare == CELL_NONE) {
 			b->spare = ref.cell;
+			b->spare_epoch = epoch_now(&lab->maze);
 			return 0;
 		}
 		room_close(lab, w, ref.cell);

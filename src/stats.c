@@ -7,6 +7,7 @@
 #include "config.h"
 #include "map.h"
 #include "os.h"
+#include "page.h"
 #include "report.h"
 #include "tcache.h"
 
@@ -53,10 +54,13 @@ void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 				  ? LAB_GUARD_MARKERS : LAB_GUARD_MPROTECT;
 	out->arenas = lab->narenas;
 	out->heap_errors = report_count();
-	/* Epochs and the reserve (the page API issue) fill these when they land:
-	 * epochs from the maze's epoch counter, reserve_* from the reserve. */
-	out->epochs = 0;
-	out->reserve_pages = out->reserve_allocs = out->reserve_misses = 0;
+	out->epochs = atomic_load(&lab->maze.epoch);
+	out->reserve_pages = page_reserve_total(lab);
+	out->reserve_empty = page_reserve_empty(lab);
+	out->page_allocations = atomic_load(&lab->page_allocs);
+	out->page_frees = atomic_load(&lab->page_frees);
+	out->allocations += out->page_allocations;
+	out->frees += out->page_frees;
 }
 
 void stats_collect_all(struct labyrinth *lab, labyrinth_stats_t *out)
@@ -92,8 +96,8 @@ void stats_print(struct labyrinth *lab, int fd)
 	item(&l, ", epochs ", s.epochs, "");
 	item(&l, ", quarantine ", s.quarantined_slots, " slots");
 	item(&l, " and ", s.quarantined_regions, " regions");
-	item(&l, ", reserve ", s.reserve_allocs, " served");
-	item(&l, " and ", s.reserve_misses, " refused");
+	item(&l, ", reserve ", s.reserve_pages, " pages");
+	item(&l, " (", s.reserve_empty, " atomic allocations found it empty)");
 	if (s.heap_errors)
 		item(&l, ", heap errors ", s.heap_errors, "");
 	line_str(&l, ", guards ");
@@ -143,8 +147,9 @@ static void json_write(const labyrinth_stats_t *s, int fd)
 	json_field(&j, "quarantined_slots", s->quarantined_slots);
 	json_field(&j, "quarantined_regions", s->quarantined_regions);
 	json_field(&j, "reserve_pages", s->reserve_pages);
-	json_field(&j, "reserve_allocs", s->reserve_allocs);
-	json_field(&j, "reserve_misses", s->reserve_misses);
+	json_field(&j, "reserve_empty", s->reserve_empty);
+	json_field(&j, "page_allocations", s->page_allocations);
+	json_field(&j, "page_frees", s->page_frees);
 	json_field(&j, "heap_errors", s->heap_errors);
 	json_field(&j, "arenas", s->arenas);
 	line_str(&j.l, ",\n  \"guard_mode\": \"");

@@ -1,6 +1,7 @@
 #include "helpers.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,4 +94,29 @@ unsigned long long test_rand(unsigned long long *s)
 	*s ^= *s << 25;
 	*s ^= *s >> 27;
 	return *s * 2685821657736338717ULL;
+}
+
+labyrinth_t *open_reserved(size_t pages)
+{
+	labyrinth_options_t o = { .size = sizeof o, .reserve_pages = pages };
+	labyrinth_t *lab = labyrinth_open(&o);
+	cr_assert_not_null(lab);
+	return lab;
+}
+
+labyrinth_t *open_pool(size_t cap, unsigned flags)
+{
+	labyrinth_options_t o = { .size = sizeof o, .cap_bytes = cap,
+				  .flags = LAB_OPEN_PREFAULT | flags };
+	labyrinth_t *lab = labyrinth_open(&o);
+	cr_assert_not_null(lab, "open failed: %s", strerror(errno));
+	return lab;
+}
+
+bool all_zero(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
 }

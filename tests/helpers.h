@@ -30,6 +30,13 @@ labyrinth_t *open_private(size_t wing_bytes);
 /* The guard mode the tests run in, from LABYRINTH_GUARD. */
 bool testing_mprotect(void);
 
+/* A private labyrinth whose single-page reserve holds `pages`. */
+labyrinth_t *open_reserved(size_t pages);
+/* A prefaulted private labyrinth of cap bytes (flags: more LAB_OPEN_*). */
+labyrinth_t *open_pool(size_t cap, unsigned flags);
+/* True if all n bytes at p are zero. */
+bool all_zero(const char *p, size_t n);
+
 /* xorshift64*, so a failing run can be repeated from its seed. */
 unsigned long long test_rand(unsigned long long *state);
 

@@ -72,6 +72,21 @@ Test(config, bad_values_warn_and_keep_defaults)
 	expect_one_warning("LABYRINTH_ARENAS=3x", "LABYRINTH_ARENAS");
 	expect_one_warning("LABYRINTH_ARENAS=99999999999999999999", "LABYRINTH_ARENAS");
 	expect_one_warning("LABYRINTH_STATS=yes", "LABYRINTH_STATS");
+	expect_one_warning("LABYRINTH_EPOCH=often", "LABYRINTH_EPOCH");
+	expect_one_warning("LABYRINTH_EPOCH=1073741825", "LABYRINTH_EPOCH");
+}
+
+Test(config, epoch_default_and_value)
+{
+	static const char *const none[] = { NULL };
+	static const char *const set[] = { "LABYRINTH_EPOCH=64", NULL };
+	struct config c;
+	fake_env = none;
+	config_parse(&c, fake_lookup);
+	cr_assert_eq(c.epoch, 4096);
+	fake_env = set;
+	config_parse(&c, fake_lookup);
+	cr_assert_eq(c.epoch, 64);
 }
 
 Test(config, empty_value_means_the_default)

@@ -120,7 +120,7 @@ static const char read_json[] =
 	"import sys, json\n"
 	"d = json.load(open(sys.argv[1]))\n"
 	"print(d[\"allocations\"], d[\"frees\"], d[\"live_rooms\"], d[\"guard_mode\"], "
-	"sorted(d) == sorted(set(d)), \"epochs\" in d and \"reserve_allocs\" in d)";
+	"sorted(d) == sorted(set(d)), \"epochs\" in d and \"reserve_empty\" in d)";
 
 Test(stats, json_is_valid_and_matches_the_counters)
 {
@@ -154,7 +154,7 @@ Test(stats, the_summary_is_one_line_with_every_field)
 	static const char *const fields[] = {
 		"labyrinth: stats: allocations 1,", "frees 0", "peak live", "peak mapped",
 		"rooms placed 1", "live rooms 1", "guard pages 1", "mappings ", " of ",
-		"epochs 0", "quarantine 0 slots and 0 regions", "reserve 0 served",
+		"epochs 0", "quarantine 0 slots and 0 regions", "reserve 0 pages",
 		"guards ",
 	};
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
