@@ -63,10 +63,41 @@ static inline void canary_write(char *base, size_t from, size_t to)
 		memcpy(base + i, &w, 8);
 		i += 8;
 	}
+#ifdef __SSE2__
+	/* The pattern's period is 8, so 16-byte stores at any 8-aligned offset. */
+	__m128i v = _mm_set1_epi64x((long long)pat);
+	for (; i + 16 <= to; i += 16)
+		_mm_storeu_si128((__m128i *)(base + i), v);
+#endif
 	for (; i < to; i += 8)
 		memcpy(base + i, &pat, 8);
 }
 
+/* Whether bytes [from, to) still hold the canary: the common case, decided
+ * once for the whole tail (a tail can be hundreds of bytes). */
+static inline bool canary_intact(const char *base, size_t from, size_t to)
+{
+	uint64_t pat = canary_pattern(base);
+	size_t i = from & ~(size_t)7;
+	uint64_t bad = 0;
+	if (from & 7) {
+		bad = (word_at(base + i) ^ pat) & ~canary_below(from);
+		i += 8;
+	}
+#ifdef __SSE2__
+	__m128i v = _mm_set1_epi64x((long long)pat), acc = _mm_setzero_si128();
+	for (; i + 32 <= to; i += 32) {
+		__m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(base + i)), v);
+		__m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(base + i + 16)), v);
+		acc = _mm_or_si128(acc, _mm_or_si128(a, b));
+	}
+	if (_mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) != 0xffff)
+		return false;
+#endif
+	for (; i < to; i += 8)
+		bad |= word_at(base + i) ^ pat;
+	return bad == 0;
+}
 /* Offset of the first byte of [from, to) that is not the canary, or NO_DAMAGE. */
 static inline size_t canary_damage(const char *base, size_t from, size_t to)
 {
@@ -134,9 +165,8 @@ void zero_report(char *p, size_t bad, size_t len, uint64_t gen);
 static inline void canary_check(const char *base, size_t from, size_t to, size_t class_size,
 				uint64_t gen)
 {
-	size_t bad = canary_damage(base, from, to);
-	if (__builtin_expect(bad != NO_DAMAGE, 0))
-		canary_report(base, bad, class_size, gen);
+	if (__builtin_expect(!canary_intact(base, from, to), 0))
+		canary_report(base, canary_damage(base, from, to), class_size, gen);
 }
 
 /* Check a slot about to be reused is all zero; report a write after free
