@@ -29,7 +29,7 @@ static void secret_seed(void)
 
 /* Slots of 512 bytes and more are scanned 128 bytes a step. len is a
  * multiple of 16; only reached when the CPU has AVX2. */
-__attribute__((target("avx2"))) bool all_zero_wide(const char *p, size_t len)
+__attribute__((target("avx2"))) bool bytes_all_zero_wide(const char *p, size_t len)
 {
 	__m256i acc = _mm256_setzero_si256();
 	size_t i = 0;
@@ -48,7 +48,7 @@ __attribute__((target("avx2"))) bool all_zero_wide(const char *p, size_t len)
 	return zero;
 }
 #else
-bool all_zero_wide(const char *p, size_t len)
+bool bytes_all_zero_wide(const char *p, size_t len)
 {
 	uint64_t acc = 0;
 	for (size_t i = 0; i < len; i += 8)

@@ -51,26 +51,37 @@ static inline uint64_t word_at(const char *p)
 	return w;
 }
 
-/* Fill bytes [from, to) of the 8-aligned block at base with its canary;
- * `to` is a slot's or a page's end, so 8-aligned too. */
+static inline unsigned char canary_byte(uint64_t pat, size_t offset)
+{
+	return (unsigned char)(pat >> (8 * (offset & 7)));
+}
+
+/* Fill bytes [from, to) of the block at base with its canary. Words are
+ * written only where they lie inside [base, base + to): a tail that ends
+ * mid-word (a guarded block's slack) is written byte by byte. */
 static inline void canary_write(char *base, size_t from, size_t to)
 {
 	uint64_t pat = canary_pattern(base);
-	size_t i = from & ~(size_t)7;
-	if (from & 7) {
-		uint64_t keep = canary_below(from);
-		uint64_t w = (word_at(base + i) & keep) | (pat & ~keep);
-		memcpy(base + i, &w, 8);
-		i += 8;
+	size_t i = from;
+	if ((i & 7) && (i | 7) + 1 <= to) {
+		size_t w0 = i & ~(size_t)7;
+		uint64_t keep = canary_below(i);
+		uint64_t w = (word_at(base + w0) & keep) | (pat & ~keep);
+		memcpy(base + w0, &w, 8);
+		i = w0 + 8;
 	}
+	if (!(i & 7)) {
 #ifdef __SSE2__
-	/* The pattern's period is 8, so 16-byte stores at any 8-aligned offset. */
-	__m128i v = _mm_set1_epi64x((long long)pat);
-	for (; i + 16 <= to; i += 16)
-		_mm_storeu_si128((__m128i *)(base + i), v);
+		/* The pattern's period is 8: 16-byte stores at any 8-aligned offset. */
+		__m128i v = _mm_set1_epi64x((long long)pat);
+		for (; i + 16 <= to; i += 16)
+			_mm_storeu_si128((__m128i *)(base + i), v);
 #endif
-	for (; i < to; i += 8)
-		memcpy(base + i, &pat, 8);
+		for (; i + 8 <= to; i += 8)
+			memcpy(base + i, &pat, 8);
+	}
+	for (; i < to; i++)
+		base[i] = (char)canary_byte(pat, i);
 }
 
 /* Whether bytes [from, to) still hold the canary: the common case, decided
@@ -78,36 +89,39 @@ static inline void canary_write(char *base, size_t from, size_t to)
 static inline bool canary_intact(const char *base, size_t from, size_t to)
 {
 	uint64_t pat = canary_pattern(base);
-	size_t i = from & ~(size_t)7;
+	size_t i = from;
 	uint64_t bad = 0;
-	if (from & 7) {
-		bad = (word_at(base + i) ^ pat) & ~canary_below(from);
-		i += 8;
+	if ((i & 7) && (i | 7) + 1 <= to) {
+		size_t w0 = i & ~(size_t)7;
+		bad = (word_at(base + w0) ^ pat) & ~canary_below(i);
+		i = w0 + 8;
 	}
+	if (!(i & 7)) {
 #ifdef __SSE2__
-	__m128i v = _mm_set1_epi64x((long long)pat), acc = _mm_setzero_si128();
-	for (; i + 32 <= to; i += 32) {
-		__m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(base + i)), v);
-		__m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(base + i + 16)), v);
-		acc = _mm_or_si128(acc, _mm_or_si128(a, b));
-	}
-	if (_mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) != 0xffff)
-		return false;
+		__m128i v = _mm_set1_epi64x((long long)pat), acc = _mm_setzero_si128();
+		for (; i + 32 <= to; i += 32) {
+			__m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(base + i)), v);
+			__m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(base + i + 16)), v);
+			acc = _mm_or_si128(acc, _mm_or_si128(a, b));
+		}
+		if (_mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) != 0xffff)
+			return false;
 #endif
-	for (; i < to; i += 8)
-		bad |= word_at(base + i) ^ pat;
+		for (; i + 8 <= to; i += 8)
+			bad |= word_at(base + i) ^ pat;
+	}
+	for (; i < to; i++)
+		bad |= (unsigned char)base[i] ^ canary_byte(pat, i);
 	return bad == 0;
 }
+
 /* Offset of the first byte of [from, to) that is not the canary, or NO_DAMAGE. */
 static inline size_t canary_damage(const char *base, size_t from, size_t to)
 {
 	uint64_t pat = canary_pattern(base);
-	uint64_t ignore = canary_below(from);
-	for (size_t i = from & ~(size_t)7; i < to; i += 8, ignore = 0) {
-		uint64_t diff = (word_at(base + i) ^ pat) & ~ignore;
-		if (diff)
-			return i + (size_t)__builtin_ctzll(diff) / 8;
-	}
+	for (size_t i = from; i < to; i++)
+		if ((unsigned char)base[i] != canary_byte(pat, i))
+			return i;
 	return NO_DAMAGE;
 }
 
@@ -117,13 +131,13 @@ static inline size_t canary_damage(const char *base, size_t from, size_t to)
  * decides once at the end; the clean case is the only common one.
  */
 /* The same for big slots, 32 bytes a load, when the CPU has AVX2. */
-bool all_zero_wide(const char *p, size_t len);
+bool bytes_all_zero_wide(const char *p, size_t len);
 extern bool canary_cpu_avx2;
 
-static inline bool all_zero(const char *p, size_t len)
+static inline bool bytes_all_zero(const char *p, size_t len)
 {
 	if (len >= 512 && canary_cpu_avx2)
-		return all_zero_wide(p, len);
+		return bytes_all_zero_wide(p, len);
 	size_t i = 0;
 #ifdef __SSE2__
 	__m128i acc = _mm_setzero_si128();
@@ -173,7 +187,7 @@ static inline void canary_check(const char *base, size_t from, size_t to, size_t
  * (and zero it, if the report returns) otherwise. */
 static inline void zero_check(char *p, size_t len, uint64_t gen)
 {
-	if (__builtin_expect(!all_zero(p, len), 0))
+	if (__builtin_expect(!bytes_all_zero(p, len), 0))
 		zero_report(p, zero_damage(p, len), len, gen);
 }
 

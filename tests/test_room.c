@@ -5,7 +5,10 @@
 #include "os.h"
 #include "room.h"
 
+#include "canary.h"
+
 #include <criterion/criterion.h>
+#include <string.h>
 
 Test(room, every_size_gets_the_smallest_class_that_fits)
 {
@@ -75,5 +78,34 @@ Test(room, large_classes_cover_their_range)
 		cr_assert_gt(s[k].room_bytes, s[k - 1].room_bytes);
 		cr_assert_leq((s[k].room_bytes - s[k - 1].room_bytes) * 4, s[k].room_bytes,
 			      "a gap of more than a quarter between large classes %u and %u", k - 1, k);
+	}
+}
+
+/* Canaries are written and checked a word (or 16 bytes) at a time: no byte
+ * outside [from, to) may change, whatever the alignment of the block and of
+ * both ends (guarded blocks end mid-word), and every damaged byte is found. */
+Test(room, canary_stays_inside_its_bytes_and_finds_damage)
+{
+	canary_init();
+	unsigned char buf[128];
+	for (size_t base = 0; base < 8; base++) {
+		for (size_t from = 0; from < 40; from++) {
+			for (size_t to = from + 1; to <= 72; to++) {
+				memset(buf, 0x00, sizeof buf);
+				char *b = (char *)buf + base;
+				canary_write(b, from, to);
+				for (size_t i = 0; i < sizeof buf - base; i++)
+					if (i < from || i >= to)
+						cr_assert_eq(b[i], 0, "byte %zu changed writing [%zu, %zu)", i, from, to);
+					else
+						cr_assert_neq(b[i], 0, "canary byte %zu is zero", i);
+				cr_assert(canary_intact(b, from, to));
+				size_t hit = from + (to - from) / 2;
+				b[hit] ^= 0x40;
+				cr_assert(!canary_intact(b, from, to), "damage at %zu of [%zu, %zu) missed",
+					  hit, from, to);
+				cr_assert_eq(canary_damage(b, from, to), hit);
+			}
+		}
 	}
 }
