@@ -9,6 +9,7 @@
  * at exit and from a SIGUSR2 handler, where the heap may not be touched.
  */
 #include "map.h"
+#include "report.h"
 #include "config.h"
 #include "os.h"
 
@@ -131,14 +132,8 @@ static void out_str(struct out *o, const char *s)
 
 static void out_dec(struct out *o, uint64_t v)
 {
-	char tmp[24];
-	int i = sizeof tmp;
-	tmp[--i] = 0;
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	out_str(o, tmp + i);
+	char tmp[DEC_DIGITS_MAX];
+	out_str(o, dec_digits(tmp, v));
 }
 
 /* ---- the picture ------------------------------------------------------ */

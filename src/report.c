@@ -35,16 +35,21 @@ void line_str(struct line *l, const char *s)
 	l->len += n;
 }
 
-void line_dec(struct line *l, uint64_t v)
+const char *dec_digits(char tmp[DEC_DIGITS_MAX], uint64_t v)
 {
-	char tmp[24];
-	int i = sizeof tmp;
+	int i = DEC_DIGITS_MAX;
 	tmp[--i] = 0;
 	do {
 		tmp[--i] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	line_str(l, tmp + i);
+	return tmp + i;
+}
+
+void line_dec(struct line *l, uint64_t v)
+{
+	char tmp[DEC_DIGITS_MAX];
+	line_str(l, dec_digits(tmp, v));
 }
 
 void line_hex(struct line *l, uint64_t v)
