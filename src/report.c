@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,8 +82,19 @@ static void field(struct line *l, const char **sep, const char *label, uint64_t 
 	*sep = ", ";
 }
 
+/* How many heap errors were reported: the fuzz harnesses check that every
+ * invalid operation they plant is reported exactly once under
+ * LABYRINTH_ON_ERROR=log. */
+static _Atomic uint64_t heap_errors_reported;
+
+uint64_t report_count(void)
+{
+	return atomic_load_explicit(&heap_errors_reported, memory_order_relaxed);
+}
+
 void report_heap_error(enum heap_error kind, const struct error_site *site)
 {
+	atomic_fetch_add_explicit(&heap_errors_reported, 1, memory_order_relaxed);
 	struct line l = { .len = 0 };
 	line_str(&l, "labyrinth: ");
 	line_str(&l, error_words[kind]);
@@ -167,8 +179,16 @@ void report_fatal(const char *what)
 	abort();
 }
 
+static _Atomic uint64_t warnings_reported;
+
+uint64_t report_warning_count(void)
+{
+	return atomic_load_explicit(&warnings_reported, memory_order_relaxed);
+}
+
 void report_warning(const char *a, const char *b, const char *c)
 {
+	atomic_fetch_add_explicit(&warnings_reported, 1, memory_order_relaxed);
 	struct line l = { .len = 0 };
 	line_str(&l, "labyrinth: warning: ");
 	line_str(&l, a);
