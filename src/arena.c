@@ -4,6 +4,7 @@
  * whether it is small or large, so free reads no heap memory to decide.
  */
 #include "arena.h"
+#include "guarded.h"
 #include "large.h"
 #include "os.h"
 #include "report.h"
@@ -29,6 +30,11 @@ static struct arena *arena_for_thread(struct labyrinth *lab)
 
 void *lab_malloc(struct labyrinth *lab, size_t size)
 {
+	if (__builtin_expect(lab->guarded != NULL, 0)) {        /* LABYRINTH_GUARD_ALL/SAMPLE */
+		void *g = guarded_take(lab, size, 0);
+		if (g)
+			return g;
+	}
 	size_t need = small_need(lab, size);
 	if (need <= SMALL_MAX)
 		return small_alloc(lab, arena_for_thread(lab), small_class(need), size);
@@ -39,6 +45,11 @@ void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 {
 	if (align <= 16)
 		return lab_malloc(lab, size);
+	if (__builtin_expect(lab->guarded != NULL, 0)) {
+		void *g = guarded_take(lab, size, align);
+		if (g)
+			return g;
+	}
 	if (align <= PAGE_SIZE && size < SMALL_MAX) {
 		int cls = small_class_aligned(small_need(lab, size), align);
 		if (cls >= 0)
@@ -70,6 +81,10 @@ static struct wing *wing_or_report(struct labyrinth *lab, const void *p, int kin
 
 void lab_free_sized(struct labyrinth *lab, void *p, size_t expect)
 {
+	if (__builtin_expect(guarded_has(lab, p), 0)) {
+		guarded_free(lab, p, ERR_INVALID_FREE, expect);
+		return;
+	}
 	struct wing *w = wing_or_report(lab, p, ERR_INVALID_FREE);
 	if (!w)
 		return;
@@ -93,28 +108,39 @@ static size_t usable(struct labyrinth *lab, struct wing *w, const void *p, int k
 
 size_t lab_usable(struct labyrinth *lab, const void *p)
 {
+	if (__builtin_expect(guarded_has(lab, p), 0)) {
+		size_t n = guarded_usable(lab, p, ERR_INVALID_USABLE_SIZE);
+		return n == SIZE_MAX ? 0 : n;
+	}
 	struct wing *w = wing_or_report(lab, p, ERR_INVALID_USABLE_SIZE);
 	size_t n = w ? usable(lab, w, p, ERR_INVALID_USABLE_SIZE) : SIZE_MAX;
 	return n == SIZE_MAX ? 0 : n;
 }
 
+/* p resized where it is, or NULL if it must move. A guarded block (w NULL)
+ * always moves, so a stale pointer to it faults. */
+static void *resize_in_place(struct labyrinth *lab, struct wing *w, void *p, size_t size)
+{
+	if (!w)
+		return NULL;
+	if (wing_is_small(lab, w))      /* same class: stay; a smaller one: move */
+		return small_resize(lab, w, p, size) ? p : NULL;
+	return large_resize(lab, w, p, size);
+}
+
 void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 {
-	struct wing *w = wing_or_report(lab, p, ERR_INVALID_REALLOC);
-	size_t old = w ? usable(lab, w, p, ERR_INVALID_REALLOC) : SIZE_MAX;
+	bool guarded = guarded_has(lab, p);
+	struct wing *w = guarded ? NULL : wing_or_report(lab, p, ERR_INVALID_REALLOC);
+	size_t old = guarded ? guarded_usable(lab, p, ERR_INVALID_REALLOC)
+		     : w ? usable(lab, w, p, ERR_INVALID_REALLOC) : SIZE_MAX;
 	if (old == SIZE_MAX) {          /* reported, and LABYRINTH_ON_ERROR=log */
 		errno = EINVAL;
 		return NULL;
 	}
-	if (wing_is_small(lab, w)) {
-		/* Same class: stay. A smaller class: move, so memory follows the size. */
-		if (small_resize(lab, w, p, size))
-			return p;
-	} else {
-		void *q = large_resize(lab, w, p, size);
-		if (q)
-			return q;
-	}
+	void *q = resize_in_place(lab, w, p, size);
+	if (q)
+		return q;
 	void *n = lab_malloc(lab, size);
 	if (!n)
 		return NULL;

@@ -11,6 +11,8 @@ enum cfg_guard { CFG_GUARD_AUTO, CFG_GUARD_MARKERS, CFG_GUARD_MPROTECT };
 
 enum cfg_on_error { CFG_ON_ERROR_ABORT, CFG_ON_ERROR_LOG };
 
+enum cfg_exit_check { CFG_EXIT_CHECK_AUTO, CFG_EXIT_CHECK_OFF, CFG_EXIT_CHECK_ON };
+
 struct config {
 	unsigned guard;         /* enum cfg_guard */
 	unsigned stats;         /* print a summary at exit */
@@ -21,6 +23,9 @@ struct config {
 	unsigned quarantine;    /* freed slots held back per arena */
 	unsigned large_quarantine;      /* freed large regions held back */
 	unsigned on_error;      /* enum cfg_on_error */
+	unsigned guard_all;     /* every allocation in guarded pages (guarded.c) */
+	unsigned sample;        /* one allocation in about N guarded; 0: off */
+	unsigned exit_check;    /* enum cfg_exit_check: canary sweep at exit */
 };
 
 /* One variable: its name, its legal values, its default, and its cost. */

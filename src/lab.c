@@ -5,6 +5,7 @@
 #include "lab.h"
 #include "canary.h"
 #include "config.h"
+#include "guarded.h"
 #include "large.h"
 #include "os.h"
 #include "room.h"
@@ -147,6 +148,7 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 	}
 	arenas_init(lab);
 	quarantines_init(lab, (char *)lab + head);
+	lab->guarded = guarded_open((enum guard_mode)atomic_load(&lab->maze.guard_mode));
 	canary_init();
 	pthread_mutex_lock(&labs_lock);
 	lab->next = labs;
@@ -165,6 +167,7 @@ static void lab_destroy(struct labyrinth *lab)
 		}
 	}
 	pthread_mutex_unlock(&labs_lock);
+	guarded_close(lab->guarded);
 	maze_release(&lab->maze);
 	os_unmap((char *)lab - PAGE_SIZE, lab->self_bytes);
 }
@@ -199,7 +202,9 @@ struct labyrinth *lab_default_if_open(void)
 
 uint64_t lab_live_bytes(struct labyrinth *lab)
 {
-	uint64_t live = atomic_load_explicit(&lab->large_live_bytes, memory_order_relaxed);
+	uint64_t allocs, frees, live;
+	guarded_counts(lab, &allocs, &frees, &live);
+	live += atomic_load_explicit(&lab->large_live_bytes, memory_order_relaxed);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		live += atomic_load_explicit(&lab->arenas[i].live_bytes, memory_order_relaxed);
 	return live;
@@ -225,12 +230,14 @@ static void fork_prepare(void)
 			pthread_mutex_lock(&lab->arenas[i].lock);
 		maze_lock_all(&lab->maze);
 		pthread_mutex_lock(&lab->regions.lock);         /* a leaf: held alone */
+		guarded_lock(lab->guarded);                     /* a leaf too */
 	}
 }
 
 static void fork_release(void)
 {
 	for (struct labyrinth *lab = labs; lab; lab = lab->next) {
+		guarded_unlock(lab->guarded);
 		pthread_mutex_unlock(&lab->regions.lock);
 		maze_unlock_all(&lab->maze);
 		for (unsigned i = 0; i < lab->narenas; i++)

@@ -14,14 +14,6 @@
 #include "report.h"
 #include "version.h"
 
-/* The upper part of a cell record in a large wing. */
-struct large {
-	version_t version;
-	uint32_t first_page;    /* where the allocation starts (alignment) */
-	uint32_t npages;        /* pages it spans */
-	size_t size;            /* bytes requested; the canary follows */
-};
-
 #define LARGE_MIN_PAGES (SMALL_MAX / PAGE_SIZE + 1)
 
 /* Pages of large class k: 5, 6, 7, 8, 10, 12, 14, 16, 20, ... */
