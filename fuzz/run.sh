@@ -1,0 +1,70 @@
+#!/bin/bash
+# make check's part of fuzzing: replay every corpus file through every
+# harness (plain build; the ops harness also in the guard-all, sampling and
+# mprotect modes), then, when AFL++ is installed, fuzz each harness for
+# FUZZ_SECONDS (default 60; 0 skips) and fail on any crash or hang.
+# Prints TAP; each AFL run's execs/s goes into the log.
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${LAB_TEST_BUILDDIR:-$src}
+harnesses="ops config"
+seconds=${FUZZ_SECONDS:-60}
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
+skip() { n=$((n + 1)); echo "ok $n - $* # SKIP"; }
+
+replay() {      # name, harness, env...
+	local name=$1 h=$2 out
+	shift 2
+	if out=$(env "$@" timeout 600 "$build/fuzz/replay-$h" "$src/fuzz/corpus/$h" 2>&1 >/dev/null) &&
+		! grep -q "invariant broken" <<<"$out"; then
+		ok "replay $h corpus$name ($(ls "$src/fuzz/corpus/$h" | wc -l) inputs)"
+	else
+		not_ok "replay $h corpus$name"
+		grep -v "^labyrinth: " <<<"$out" | tail -5 | sed 's/^/# /'
+	fi
+}
+
+for h in $harnesses; do
+	replay "" "$h"
+done
+replay " in guard-all mode" ops LABYRINTH_GUARD_ALL=1
+replay " sampling one in 3" ops LABYRINTH_SAMPLE=3
+replay " with mprotect guards" ops LABYRINTH_GUARD=mprotect
+
+# ---- short AFL++ campaigns ------------------------------------------------
+afl_skip() {
+	for h in $harnesses; do skip "afl-fuzz $h for ${seconds}s: $1"; done
+	echo "1..$n"
+	exit 0
+}
+[ "$seconds" -gt 0 ] 2>/dev/null || afl_skip "FUZZ_SECONDS=$seconds"
+[ -z "${LAB_TEST_SANITIZERS:-}" ] || afl_skip "sanitizer build (the normal build fuzzes)"
+command -v afl-fuzz >/dev/null || afl_skip "afl-fuzz is not installed"
+make -s -C "$build" fuzz >/dev/null 2>&1 || afl_skip "make fuzz failed (no AFL++ compiler?)"
+
+for h in $harnesses; do
+	out=$(mktemp -d)
+	dict=()
+	[ "$h" = config ] && dict=(-x "$src/fuzz/labyrinth.dict")
+	AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
+		AFL_NO_AFFINITY=1 AFL_QUIET=1 \
+		nice -n 10 timeout $((seconds + 120)) afl-fuzz -V "$seconds" -i "$src/fuzz/corpus/$h" \
+		-o "$out" "${dict[@]}" -- "$build/fuzz/afl-$h" >"$out/log" 2>&1
+	stats=$out/default/fuzzer_stats
+	eps=$(sed -n 's/^execs_per_sec *: *//p' "$stats" 2>/dev/null)
+	execs=$(sed -n 's/^execs_done *: *//p' "$stats" 2>/dev/null)
+	crashes=$(find "$out/default/crashes" "$out/default/hangs" -type f -name 'id:*' 2>/dev/null | wc -l)
+	echo "# afl-fuzz $h: ${execs:-0} execs, ${eps:-0} execs/s, $crashes crashes or hangs"
+	if [ -f "$stats" ] && [ "$crashes" -eq 0 ]; then
+		ok "afl-fuzz $h for ${seconds}s: no crash (${eps} execs/s)"
+	else
+		not_ok "afl-fuzz $h for ${seconds}s: $crashes crashes or hangs"
+		tail -5 "$out/log" | sed 's/^/# /'
+		for f in "$out"/default/crashes/id:*; do
+			[ -f "$f" ] && echo "# finding: $(base64 -w0 "$f")"
+		done
+	fi
+	rm -rf "$out"
+done
+echo "1..$n"
