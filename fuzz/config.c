@@ -65,7 +65,10 @@ static int expect_value(const struct cfg_var *v, const char *s, unsigned *out)
 				return *out = i, 1;
 		return 0;
 	}
-	if (strspn(s, "0123456789") != strlen(s) || strlen(s) > 19)
+	if (!*s || strspn(s, "0123456789") != strlen(s))
+		return 0;
+	s += strspn(s, "0");    /* leading zeros are still decimal */
+	if (strlen(s) > 19)
 		return 0;
 	unsigned long long x = strtoull(s, NULL, 10);
 	if (x < v->min || x > v->max)
