@@ -67,4 +67,5 @@ for h in $harnesses; do
 	fi
 	rm -rf "$out"
 done
+
 echo "1..$n"

@@ -4,6 +4,7 @@
  * whether it is small or large, so free reads no heap memory to decide.
  */
 #include "arena.h"
+#include "annotate.h"
 #include "guarded.h"
 #include "large.h"
 #include "os.h"
@@ -66,6 +67,8 @@ void *lab_calloc(struct labyrinth *lab, size_t size)
 	bool zeroed = small_need(lab, size) > SMALL_MAX || (lab->prot.zero && lab->prot.uaf_check);
 	if (p && !zeroed)
 		memset(p, 0, size);
+	if (p)
+		annotate_defined(p, size);
 	return p;
 }
 

@@ -10,6 +10,7 @@
  * goes back to its room.
  */
 #include "slot.h"
+#include "annotate.h"
 #include "canary.h"
 #include "os.h"
 #include "report.h"
@@ -58,9 +59,11 @@ void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t s
 	pthread_mutex_unlock(&a->lock);
 
 	char *p = slot_addr(w, cell, slot);
+	annotate_open(p, w->class_size);
 	check_reused(lab, w, p, v_gen(version_read(v)));
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size);
+	annotate_alloc(p, size, w->class_size);
 	return p;
 }
 
@@ -149,10 +152,12 @@ void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 	}
 	/* The slot is ours until it leaves the quarantine: no lock needed here. */
 	size_t req = slot_req(r, n)[slot];
+	annotate_open(p, w->class_size);
 	report_wrong_size_if(p, expect, req, w->class_size);
 	check_canary(lab, w, p, req, v_gen(version_read(&slot_versions(r, n)[slot])));
 	if (lab->prot.zero)
 		zero_slot(w, p);
+	annotate_free(p, w->class_size);
 
 	struct arena *a = &lab->arenas[v_owner(version_read(&r->version)) - 1];
 	struct qentry e = { .cell = cell, .cls = (uint16_t)wing_index(lab, w), .slot = slot };
@@ -201,10 +206,13 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	if (!r)
 		return false;
 	uint16_t *req = &slot_req(r, slots_per_room(w))[slot];
+	annotate_open(p, w->class_size);
 	check_canary(lab, w, p, *req, v_gen(version_read(&slot_versions(r, slots_per_room(w))[slot])));
+	size_t old = *req;
 	*req = (uint16_t)size;
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size);
+	annotate_resize(p, old, size, w->class_size);
 	return true;
 }
 
