@@ -458,10 +458,27 @@ static void *worker_main(void *arg)
 
 /* Steps run one at a time whichever thread runs them: a program means one
  * thing, so a finding replays; the threads are there for their arenas. */
+static void start_workers(void)
+{
+	static bool started;
+	if (started)
+		return;
+	for (unsigned i = 0; i < 2; i++) {
+		pthread_mutex_init(&workers[i].lock, NULL);
+		pthread_cond_init(&workers[i].cond, NULL);
+		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]))
+			fuzz_fail("cannot start a worker thread");
+	}
+	started = true;
+}
+
 static void run_on(unsigned t, const struct job *j)
 {
 	if (t == 0 || t == 3)
 		return run_job(j);
+	/* Started at first use, not in fuzz_setup(): AFL++'s fork server forks
+	 * after setup, and threads do not survive a fork. */
+	start_workers();
 	struct worker *w = &workers[t - 1];
 	pthread_mutex_lock(&w->lock);
 	w->job = j;
@@ -499,12 +516,6 @@ void fuzz_setup(void)
 	setenv("LABYRINTH_ON_ERROR", "log", 1);
 	setenv("LABYRINTH_QUARANTINE", "8", 0);
 	setenv("LABYRINTH_LARGE_QUARANTINE", "4", 0);
-	for (unsigned i = 0; i < 2; i++) {
-		pthread_mutex_init(&workers[i].lock, NULL);
-		pthread_cond_init(&workers[i].cond, NULL);
-		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]))
-			fuzz_fail("cannot start a worker thread");
-	}
 }
 
 void fuzz_one(const uint8_t *data, size_t len)
