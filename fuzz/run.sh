@@ -2,7 +2,8 @@
 # make check's part of fuzzing: replay every corpus file through every
 # harness (plain build; the ops harness also in the guard-all, sampling and
 # mprotect modes), then, when AFL++ is installed, fuzz each harness for
-# FUZZ_SECONDS (default 60; 0 skips) and fail on any crash or hang.
+# FUZZ_SECONDS (default 60; 0 skips) and fail on any crash or hang (an
+# input running 5 s: a loaded CI machine must not turn slowness into one).
 # Prints TAP; each AFL run's execs/s goes into the log.
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${LAB_TEST_BUILDDIR:-$src}
@@ -49,7 +50,7 @@ for h in $harnesses; do
 	[ "$h" = config ] && dict=(-x "$src/fuzz/labyrinth.dict")
 	AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
 		AFL_NO_AFFINITY=1 AFL_QUIET=1 \
-		nice -n 10 timeout $((seconds + 120)) afl-fuzz -V "$seconds" -i "$src/fuzz/corpus/$h" \
+		nice -n 10 timeout $((seconds + 120)) afl-fuzz -V "$seconds" -t 5000 -i "$src/fuzz/corpus/$h" \
 		-o "$out" "${dict[@]}" -- "$build/fuzz/afl-$h" >"$out/log" 2>&1
 	stats=$out/default/fuzzer_stats
 	eps=$(sed -n 's/^execs_per_sec *: *//p' "$stats" 2>/dev/null)
