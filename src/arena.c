@@ -29,6 +29,14 @@ static struct arena *arena_for_thread(struct labyrinth *lab)
 	return &lab->arenas[(s - 1) % lab->narenas];
 }
 
+static void *malloc_unguarded(struct labyrinth *lab, size_t size)
+{
+	size_t need = small_need(lab, size);
+	if (need <= SMALL_MAX)
+		return small_alloc(lab, arena_for_thread(lab), small_class(need), size);
+	return large_alloc(lab, size, PAGE_SIZE);
+}
+
 void *lab_malloc(struct labyrinth *lab, size_t size)
 {
 	if (__builtin_expect(lab->guarded != NULL, 0)) {        /* LABYRINTH_GUARD_ALL/SAMPLE */
@@ -36,21 +44,19 @@ void *lab_malloc(struct labyrinth *lab, size_t size)
 		if (g)
 			return g;
 	}
-	size_t need = small_need(lab, size);
-	if (need <= SMALL_MAX)
-		return small_alloc(lab, arena_for_thread(lab), small_class(need), size);
-	return large_alloc(lab, size, PAGE_SIZE);
+	return malloc_unguarded(lab, size);
 }
 
+/* The guarded region first: its blocks are only as aligned as asked. */
 void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 {
-	if (align <= 16)
-		return lab_malloc(lab, size);
 	if (__builtin_expect(lab->guarded != NULL, 0)) {
 		void *g = guarded_take(lab, size, align);
 		if (g)
 			return g;
 	}
+	if (align <= 16)
+		return malloc_unguarded(lab, size);
 	if (align <= PAGE_SIZE && size < SMALL_MAX) {
 		int cls = small_class_aligned(small_need(lab, size), align);
 		if (cls >= 0)
