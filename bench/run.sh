@@ -54,7 +54,9 @@ set -- ${preload:+-p "$preload"} \
 # Name, optional VAR=VALUE, then the command. Missing programs (python3,
 # sqlite3, gcc) show as skipped. Sizes are tuned for about 0.3..1.2 s each
 # under glibc on 2 idle cores. python-malloc turns off CPython's own small-
-# object pools, so that every object goes through malloc.
+# object pools, so that every object goes through malloc. The *-sample1000
+# workloads measure LABYRINTH_SAMPLE=1000 against the same workload without
+# it (glibc ignores the variable).
 status=0
 "$bin/labbench" "$@" -- \
 	churn     "$bin/churn" :: \
@@ -64,8 +66,11 @@ status=0
 	realloc   "$bin/realloc" :: \
 	fastpath  "$bin/fastpath" :: \
 	footprint "$bin/footprint" :: \
+	churn-sample1000 LABYRINTH_SAMPLE=1000 "$bin/churn" :: \
 	python    "$python" "$srcdir/bench/alloc.py" :: \
 	python-malloc PYTHONMALLOC=malloc "$python" "$srcdir/bench/alloc.py" 4 :: \
+	python-malloc-sample1000 PYTHONMALLOC=malloc LABYRINTH_SAMPLE=1000 \
+		"$python" "$srcdir/bench/alloc.py" 4 :: \
 	sqlite    sqlite3 -bail :memory: ".read '$srcdir/bench/sqlite.sql'" :: \
 	gcc       gcc -O2 -c "$work/big.c" -o "$work/big.o" :: \
 	redis     sh "$srcdir/bench/redis.sh" || status=$?

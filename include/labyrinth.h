@@ -283,6 +283,15 @@ size_t labyrinth_reserve_low(labyrinth_t *lab, size_t pages);
  */
 uint64_t labyrinth_epoch(labyrinth_t *lab);
 
+/*
+ * labyrinth_check: check the canaries of every live allocation of lab now
+ * (NULL: the default labyrinth), so that an overflow of a block that is
+ * never freed is found too. Each damaged block is reported like an overflow
+ * found at free (which ends the process unless LABYRINTH_ON_ERROR=log);
+ * returns how many were found. LABYRINTH_EXIT_CHECK=1 runs it at exit.
+ */
+size_t labyrinth_check(labyrinth_t *lab);
+
 #ifdef __cplusplus
 }
 #endif

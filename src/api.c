@@ -49,7 +49,16 @@ LAB_API void *labyrinth_realloc(labyrinth_t *lab, void *p, size_t size)
 		lab_free(l, p);
 		return NULL;
 	}
-	return or_enomem(lab_realloc(l, p, size));
+	/* A pointer that is not live is reported; under LABYRINTH_ON_ERROR=log
+	 * the call fails with EINVAL, not ENOMEM: the fuzz harness caught that. */
+	int saved = errno;
+	errno = 0;
+	void *q = lab_realloc(l, p, size);
+	if (!q)
+		errno = errno == EINVAL ? EINVAL : ENOMEM;
+	else
+		errno = saved;
+	return q;
 }
 
 LAB_API void labyrinth_free(labyrinth_t *lab, void *p)

@@ -4,6 +4,8 @@
  * whether it is small or large, so free reads no heap memory to decide.
  */
 #include "arena.h"
+#include "annotate.h"
+#include "guarded.h"
 #include "large.h"
 #include "os.h"
 #include "page.h"
@@ -46,7 +48,7 @@ static void *small_malloc(struct labyrinth *lab, unsigned cls, size_t size)
 	return small_alloc(lab, arena_for_thread(lab), cls, size);
 }
 
-void *lab_malloc(struct labyrinth *lab, size_t size)
+static void *malloc_unguarded(struct labyrinth *lab, size_t size)
 {
 	if (lab->pool)          /* prefaulted: no system call, so no rooms to open */
 		return page_malloc(lab, size);
@@ -56,10 +58,26 @@ void *lab_malloc(struct labyrinth *lab, size_t size)
 	return large_alloc(lab, size, PAGE_SIZE);
 }
 
+void *lab_malloc(struct labyrinth *lab, size_t size)
+{
+	if (__builtin_expect(lab->guarded != NULL, 0)) {        /* LABYRINTH_GUARD_ALL/SAMPLE */
+		void *g = guarded_take(lab, size, 0);
+		if (g)
+			return g;
+	}
+	return malloc_unguarded(lab, size);
+}
+
+/* The guarded region first: its blocks are only as aligned as asked. */
 void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 {
+	if (__builtin_expect(lab->guarded != NULL, 0)) {
+		void *g = guarded_take(lab, size, align);
+		if (g)
+			return g;
+	}
 	if (align <= 16 || (lab->pool && align <= PAGE_SIZE))
-		return lab_malloc(lab, size);
+		return malloc_unguarded(lab, size);
 	if (lab->pool)
 		return NULL;
 	if (align <= PAGE_SIZE && size < SMALL_MAX) {
@@ -78,6 +96,8 @@ void *lab_calloc(struct labyrinth *lab, size_t size)
 	bool zeroed = small_need(lab, size) > SMALL_MAX || (lab->prot.zero && lab->prot.uaf_check);
 	if (p && !zeroed)
 		memset(p, 0, size);
+	if (p)
+		annotate_defined(p, size);
 	return p;
 }
 
@@ -93,6 +113,10 @@ static struct wing *wing_or_report(struct labyrinth *lab, const void *p, int kin
 
 void lab_free_sized(struct labyrinth *lab, void *p, size_t expect)
 {
+	if (__builtin_expect(guarded_has(lab, p), 0)) {
+		guarded_free(lab, p, ERR_INVALID_FREE, expect);
+		return;
+	}
 	struct wing *w = wing_or_report(lab, p, ERR_INVALID_FREE);
 	if (!w)
 		return;
@@ -125,29 +149,40 @@ static size_t usable(struct labyrinth *lab, struct wing *w, const void *p, int k
 
 size_t lab_usable(struct labyrinth *lab, const void *p)
 {
+	if (__builtin_expect(guarded_has(lab, p), 0)) {
+		size_t n = guarded_usable(lab, p, ERR_INVALID_USABLE_SIZE);
+		return n == SIZE_MAX ? 0 : n;
+	}
 	struct wing *w = wing_or_report(lab, p, ERR_INVALID_USABLE_SIZE);
 	size_t n = w ? usable(lab, w, p, ERR_INVALID_USABLE_SIZE) : SIZE_MAX;
 	return n == SIZE_MAX ? 0 : n;
 }
 
+/* p resized where it is, or NULL if it must move. A guarded block (w NULL)
+ * always moves, so a stale pointer to it faults. */
+static void *resize_in_place(struct labyrinth *lab, struct wing *w, void *p, size_t size)
+{
+	if (!w || wing_is_page(lab, w))
+		return NULL;
+	if (wing_is_small(lab, w))      /* same class: stay; a smaller one: move */
+		return small_resize(lab, w, p, size) ? p : NULL;
+	return large_resize(lab, w, p, size);
+}
+
 void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 {
-	struct wing *w = wing_or_report(lab, p, ERR_INVALID_REALLOC);
-	size_t old = w ? usable(lab, w, p, ERR_INVALID_REALLOC) : SIZE_MAX;
+	bool guarded = guarded_has(lab, p);
+	struct wing *w = guarded ? NULL : wing_or_report(lab, p, ERR_INVALID_REALLOC);
+	size_t old = guarded ? guarded_usable(lab, p, ERR_INVALID_REALLOC)
+		     : w ? usable(lab, w, p, ERR_INVALID_REALLOC) : SIZE_MAX;
 	if (old == SIZE_MAX) {          /* reported, and LABYRINTH_ON_ERROR=log */
 		errno = EINVAL;
 		return NULL;
 	}
-	if (wing_is_small(lab, w)) {
-		/* Same class: stay. A smaller class: move, so memory follows the size. */
-		if (small_resize(lab, w, p, size))
-			return p;
-	} else if (!wing_is_page(lab, w)) {
-		void *q = large_resize(lab, w, p, size);
-		if (q)
-			return q;
-	}
-	bool growing = size > old && small_need(lab, size) > SMALL_MAX;
+	void *q = resize_in_place(lab, w, p, size);
+	if (q)
+		return q;
+	bool growing = !lab->guarded && size > old && small_need(lab, size) > SMALL_MAX;
 	void *n = growing ? large_alloc_growing(lab, size) : lab_malloc(lab, size);
 	if (!n)
 		return NULL;

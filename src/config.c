@@ -18,6 +18,7 @@ static const char *const on_error_words[] = { "abort", "log", NULL };
 static const char *const stats_words[] = { "0", "1", "json:FILE", NULL };
 static const char *const map_words[] = { "0", "FILE", NULL };
 static const char *const seccomp_words[] = { "0", "wx", NULL };
+static const char *const exit_check_words[] = { "auto", "0", "1", NULL };
 
 const struct cfg_var config_vars[] = {
 	{ "LABYRINTH_GUARD", guard_words, 0, 2, CFG_GUARD_AUTO,
@@ -74,6 +75,21 @@ const struct cfg_var config_vars[] = {
 	  "is redrawn and rooms emptied during it, kept closed meanwhile, become "
 	  "free again (costs address space for those rooms, no memory); 0 turns "
 	  "epochs off" },
+	{ "LABYRINTH_GUARD_ALL", bool_words, 0, 1, 0,
+	  offsetof(struct config, guard_all),
+	  "1: give every allocation pages of its own, its end against a guard page "
+	  "(an overflow of one byte faults), freed pages guarded and their addresses "
+	  "not reused for long; for fuzzing and triage: costs a page and two system "
+	  "calls per allocation" },
+	{ "LABYRINTH_SAMPLE", NULL, 0, 1000000, 0,
+	  offsetof(struct config, sample),
+	  "N: give about one allocation in N the treatment of LABYRINTH_GUARD_ALL, "
+	  "at random; 0 (off) or 1 (all) to 1000000" },
+	{ "LABYRINTH_EXIT_CHECK", exit_check_words, 0, 2, CFG_EXIT_CHECK_AUTO,
+	  offsetof(struct config, exit_check),
+	  "1: at exit, check the canaries of every live allocation and report "
+	  "overflows of blocks never freed (costs a walk of the heap at exit); auto: "
+	  "only with LABYRINTH_GUARD_ALL or LABYRINTH_SAMPLE; 0: never" },
 };
 const size_t config_var_count = sizeof config_vars / sizeof config_vars[0];
 

@@ -17,6 +17,7 @@ enum cfg_seccomp { CFG_SECCOMP_OFF, CFG_SECCOMP_WX };
 
 /* Longest file name a variable may carry (LABYRINTH_MAP, LABYRINTH_STATS=json:). */
 #define CFG_PATH_MAX 512
+enum cfg_exit_check { CFG_EXIT_CHECK_AUTO, CFG_EXIT_CHECK_OFF, CFG_EXIT_CHECK_ON };
 
 struct config {
 	unsigned guard;         /* enum cfg_guard */
@@ -34,6 +35,9 @@ struct config {
 	char stats_file[CFG_PATH_MAX];  /* LABYRINTH_STATS=json:FILE */
 	char map_file[CFG_PATH_MAX];    /* LABYRINTH_MAP=FILE */
 	unsigned epoch;         /* room placements per epoch; 0: no epochs */
+	unsigned guard_all;     /* every allocation in guarded pages (guarded.c) */
+	unsigned sample;        /* one allocation in about N guarded; 0: off */
+	unsigned exit_check;    /* enum cfg_exit_check: canary sweep at exit */
 };
 
 /* One variable: its name, its legal values, its default, and its cost. */

@@ -5,6 +5,7 @@
 #include "lab.h"
 #include "canary.h"
 #include "config.h"
+#include "guarded.h"
 #include "large.h"
 #include "os.h"
 #include "page.h"
@@ -180,6 +181,7 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 	}
 	arenas_init(lab);
 	quarantines_init(lab, (char *)lab + head);
+	lab->guarded = guarded_open((enum guard_mode)atomic_load(&lab->maze.guard_mode));
 	canary_init();
 	if (!pages_init(lab, o)) {
 		maze_release(&lab->maze);
@@ -203,6 +205,7 @@ static void lab_destroy(struct labyrinth *lab)
 		}
 	}
 	pthread_mutex_unlock(&open_labs_lock);
+	guarded_close(lab->guarded);
 	maze_release(&lab->maze);
 	os_unmap((char *)lab - PAGE_SIZE, lab->self_bytes);
 }
@@ -234,11 +237,12 @@ struct labyrinth *lab_default_if_open(void)
 
 uint64_t lab_live_bytes(struct labyrinth *lab)
 {
-	uint64_t live = atomic_load_explicit(&lab->large_live_bytes, memory_order_relaxed) +
-			atomic_load_explicit(&lab->page_live_bytes, memory_order_relaxed);
+	uint64_t allocs, frees, live;
+	guarded_counts(lab, &allocs, &frees, &live);
+	live += atomic_load_explicit(&lab->large_live_bytes, memory_order_relaxed) +
+		atomic_load_explicit(&lab->page_live_bytes, memory_order_relaxed);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		live += atomic_load_explicit(&lab->arenas[i].live_bytes, memory_order_relaxed);
-	uint64_t allocs = 0, frees = 0;
 	tcache_counts(lab, &allocs, &frees, &live, NULL);
 	/* Caches are read one after another while their threads go on: a sum
 	 * caught between a free and its allocation's count may dip below 0. */
@@ -266,12 +270,14 @@ static void fork_prepare(void)
 			pthread_mutex_lock(&lab->arenas[i].lock);
 		maze_lock_all(&lab->maze);
 		pthread_mutex_lock(&lab->regions.lock);         /* a leaf: held alone */
+		guarded_lock(lab->guarded);                     /* a leaf too */
 	}
 }
 
 static void fork_release(void)
 {
 	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
+		guarded_unlock(lab->guarded);
 		pthread_mutex_unlock(&lab->regions.lock);
 		maze_unlock_all(&lab->maze);
 		for (unsigned i = 0; i < lab->narenas; i++)

@@ -57,8 +57,11 @@ struct region_quarantine {
 	uint32_t size, head, count;
 };
 
+struct guarded;
+
 struct labyrinth {
 	struct maze maze;
+	struct guarded *guarded;        /* LABYRINTH_GUARD_ALL/SAMPLE region, or NULL */
 	struct protections prot;
 	struct region_quarantine regions;
 	struct arena *arenas;

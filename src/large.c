@@ -8,19 +8,12 @@
  * cell out of use for a while (the region quarantine).
  */
 #include "large.h"
+#include "annotate.h"
 #include "canary.h"
 #include "maze.h"
 #include "os.h"
 #include "report.h"
 #include "version.h"
-
-/* The upper part of a cell record in a large wing. */
-struct large {
-	version_t version;
-	uint32_t first_page;    /* where the allocation starts (alignment) */
-	uint32_t npages;        /* pages it spans */
-	size_t size;            /* bytes requested; the canary follows */
-};
 
 #define LARGE_MIN_PAGES (SMALL_MAX / PAGE_SIZE + 1)
 
@@ -103,7 +96,9 @@ static void *large_place(struct labyrinth *lab, size_t size, size_t align, size_
 	atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE, memory_order_relaxed);
 	lab_note_peak(lab);
 	char *p = cell_addr(w, cell) + (size_t)first * PAGE_SIZE;
+	annotate_open(p, npages * PAGE_SIZE);
 	tail_canary_write(lab, l, p);
+	annotate_alloc(p, size, npages * PAGE_SIZE);
 	return p;
 }
 
@@ -219,8 +214,10 @@ void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 		report_failed_release(kind, p, w->class_size, v_gen(seen));
 		return;
 	}
+	annotate_open(p, (size_t)l->npages * PAGE_SIZE);
 	report_wrong_size_if(p, expect, l->size, w->class_size);
 	tail_canary_check(lab, w, l, p);
+	annotate_free(p, (size_t)l->npages * PAGE_SIZE);
 	atomic_fetch_add_explicit(&lab->large_frees, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&lab->large_live_bytes, (size_t)l->npages * PAGE_SIZE,
 				  memory_order_relaxed);
@@ -249,18 +246,24 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	if (size <= SMALL_MAX || size > lab->max_alloc ||
 	    l->first_page + npages > room_pages || npages * 4 <= room_pages)
 		return NULL;
+	size_t old_size = l->size;
+	annotate_open(p, (size_t)l->npages * PAGE_SIZE);
 	tail_canary_check(lab, w, l, p);
 	if (npages != l->npages) {
-		if (!wing_resize(&lab->maze, w, cell, (uint32_t)(l->first_page + npages)))
-			return NULL;
 		size_t old = (size_t)l->npages * PAGE_SIZE;
+		if (!wing_resize(&lab->maze, w, cell, (uint32_t)(l->first_page + npages))) {
+			annotate_noaccess(p + old_size, old - old_size);
+			return NULL;
+		}
 		l->npages = (uint32_t)npages;
 		atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE - old,
 					  memory_order_relaxed);
 		lab_note_peak(lab);
 	}
 	l->size = size;
+	annotate_open(p, (size_t)l->npages * PAGE_SIZE);      /* pages it gained */
 	tail_canary_write(lab, l, p);
+	annotate_resize(p, old_size, size, (size_t)l->npages * PAGE_SIZE);
 	return p;
 }
 

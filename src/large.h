@@ -3,8 +3,17 @@
 #define LAB_LARGE_H
 
 #include "lab.h"
+#include "version.h"
 
 #include <stddef.h>
+
+/* The upper part of a cell record in a large wing (read by sweep.c too). */
+struct large {
+	version_t version;
+	uint32_t first_page;    /* where the allocation starts (alignment) */
+	uint32_t npages;        /* pages it spans */
+	size_t size;            /* bytes requested; the canary follows */
+};
 
 /* Large classes needed to serve requests up to max_alloc. */
 unsigned large_class_count(size_t max_alloc);

@@ -216,8 +216,16 @@ void report_fatal(const char *what)
 	abort();
 }
 
+static _Atomic uint64_t warnings_reported;
+
+uint64_t report_warning_count(void)
+{
+	return atomic_load_explicit(&warnings_reported, memory_order_relaxed);
+}
+
 void report_warning(const char *a, const char *b, const char *c)
 {
+	atomic_fetch_add_explicit(&warnings_reported, 1, memory_order_relaxed);
 	struct line l = { .len = 0 };
 	line_str(&l, "labyrinth: warning: ");
 	line_str(&l, a);

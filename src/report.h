@@ -51,6 +51,9 @@ __attribute__((cold))
 void report_failed_release(enum heap_error kind, const void *addr, size_t class_size,
 			   uint64_t gen);
 
+/* Heap errors reported so far in this process (all labyrinths). */
+uint64_t report_count(void);
+
 /* A sized free said `given` bytes (SIZE_MAX: not a sized free); report it
  * if that is not the size allocated. */
 void report_wrong_size_if(const void *addr, size_t given, size_t allocated, size_t class_size);
@@ -61,12 +64,10 @@ void report_fatal_errno(const char *what, const void *addr);
 __attribute__((noreturn, cold))
 void report_fatal(const char *what);
 
-/* Heap errors reported so far by this process (more than one only with
- * LABYRINTH_ON_ERROR=log). */
-uint64_t report_count(void);
-
 /* One warning line: "labyrinth: warning: <text>". */
 void report_warning(const char *a, const char *b, const char *c);
+/* Warnings written so far (the config harness counts them). */
+uint64_t report_warning_count(void);
 
 /* Append text and numbers to a fixed buffer; used by report and stats. */
 struct line {

@@ -14,6 +14,7 @@
  * the slot alone, a lock or a thread's batch, so it is a plain store.
  */
 #include "slot.h"
+#include "annotate.h"
 #include "canary.h"
 #include "epoch.h"
 #include "os.h"
@@ -206,10 +207,13 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	if (!r)
 		return false;
 	uint16_t *req = &slot_req(r, r->nslots)[slot];
+	annotate_open(p, w->class_size);
 	slot_check_canary(lab, w, p, *req, v_gen(version_read(&slot_versions(r, r->nslots)[slot])));
+	size_t old = *req;
 	*req = (uint16_t)size;
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size);
+	annotate_resize(p, old, size, w->class_size);
 	return true;
 }
 

@@ -2,6 +2,7 @@
 #ifndef LAB_SLOT_H
 #define LAB_SLOT_H
 
+#include "annotate.h"
 #include "canary.h"
 #include "lab.h"
 #include "maze.h"
@@ -79,12 +80,14 @@ static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, si
 	if (__builtin_expect(!v, 0))
 		slot_corrupt();
 	char *p = slot_addr(w, ref.cell, ref.slot);
+	annotate_open(p, w->class_size);
 	if (lab->prot.uaf_check) {
 		slot_touch(p, w->class_size);
 		zero_check(p, w->class_size, v_gen(v));
 	}
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size);
+	annotate_alloc(p, size, w->class_size);
 	return p;
 }
 
@@ -156,11 +159,13 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 	}
 	/* The slot is ours until it leaves the quarantine: no lock needed here. */
 	size_t req = slot_req(r, r->nslots)[slot];
+	annotate_open(p, w->class_size);
 	if (__builtin_expect(expect != SIZE_MAX && expect != req, 0))
 		report_wrong_size_if(p, expect, req, w->class_size);
 	slot_check_canary(lab, w, p, req, v_gen(seen) + 1);
 	if (lab->prot.zero)
 		slot_zero(w, p);
+	annotate_free(p, w->class_size);
 	*out = (struct slot_ref){ .cell = cell, .cls = (uint16_t)wing_index(lab, w), .slot = slot };
 	return true;
 }

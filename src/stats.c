@@ -6,6 +6,7 @@
 #include "stats.h"
 #include "config.h"
 #include "map.h"
+#include "guarded.h"
 #include "os.h"
 #include "page.h"
 #include "report.h"
@@ -32,8 +33,10 @@ void stats_hold_stderr(void)
 void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 {
 	*out = (labyrinth_stats_t){ 0 };
-	out->allocations = atomic_load(&lab->large_allocs);
-	out->frees = atomic_load(&lab->large_frees);
+	uint64_t guarded_live;
+	guarded_counts(lab, &out->allocations, &out->frees, &guarded_live);
+	out->allocations += atomic_load(&lab->large_allocs);
+	out->frees += atomic_load(&lab->large_frees);
 	for (unsigned i = 0; i < lab->narenas; i++) {
 		out->allocations += atomic_load(&lab->arenas[i].allocs);
 		out->frees += atomic_load(&lab->arenas[i].frees);

@@ -1,0 +1,491 @@
+/*
+ * guarded: Electric Fence without running out of mappings.
+ *
+ * A guarded block gets a run of pages of its own in a reservation beside the
+ * maze. Its end is placed against the guard page that follows the run, as
+ * tightly as its alignment allows (an 8-byte request is 8-aligned and ends
+ * exactly at the guard; a 13-byte one is 16-aligned and leaves 3 slack
+ * bytes), so a linear overflow of one byte faults or, in the slack, is
+ * caught by the canary. The bytes of the run before the block and any slack
+ * after it hold the keyed canary, checked at free and by the sweep.
+ *
+ * Runs are placed by a cursor that only moves forward through the region and
+ * wraps around at its end, so a freed run's address is not handed out again
+ * until the cursor has been once around (256 GiB of address space). Freed
+ * runs become guard pages again at once.
+ *
+ * With guard markers a guard is a page-table entry, not a mapping: the whole
+ * region is one mapping however many blocks are live. With mprotect guards
+ * every run costs mappings, so the mode serves runs only within a budget of
+ * the map count and hands the rest back to the ordinary allocator.
+ */
+#include "guarded.h"
+#include "annotate.h"
+#include "canary.h"
+#include "config.h"
+#include "os.h"
+#include "report.h"
+#include "version.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define GUARDED_BYTES (256UL << 30)
+#define GUARDED_PAGES (GUARDED_BYTES / PAGE_SIZE)
+#define GUARDED_MAX (64UL << 20)        /* larger requests go the ordinary way */
+#define MARK_CHUNK_PAGES 4096           /* markers installed 16 MiB ahead at a time */
+#define NO_PAGE SIZE_MAX
+
+/* Out of line, at the index of the run's first page (the page of the block). */
+struct grec {
+	version_t version;
+	uint32_t npages;        /* data pages of the run */
+	uint32_t in_page;       /* the block's offset in its first page */
+	size_t size;            /* bytes requested */
+};
+
+struct guarded {
+	struct guarded_span span;       /* first: guarded_has() reads it */
+	bool markers;
+	unsigned sample;                /* 0: every allocation */
+	uint64_t *taken;                /* bit per page: part of a live run */
+	struct grec *recs;
+	char *index;
+	size_t index_bytes;
+	pthread_mutex_t lock;
+	struct rng rng;
+	size_t lo, cursor, marked;      /* pages: ring start, next try, marked up to */
+	_Atomic size_t hiwater;         /* pages below it were ever used */
+	uint64_t live_runs, run_budget; /* mprotect mode: runs cost mappings */
+	_Atomic uint64_t allocs, frees, live_bytes;
+};
+
+static bool page_taken(const struct guarded *g, size_t i)
+{
+	return (g->taken[i / 64] >> (i % 64)) & 1;
+}
+
+static void mark_taken(struct guarded *g, size_t at, size_t n, bool taken)
+{
+	for (size_t i = at; i < at + n; i++) {
+		uint64_t bit = 1ULL << (i % 64);
+		if (taken)
+			g->taken[i / 64] |= bit;
+		else
+			g->taken[i / 64] &= ~bit;
+	}
+}
+
+/* The first taken page in [from, to), or NO_PAGE; skips free words whole. */
+static size_t first_taken(const struct guarded *g, size_t from, size_t to)
+{
+	for (size_t i = from; i < to;) {
+		if (i % 64 == 0 && i + 64 <= to && g->taken[i / 64] == 0) {
+			i += 64;
+			continue;
+		}
+		if (page_taken(g, i))
+			return i;
+		i++;
+	}
+	return NO_PAGE;
+}
+
+/* ---- opening the region --------------------------------------------- */
+
+static bool index_map(struct guarded *g)
+{
+	size_t bits = GUARDED_PAGES / 8;
+	size_t recs = GUARDED_PAGES * sizeof(struct grec);
+	g->index_bytes = bits + recs + 3 * PAGE_SIZE;
+	g->index = os_reserve(g->index_bytes);
+	if (!g->index)
+		return false;
+	/* Guard pages around and between the bitmap and the records. */
+	char *b = g->index + PAGE_SIZE, *r = b + bits + PAGE_SIZE;
+	if (!os_protect_rw(b, bits) || !os_protect_rw(r, recs))
+		return false;
+	g->taken = (uint64_t *)b;
+	g->recs = (struct grec *)r;
+	return true;
+}
+
+static bool region_map(struct guarded *g, enum guard_mode mode)
+{
+	g->span.base = os_reserve(GUARDED_BYTES);
+	if (!g->span.base)
+		return false;
+	g->span.bytes = GUARDED_BYTES;
+	/* Markers: one read-write mapping whose pages are marked before use. */
+	g->markers = mode == GUARD_MARKERS && os_protect_rw(g->span.base, GUARDED_BYTES);
+	long maps = os_read_long_file("/proc/sys/vm/max_map_count", 65530);
+	g->run_budget = (uint64_t)(maps > 0 ? maps : 65530) / 4;
+	return true;
+}
+
+struct guarded *guarded_open(enum guard_mode mode)
+{
+	const struct config *c = config_get();
+	if (!c->guard_all && !c->sample)
+		return NULL;
+	size_t self = (sizeof(struct guarded) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+	char *mem = os_reserve(self + 2 * PAGE_SIZE);
+	if (!mem || !os_protect_rw(mem + PAGE_SIZE, self)) {
+		report_warning("LABYRINTH_GUARD_ALL", ": cannot reserve its region, off", NULL);
+		return NULL;
+	}
+	struct guarded *g = (struct guarded *)(mem + PAGE_SIZE);
+	if (!index_map(g) || !region_map(g, mode)) {
+		report_warning("LABYRINTH_GUARD_ALL", ": cannot reserve its region, off", NULL);
+		guarded_close(g);
+		return NULL;
+	}
+	g->sample = c->guard_all ? 0 : c->sample;
+	pthread_mutex_init(&g->lock, NULL);
+	rng_seed(&g->rng);
+	/* A random start in the first 1/64 of the region; the ring is [lo, end). */
+	g->lo = 1 + rng_below64(&g->rng, GUARDED_PAGES / 64);
+	g->cursor = g->marked = g->lo;
+	atomic_store(&g->hiwater, g->lo);
+	return g;
+}
+
+void guarded_close(struct guarded *g)
+{
+	if (!g)
+		return;
+	if (g->span.base)
+		os_unmap(g->span.base, GUARDED_BYTES);
+	if (g->index)
+		os_unmap(g->index, g->index_bytes);
+	size_t self = (sizeof(struct guarded) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+	os_unmap((char *)g - PAGE_SIZE, self + 2 * PAGE_SIZE);
+}
+
+/* ---- sampling ------------------------------------------------------- */
+
+static __thread uint32_t countdown __attribute__((tls_model("initial-exec")));
+
+/* About one call in g->sample says yes, at random intervals (mean N). */
+static bool sample_now(struct guarded *g)
+{
+	if (__builtin_expect(countdown > 1, 1)) {
+		countdown--;
+		return false;
+	}
+	bool first = countdown == 0;
+	pthread_mutex_lock(&g->lock);
+	countdown = 1 + rng_below(&g->rng, 2 * g->sample - 1);
+	pthread_mutex_unlock(&g->lock);
+	return !first;
+}
+
+/* ---- placing runs --------------------------------------------------- */
+
+/* First pass of the ring: mark pages as guards before any run reaches them. */
+static bool ensure_marked(struct guarded *g, size_t end)
+{
+	if (!g->markers)
+		return true;
+	while (g->marked < end) {
+		size_t n = GUARDED_PAGES - g->marked < MARK_CHUNK_PAGES ? GUARDED_PAGES - g->marked
+									 : MARK_CHUNK_PAGES;
+		if (!os_guard_install(g->span.base + g->marked * PAGE_SIZE, n * PAGE_SIZE))
+			return false;
+		g->marked += n;
+	}
+	return true;
+}
+
+/*
+ * Under the lock: a first page for a run of n pages with a free page before
+ * and after it (its guards), from the cursor on, once around the ring at most.
+ */
+static size_t find_run(struct guarded *g, size_t n)
+{
+	size_t at = g->cursor + rng_below(&g->rng, 4), scanned = 0;
+	size_t ring = GUARDED_PAGES - g->lo;
+	while (scanned < ring) {
+		if (at + n + 1 > GUARDED_PAGES) {
+			scanned += GUARDED_PAGES - at;
+			at = g->lo + 1;
+			continue;
+		}
+		size_t bad = first_taken(g, at - 1, at + n + 1);
+		if (bad == NO_PAGE)
+			return at;
+		scanned += bad + 2 - at;
+		at = bad + 2;
+	}
+	return NO_PAGE;
+}
+
+static bool run_open(struct guarded *g, size_t at, size_t n)
+{
+	char *p = g->span.base + at * PAGE_SIZE;
+	if (g->markers) {
+		os_guard_remove(p, n * PAGE_SIZE);
+		return true;
+	}
+	if (g->live_runs >= g->run_budget || !os_protect_rw(p, n * PAGE_SIZE))
+		return false;
+	g->live_runs++;
+	return true;
+}
+
+/* The run's pages become guards again; their contents go back to the kernel. */
+static void run_close(struct guarded *g, size_t at, size_t n)
+{
+	char *p = g->span.base + at * PAGE_SIZE;
+	if (g->markers && os_guard_install(p, n * PAGE_SIZE))
+		return;
+	if (!g->markers)
+		g->live_runs--;
+	if (!os_replace_none(p, n * PAGE_SIZE)) {
+		os_discard(p, n * PAGE_SIZE);
+		(void)os_protect_none(p, n * PAGE_SIZE);
+	}
+}
+
+/* Under the lock: place and open a run of n pages; its first page or NO_PAGE. */
+static size_t run_take(struct guarded *g, size_t n)
+{
+	size_t at = find_run(g, n);
+	if (at == NO_PAGE || !ensure_marked(g, at + n + 1) || !run_open(g, at, n))
+		return NO_PAGE;
+	mark_taken(g, at, n, true);
+	g->cursor = at + n + 1;
+	if (g->cursor > atomic_load_explicit(&g->hiwater, memory_order_relaxed))
+		atomic_store_explicit(&g->hiwater, g->cursor, memory_order_release);
+	return at;
+}
+
+/* ---- blocks --------------------------------------------------------- */
+
+/*
+ * The alignment the C standard promises for a request of this size: an
+ * object that fits in 8 bytes needs at most 8-byte alignment, a larger one
+ * up to 16 (max_align_t). Tighter would end odd-sized structs exactly at
+ * the guard, but programs put aligned headers in front of odd lengths.
+ */
+static size_t natural_align(size_t size)
+{
+	size_t a = 1;
+	while (a < size && a < 16)
+		a <<= 1;
+	return a;
+}
+
+static void canaries_write(struct grec *r, char *run, char *p)
+{
+	size_t head = (size_t)(p - run);
+	canary_write(run, 0, head);
+	canary_write(run, head + r->size, (size_t)r->npages * PAGE_SIZE);
+}
+
+/* The first damaged canary byte's offset from run, or NO_DAMAGE. */
+static size_t canaries_damage(const struct grec *r, const char *run)
+{
+	size_t head = r->in_page;
+	size_t bad = canary_damage(run, 0, head);
+	if (bad == NO_DAMAGE)
+		bad = canary_damage(run, head + r->size, (size_t)r->npages * PAGE_SIZE);
+	return bad;
+}
+
+/*
+ * The block ends at the run's end, its start rounded down to align (at most
+ * a page), so the run is the block's span rounded up to align, in pages.
+ * Under the lock, so the sweep never sees a run before its canaries.
+ */
+static void *block_alloc(struct guarded *g, size_t size, size_t align)
+{
+	size_t span = size ? size : 16;         /* malloc(0): 16 canary bytes */
+	size_t bytes = (span + align - 1) & ~(align - 1);
+	size_t npages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE;
+	pthread_mutex_lock(&g->lock);
+	size_t at = run_take(g, npages);
+	if (at == NO_PAGE) {
+		pthread_mutex_unlock(&g->lock);
+		return NULL;
+	}
+	char *run = g->span.base + at * PAGE_SIZE;
+	char *p = run + npages * PAGE_SIZE - bytes;
+	struct grec *r = &g->recs[at];
+	r->npages = (uint32_t)npages;
+	r->in_page = (uint32_t)(p - run);
+	r->size = size;
+	uint64_t seen;
+	if (!version_claim(&r->version, 1, &seen))
+		report_fatal("heap corruption: a placed guarded run was already owned");
+	annotate_open(run, npages * PAGE_SIZE);
+	canaries_write(r, run, p);
+	annotate_noaccess(run, r->in_page);
+	annotate_alloc(p, size, bytes);
+	pthread_mutex_unlock(&g->lock);
+	atomic_fetch_add_explicit(&g->allocs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g->live_bytes, npages * PAGE_SIZE, memory_order_relaxed);
+	return p;
+}
+
+void *guarded_take(struct labyrinth *lab, size_t size, size_t align)
+{
+	struct guarded *g = lab->guarded;
+	if (g->sample && !sample_now(g))
+		return NULL;
+	if (size > GUARDED_MAX || align > PAGE_SIZE)
+		return NULL;
+	if (align < natural_align(size))
+		align = natural_align(size);
+	void *p = block_alloc(g, size, align);
+	if (p)
+		lab_note_peak(lab);
+	return p;
+}
+
+/* ---- finding a block from its pointer -------------------------------- */
+
+/* p's record; NULL (after a report) unless p is the start of a block. */
+static struct grec *block_of(struct guarded *g, const void *p, int kind)
+{
+	size_t off = (size_t)((const char *)p - g->span.base);
+	size_t page = off / PAGE_SIZE;
+	struct grec *r = page < atomic_load_explicit(&g->hiwater, memory_order_acquire) ? &g->recs[page] : NULL;
+	uint64_t v = r ? version_read(&r->version) : 0;
+	struct error_site site = {
+		.addr = p, .version = v_gen(v), .has_version = v_gen(v) != 0,
+	};
+	if (v_gen(v) == 0)
+		site.why = "never allocated";
+	else if (off % PAGE_SIZE != r->in_page)
+		site.why = "not the start of an allocation";
+	if (site.why) {
+		report_heap_error(kind, &site);
+		return NULL;
+	}
+	return r;
+}
+
+static void check_canaries(const struct grec *r, const char *run, const void *p, uint64_t gen)
+{
+	size_t bad = canaries_damage(r, run);
+	if (bad == NO_DAMAGE)
+		return;
+	struct error_site site = {
+		.addr = p, .why = "canary changed", .version = gen, .has_version = 1,
+	};
+	if (bad < r->in_page) {
+		site.why = "canary before the block changed";
+	} else {
+		site.offset = bad - r->in_page;
+		site.has_offset = 1;
+	}
+	report_heap_error(ERR_OVERFLOW, &site);
+}
+
+void guarded_free(struct labyrinth *lab, void *p, int kind, size_t expect)
+{
+	struct guarded *g = lab->guarded;
+	struct grec *r = block_of(g, p, kind);
+	if (!r)
+		return;
+	uint64_t seen;
+	if (!version_release(&r->version, &seen)) {
+		report_failed_release(kind, p, 0, v_gen(seen));
+		return;
+	}
+	size_t at = (size_t)(r - g->recs);
+	char *run = g->span.base + at * PAGE_SIZE;
+	size_t n = r->npages;
+	annotate_open(run, n * PAGE_SIZE);
+	report_wrong_size_if(p, expect, r->size, 0);
+	check_canaries(r, run, p, v_gen(version_read(&r->version)));
+	annotate_free(p, n * PAGE_SIZE - r->in_page);
+	annotate_noaccess(run, r->in_page);
+	atomic_fetch_add_explicit(&g->frees, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&g->live_bytes, n * PAGE_SIZE, memory_order_relaxed);
+	/* Closed under the lock, so the sweep never reads a page as it closes. */
+	pthread_mutex_lock(&g->lock);
+	run_close(g, at, n);
+	mark_taken(g, at, n, false);
+	pthread_mutex_unlock(&g->lock);
+}
+
+size_t guarded_usable(struct labyrinth *lab, const void *p, int kind)
+{
+	struct grec *r = block_of(lab->guarded, p, kind);
+	if (!r)
+		return SIZE_MAX;
+	uint64_t v = version_read(&r->version);
+	if (v_state(v) != V_OWNED) {
+		report_failed_release(kind, p, 0, v_gen(v));
+		return SIZE_MAX;
+	}
+	return r->size;
+}
+
+uint64_t guarded_generation(struct labyrinth *lab, const void *p)
+{
+	struct guarded *g = lab->guarded;
+	size_t page = (size_t)((const char *)p - g->span.base) / PAGE_SIZE;
+	return page < GUARDED_PAGES ? v_gen(version_read(&g->recs[page].version)) : 0;
+}
+
+/* ---- the sweep, the counters, fork ---------------------------------- */
+
+/* Under the lock (blocks placed and freed under it are whole): one block. */
+static bool sweep_one(const struct grec *r, char *run, uint64_t v)
+{
+	char *p = run + r->in_page, *end = run + (size_t)r->npages * PAGE_SIZE;
+	annotate_open(run, r->in_page);
+	annotate_open(p + r->size, (size_t)(end - p) - r->size);
+	bool bad = canaries_damage(r, run) != NO_DAMAGE;
+	if (bad)
+		check_canaries(r, run, p, v_gen(v));
+	annotate_noaccess(run, r->in_page);
+	annotate_noaccess(p + r->size, (size_t)(end - p) - r->size);
+	return bad;
+}
+
+size_t guarded_sweep(struct labyrinth *lab)
+{
+	struct guarded *g = lab->guarded;
+	size_t damaged = 0;
+	pthread_mutex_lock(&g->lock);
+	size_t hi = atomic_load(&g->hiwater);
+	for (size_t i = g->lo; i < hi; i++) {
+		i = first_taken(g, i, hi);
+		if (i == NO_PAGE)
+			break;
+		struct grec *r = &g->recs[i];
+		char *run = g->span.base + i * PAGE_SIZE;
+		uint64_t v = version_read(&r->version);
+		if (v_state(v) == V_OWNED && sweep_one(r, run, v))
+			damaged++;
+		i += r->npages;         /* the run's guard page follows */
+	}
+	pthread_mutex_unlock(&g->lock);
+	return damaged;
+}
+
+void guarded_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees,
+		    uint64_t *live_bytes)
+{
+	struct guarded *g = lab->guarded;
+	*allocs = g ? atomic_load(&g->allocs) : 0;
+	*frees = g ? atomic_load(&g->frees) : 0;
+	*live_bytes = g ? atomic_load(&g->live_bytes) : 0;
+}
+
+void guarded_lock(struct guarded *g)
+{
+	if (g)
+		pthread_mutex_lock(&g->lock);
+}
+
+void guarded_unlock(struct guarded *g)
+{
+	if (g)
+		pthread_mutex_unlock(&g->lock);
+}

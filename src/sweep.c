@@ -1,0 +1,156 @@
+/*
+ * sweep: check the canaries of every live allocation, walking the maze index
+ * (never heap memory) for the blocks. An overflow is otherwise found when
+ * its block is freed; a block that is never freed needs the sweep, which
+ * runs at exit under LABYRINTH_EXIT_CHECK and on demand (labyrinth_check).
+ *
+ * A wing's lock is held while its cells are read: rooms and large regions
+ * close under that lock, so no page closes under the sweep. Blocks are
+ * claimed before their canary is written, outside any lock; a block that
+ * looks damaged is looked at again a moment later, and reported only if it
+ * is still the same block and still damaged.
+ */
+#include "annotate.h"
+#include "canary.h"
+#include "config.h"
+#include "guarded.h"
+#include "large.h"
+#include "lab.h"
+#include "labyrinth.h"
+#include "os.h"
+#include "room.h"
+#include "sweep.h"
+#include "version.h"
+
+#include <time.h>
+
+/*
+ * The canary [from, to) of the block at base is damaged, and stays so while
+ * *v reads the same: then report it (class_size and the generation go into
+ * the line) and say so.
+ */
+static bool check_block(char *base, size_t from, size_t to, version_t *v, size_t class_size)
+{
+	uint64_t seen = version_read(v);
+	annotate_open(base + from, to - from);
+	bool bad = canary_damage(base, from, to) != NO_DAMAGE;
+	if (bad) {
+		struct timespec pause = { 0, 2 * 1000 * 1000 };
+		nanosleep(&pause, NULL);
+		bad = canary_damage(base, from, to) != NO_DAMAGE && version_read(v) == seen &&
+		      v_state(seen) == V_OWNED;
+	}
+	if (bad)
+		canary_check(base, from, to, class_size, v_gen(seen));
+	annotate_noaccess(base + from, to - from);
+	return bad;
+}
+
+static size_t sweep_room(struct wing *w, uint32_t cell)
+{
+	struct room *r = room_of(w, cell);
+	size_t damaged = 0;
+	if (v_state(version_read(&r->version)) != V_OWNED)
+		return 0;
+	uint16_t n = r->nslots;
+	for (uint16_t s = 0; s < n; s++) {
+		version_t *v = &slot_versions(r, n)[s];
+		if (v_state(version_read(v)) != V_OWNED)
+			continue;
+		char *p = cell_addr(w, cell) + (size_t)s * w->class_size;
+		size_t req = slot_req(r, n)[s];
+		if (req < w->class_size)
+			damaged += check_block(p, req, w->class_size, v, w->class_size);
+	}
+	return damaged;
+}
+
+static size_t sweep_large(struct wing *w, uint32_t cell)
+{
+	struct large *l = cell_record(w, cell);
+	if (v_state(version_read(&l->version)) != V_OWNED)
+		return 0;
+	/* The maze's record of open pages bounds what may be read (a resize
+	 * moves them first, then the block's record). */
+	uint32_t end = l->first_page + l->npages;
+	if (end > cell_hdr(w, cell)->open_end || l->size >= (size_t)l->npages * PAGE_SIZE)
+		return 0;
+	char *p = cell_addr(w, cell) + (size_t)l->first_page * PAGE_SIZE;
+	size_t to = (size_t)l->npages * PAGE_SIZE;
+	return check_block(p, l->size, to, &l->version, w->class_size);
+}
+
+static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
+{
+	size_t damaged = 0;
+	pthread_mutex_lock(&w->lock);
+	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
+	for (uint32_t c = 0; c < ext; c++) {
+		if (w->cell_map[c / 64] == 0) {
+			c |= 63;
+			continue;
+		}
+		if (!cell_taken(w, c))
+			continue;
+		damaged += wing_is_small(lab, w) ? sweep_room(w, c) : sweep_large(w, c);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return damaged;
+}
+
+size_t lab_sweep(struct labyrinth *lab)
+{
+	if (!lab->prot.canary && !lab->guarded)
+		return 0;
+	size_t damaged = lab->guarded ? guarded_sweep(lab) : 0;
+	if (lab->prot.canary)
+		for (unsigned i = 0; i < lab->maze.nwings; i++)
+			damaged += sweep_wing(lab, &lab->maze.wings[i]);
+	return damaged;
+}
+
+/* ---- generations, for the fuzz harness's "versions only grow" ------------ */
+
+uint64_t lab_generation(struct labyrinth *lab, const void *p)
+{
+	if (guarded_has(lab, p))
+		return guarded_generation(lab, p);
+	struct wing *w = maze_wing_of(&lab->maze, p);
+	size_t off = 0;
+	uint32_t cell = w ? wing_cell_of(w, p, &off) : CELL_NONE;
+	if (cell == CELL_NONE)
+		return 0;
+	if (!wing_is_small(lab, w))
+		return v_gen(version_read(&((struct large *)cell_record(w, cell))->version));
+	struct room *r = room_of(w, cell);
+	uint16_t n = slots_per_room(w);
+	if (off / w->class_size >= n)
+		return 0;
+	return v_gen(version_read(&slot_versions(r, n)[off / w->class_size]));
+}
+
+/* ---- at exit, and the API -------------------------------------------- */
+
+static bool exit_check_on(void)
+{
+	const struct config *c = config_get();
+	if (c->exit_check == CFG_EXIT_CHECK_AUTO)
+		return c->guard_all || c->sample;
+	return c->exit_check == CFG_EXIT_CHECK_ON;
+}
+
+/* Runs when the library unloads or the process exits. */
+__attribute__((destructor)) static void sweep_at_exit(void)
+{
+	struct labyrinth *lab = lab_default_if_open();
+	if (lab && exit_check_on())
+		lab_sweep(lab);
+}
+
+#define LAB_API __attribute__((visibility("default")))
+
+LAB_API size_t labyrinth_check(labyrinth_t *lab)
+{
+	struct labyrinth *l = lab ? lab : lab_default_if_open();
+	return l ? lab_sweep(l) : 0;
+}
