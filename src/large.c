@@ -77,12 +77,14 @@ static void *large_place(struct labyrinth *lab, size_t size, size_t align, size_
 	size_t need = npages + slack > room ? npages + slack : room;
 	if (need < LARGE_MIN_PAGES)
 		need = LARGE_MIN_PAGES;
-	unsigned k = class_of_pages(need);
-	if (k >= lab->nlarge)
-		return NULL;
-	struct wing *w = &lab->maze.wings[SMALL_CLASSES + k];
-	uint32_t first;
-	uint32_t cell = wing_place(&lab->maze, w, (uint32_t)npages, align, &first);
+	/* A full wing must not fail an allocation that a bigger class's wing
+	 * can hold: the block takes a bigger cell, only its own pages open. */
+	struct wing *w = NULL;
+	uint32_t first, cell = CELL_NONE;
+	for (unsigned k = class_of_pages(need); k < lab->nlarge && cell == CELL_NONE; k++) {
+		w = &lab->maze.wings[SMALL_CLASSES + k];
+		cell = wing_place(&lab->maze, w, (uint32_t)npages, align, &first);
+	}
 	if (cell == CELL_NONE)
 		return NULL;
 	struct large *l = cell_record(w, cell);

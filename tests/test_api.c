@@ -169,6 +169,20 @@ Test(api, realloc_growth_moves_once_per_doubling)
 	labyrinth_free(NULL, p);
 }
 
+/* A large class whose wing is full spills into the wings of bigger classes
+ * (the scale test's 200,000 blocks of up to 1 MiB filled the top one). */
+Test(api, a_full_large_wing_spills_into_bigger_classes)
+{
+	labyrinth_options_t o = { .size = sizeof o, .wing_bytes = 64 << 20 };
+	labyrinth_t *lab = labyrinth_open(&o);
+	cr_assert_not_null(lab);
+	int n = 0;
+	while (n < 200 && labyrinth_malloc(lab, 1 << 20))
+		n++;
+	cr_assert_eq(n, 200, "only %d blocks of 1 MiB in wings of 64 MiB", n);
+	labyrinth_close(lab);
+}
+
 Test(api, realloc_null_and_zero)
 {
 	void *p = labyrinth_realloc(NULL, NULL, 40);
