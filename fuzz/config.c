@@ -15,6 +15,7 @@
 #include "fuzz.h"
 #include "report.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,9 +61,17 @@ static char *lookup(const char *name)
 static int expect_value(const struct cfg_var *v, const char *s, unsigned *out)
 {
 	if (v->choices) {
-		for (unsigned i = 0; v->choices[i]; i++)
-			if (strcmp(s, v->choices[i]) == 0)
+		for (unsigned i = 0; v->choices[i]; i++) {
+			/* A word ending in FILE ("json:FILE") takes its prefix and any
+			 * file name that fits CFG_PATH_MAX. */
+			const char *w = v->choices[i];
+			size_t wl = strlen(w), pl = wl >= 4 ? wl - 4 : 0;
+			bool file = wl >= 4 && strcmp(w + pl, "FILE") == 0;
+			if (file && strncmp(s, w, pl) == 0 && s[pl] && strlen(s + pl) < CFG_PATH_MAX)
 				return *out = i, 1;
+			if (strcmp(s, w) == 0)
+				return *out = i, 1;
+		}
 		return 0;
 	}
 	if (!*s || strspn(s, "0123456789") != strlen(s))

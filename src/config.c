@@ -46,7 +46,8 @@ const struct cfg_var config_vars[] = {
 	  "(needs LABYRINTH_ZERO=1)" },
 	{ "LABYRINTH_QUARANTINE", NULL, 0, 65536, 1024,
 	  offsetof(struct config, quarantine),
-	  "freed slots each arena holds back before reuse (half in random order, half "
+	  "freed slots each thread (each arena of a private labyrinth) holds back "
+	  "before reuse (half in random order, half "
 	  "first in, first out); 0 reuses at once" },
 	{ "LABYRINTH_LARGE_QUARANTINE", NULL, 0, 4096, 64,
 	  offsetof(struct config, large_quarantine),
