@@ -473,6 +473,8 @@ static void wing_setup(struct wing *w, const struct wing_spec *s, char *base,
 	w->cell_bytes = s->room_bytes + PAGE_SIZE;
 	w->record_bytes = (s->record_bytes + sizeof(struct cell_hdr) + 7) & ~(size_t)7;
 	w->class_size = s->class_size;
+	size_t slots = s->class_size ? s->room_bytes / s->class_size : 0;
+	w->room_slots = slots <= UINT16_MAX ? (uint16_t)slots : 0;
 	w->cell_magic = div_magic((uint32_t)(w->cell_bytes / PAGE_SIZE));
 	w->class_magic = s->class_size <= UINT32_MAX ? div_magic((uint32_t)s->class_size) : 0;
 	w->extent_marked = w->cell_bytes <= EXTENT_MARK_MAX_CELL;

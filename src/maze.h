@@ -51,6 +51,7 @@ struct wing {
 	size_t room_bytes;
 	size_t record_bytes;    /* cell_hdr included */
 	size_t class_size;
+	uint16_t room_slots;    /* slots per room (small wings); 0 if over 65535 */
 	unsigned index;         /* in the maze's wings: the size class */
 	uint64_t cell_magic;    /* divides page offsets by the cell's pages */
 	uint64_t class_magic;   /* divides offsets in a cell by class_size */

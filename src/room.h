@@ -47,6 +47,23 @@ static inline version_t *slot_versions(struct room *r, uint16_t nslots)
 	return (version_t *)((char *)(r + 1) + off);
 }
 
+/*
+ * The same tables found from the wing instead of the room's header: every
+ * open room of a wing has the wing's slot count, so the hot paths compute
+ * where a slot's version word and size are without first waiting for the
+ * header's cache line; the two loads can then miss in parallel. A room never
+ * opened has all-zero tables, which read as free slots.
+ */
+static inline version_t *slot_version(const struct wing *w, struct room *r, uint16_t slot)
+{
+	return &slot_versions(r, w->room_slots)[slot];
+}
+
+static inline uint16_t *slot_size(const struct wing *w, struct room *r, uint16_t slot)
+{
+	return &slot_req(r, w->room_slots)[slot];
+}
+
 static inline size_t room_record_bytes(uint16_t nslots)
 {
 	return sizeof(struct room) + (((size_t)nslots * 2 * sizeof(uint16_t) + 7) & ~(size_t)7) +

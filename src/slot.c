@@ -66,10 +66,15 @@ unsigned slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct 
 	return got;
 }
 
+/* The room cannot change hands while one of its slots is held. */
+static inline struct arena *room_arena(struct labyrinth *lab, struct room *r)
+{
+	return &lab->arenas[v_owner(version_read(&r->version)) - 1];
+}
+
 struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref)
 {
-	struct room *r = room_of(&lab->maze.wings[ref.cls], ref.cell);
-	return &lab->arenas[v_owner(version_read(&r->version)) - 1];
+	return room_arena(lab, room_of(&lab->maze.wings[ref.cls], ref.cell));
 }
 
 /* A slot rejoins its room's free list; the bytes of the room if that closes
@@ -99,11 +104,16 @@ static inline size_t room_put(struct labyrinth *lab, struct arena *a, struct win
 	return 0;
 }
 
+void slot_corrupt_quarantine(void)
+{
+	report_fatal("heap corruption: a quarantined slot changed state");
+}
+
 static inline size_t release_in(struct labyrinth *lab, struct arena *a, struct wing *w,
 				 struct room *r, struct slot_ref ref)
 {
-	if (!version_set(&slot_versions(r, r->nslots)[ref.slot], V_QUARANTINED, V_FREE, 0))
-		report_fatal("heap corruption: a quarantined slot changed state");
+	if (!version_set(slot_version(w, r, ref.slot), V_QUARANTINED, V_FREE, 0))
+		slot_corrupt_quarantine();
 	return room_put(lab, a, w, r, ref);
 }
 
@@ -113,32 +123,55 @@ size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
 	return release_in(lab, a, w, room_of(w, ref.cell), ref);
 }
 
-size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n)
+/* Slots leave a quarantine long after they entered it: their records are
+ * cold, and each is fetched a few slots ahead so the misses overlap. */
+#define RELEASE_AHEAD 4
+
+static inline void release_prefetch(struct labyrinth *lab, struct slot_ref ref)
+{
+	const struct wing *w = &lab->maze.wings[ref.cls];
+	struct room *r = room_of(w, ref.cell);
+	__builtin_prefetch(r, 1);
+	__builtin_prefetch(slot_version(w, r, ref.slot), 1);
+}
+
+/* Slots back to their rooms, each under its room's arena's lock, taken once
+ * per run of one arena's slots; quarantined ones are released, free ones
+ * (taken, never handed out) put back. */
+static size_t return_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n,
+			 bool quarantined)
 {
 	size_t closed = 0;
 	struct arena *held = NULL;
+	for (uint32_t i = 0; i < n && i < RELEASE_AHEAD; i++)
+		release_prefetch(lab, refs[i]);
 	for (uint32_t i = 0; i < n; i++) {
+		if (i + RELEASE_AHEAD < n)
+			release_prefetch(lab, refs[i + RELEASE_AHEAD]);
 		struct wing *w = &lab->maze.wings[refs[i].cls];
 		struct room *r = room_of(w, refs[i].cell);
-		/* The room cannot change hands while one of its slots is held. */
-		struct arena *a = &lab->arenas[v_owner(version_read(&r->version)) - 1];
+		struct arena *a = room_arena(lab, r);
 		if (a != held) {
 			if (held)
 				pthread_mutex_unlock(&held->lock);
 			pthread_mutex_lock(&a->lock);
 			held = a;
 		}
-		closed += release_in(lab, a, w, r, refs[i]);
+		closed += quarantined ? release_in(lab, a, w, r, refs[i]) : room_put(lab, a, w, r, refs[i]);
 	}
 	if (held)
 		pthread_mutex_unlock(&held->lock);
 	return closed;
 }
 
-size_t slot_put_back(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
+size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n)
 {
-	struct wing *w = &lab->maze.wings[ref.cls];
-	return room_put(lab, a, w, room_of(w, ref.cell), ref);
+	return return_all(lab, refs, n, true);
+}
+
+size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n)
+{
+	return return_all(lab, refs, n, false);
 }
 
 /* ---- the arena path: every step under the arena's lock ---------------- */
@@ -154,7 +187,7 @@ void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t s
 	counter_add(&a->allocs, 1);
 	counter_add(&a->live_bytes, lab->maze.wings[cls].class_size);
 	pthread_mutex_unlock(&a->lock);
-	return slot_hand_out(lab, ref, size);
+	return slot_hand_out(lab, ref, size, a->id);
 }
 
 void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t expect)

@@ -23,6 +23,8 @@
  *   hand out  no lock: the slot becomes the caller's allocation
  *   retire    no lock: a freed slot is checked, quarantined and zeroed
  *   release   under the room's arena's lock: back to the room's free list
+ *   recycle   no lock: a slot leaving a thread's quarantine goes straight
+ *             into that thread's batch, as if released and taken again
  *   put back  under the room's arena's lock: a taken slot never handed out
  */
 /* Up to `want` slots, each chosen at random among its room's free slots;
@@ -30,10 +32,11 @@
 unsigned slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct slot_ref *out,
 		   unsigned want);
 size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref);
-size_t slot_put_back(struct labyrinth *lab, struct arena *a, struct slot_ref ref);
-/* Release n slots, each under its room's arena's lock, taking each lock
- * once per run of slots of one arena; the bytes of rooms closed. */
+/* Release n quarantined slots, or put back n taken ones, each under its
+ * room's arena's lock, taking each lock once per run of slots of one arena;
+ * the bytes of rooms closed. */
 size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n);
+size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n);
 /* The arena that owns the slot's room (its lock guards the room). */
 struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
 
@@ -41,6 +44,7 @@ struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
 void slot_bad_pointer(struct wing *w, const void *p, int kind, const char *why);
 void slot_bad_release(struct wing *w, struct room *r, void *p, int kind, uint64_t seen);
 void slot_corrupt(void) __attribute__((noreturn));
+void slot_corrupt_quarantine(void) __attribute__((noreturn));
 
 static inline char *slot_addr(const struct wing *w, uint32_t cell, uint16_t slot)
 {
@@ -68,15 +72,31 @@ static inline void slot_touch(char *p, size_t size)
 #endif
 }
 
-/* Hand out a taken slot as an allocation of size bytes. */
-static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size)
+/*
+ * Start loading what handing out ref will touch: the slot (about to be
+ * written), its version word and its size entry. Slots are picked at random
+ * from scattered rooms, so each is a cache miss; fetched one allocation
+ * early, the miss overlaps the caller's work instead of stalling the next
+ * malloc.
+ */
+static inline void slot_prefetch(struct labyrinth *lab, struct slot_ref ref)
+{
+	const struct wing *w = &lab->maze.wings[ref.cls];
+	struct room *r = room_of(w, ref.cell);
+	__builtin_prefetch(slot_addr(w, ref.cell, ref.slot), 1);
+	__builtin_prefetch(slot_version(w, r, ref.slot), 1);
+	__builtin_prefetch(slot_size(w, r, ref.slot), 1);
+}
+
+/* Hand out a slot taken from arena `owner`'s rooms as an allocation of
+ * size bytes. */
+static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size,
+				  unsigned owner)
 {
 	struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
-	uint16_t n = r->nslots;
-	slot_req(r, n)[ref.slot] = (uint16_t)size;
-	uint64_t v = version_set(&slot_versions(r, n)[ref.slot], V_FREE, V_OWNED,
-				 v_owner(version_read(&r->version)));
+	*slot_size(w, r, ref.slot) = (uint16_t)size;
+	uint64_t v = version_set(slot_version(w, r, ref.slot), V_FREE, V_OWNED, owner);
 	if (__builtin_expect(!v, 0))
 		slot_corrupt();
 	char *p = slot_addr(w, ref.cell, ref.slot);
@@ -152,13 +172,13 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 		return false;
 	uint64_t seen = 0;
 	/* A slot of a room never opened has version 0: free, so this fails too. */
-	version_t *v = &slot_versions(r, r->nslots)[slot];
-	if (__builtin_expect(r->nslots == 0 || !version_move(v, V_OWNED, V_QUARANTINED, 0, &seen), 0)) {
+	if (__builtin_expect(!version_move(slot_version(w, r, slot), V_OWNED, V_QUARANTINED, 0,
+					   &seen), 0)) {
 		slot_bad_release(w, r, p, kind, seen);
 		return false;
 	}
 	/* The slot is ours until it leaves the quarantine: no lock needed here. */
-	size_t req = slot_req(r, r->nslots)[slot];
+	size_t req = *slot_size(w, r, slot);
 	annotate_open(p, w->class_size);
 	if (__builtin_expect(expect != SIZE_MAX && expect != req, 0))
 		report_wrong_size_if(p, expect, req, w->class_size);
@@ -168,6 +188,16 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 	annotate_free(p, w->class_size);
 	*out = (struct slot_ref){ .cell = cell, .cls = (uint16_t)wing_index(lab, w), .slot = slot };
 	return true;
+}
+
+/* A slot that left its holder's quarantine becomes free again without
+ * going back to its room: the holder keeps it to hand out. */
+static inline void slot_recycle(struct labyrinth *lab, struct slot_ref ref)
+{
+	struct wing *w = &lab->maze.wings[ref.cls];
+	if (__builtin_expect(!version_set(slot_version(w, room_of(w, ref.cell), ref.slot),
+					  V_QUARANTINED, V_FREE, 0), 0))
+		slot_corrupt_quarantine();
 }
 
 /* The arena path: a slot of class cls for a request of size bytes (size <

@@ -122,17 +122,16 @@ static size_t release_one(struct labyrinth *lab, struct thread_cache *tc, struct
 	return tc->nrelease == RELEASE_MAX ? tcache_release_flush(lab, tc) : 0;
 }
 
-/* Give the batches' slots back to their rooms (all of them are tc->arena's). */
+/* Give the batches' slots back to their rooms: taken from tc->arena, or
+ * recycled from the quarantine, so of any arena. */
 static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
 {
 	size_t closed = 0;
-	pthread_mutex_lock(&tc->arena->lock);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
-		while (b->n)
-			closed += slot_put_back(lab, tc->arena, b->ref[--b->n]);
+		closed += slot_put_back_all(lab, b->ref, b->n);
+		b->n = 0;
 	}
-	pthread_mutex_unlock(&tc->arena->lock);
 	return closed;
 }
 

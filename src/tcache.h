@@ -68,9 +68,11 @@ static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc,
 	if (__builtin_expect(b->n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
 		return NULL;
 	struct slot_ref ref = b->ref[--b->n];
+	if (b->n)
+		slot_prefetch(lab, b->ref[b->n - 1]);
 	counter_add(&tc->allocs, 1);
 	counter_add(&tc->live_bytes, lab->maze.wings[cls].class_size);
-	return slot_hand_out(lab, ref, size);
+	return slot_hand_out(lab, ref, size, tc->arena->id);
 }
 
 /* A slot that slot_retire() accepted enters the thread's quarantine; the
@@ -80,8 +82,18 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 	counter_add(&tc->frees, 1);
 	counter_add(&tc->live_bytes, -(uint64_t)lab->maze.wings[ref.cls].class_size);
 	struct slot_ref out = ref;
-	if (lab->prot.quarantine && !quarantine_push(&tc->quarantine, &tc->rng, ref, &out))
-		return;
+	if (lab->prot.quarantine) {
+		if (!quarantine_push(&tc->quarantine, &tc->rng, ref, &out))
+			return;
+		/* Long out of use and chosen by the quarantine's random stage:
+		 * reuse it directly, skipping a lock and a room round trip. */
+		struct batch *b = &tc->batch[out.cls];
+		if (b->n < b->cap) {
+			slot_recycle(lab, out);
+			b->ref[b->n++] = out;
+			return;
+		}
+	}
 	tc->release[tc->nrelease++] = out;
 	if (__builtin_expect(tc->nrelease == RELEASE_MAX, 0))
 		tcache_release_flush(lab, tc);
