@@ -480,7 +480,10 @@ static double median(const double *v, int n)
 	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 }
 
-#define ROW_FMT "%-16s %10s %10s %8s   %10s %10s %8s\n"
+#define ROW_FMT "%-*s %10s %10s %8s   %10s %10s %8s\n"
+
+/* The workload column: as wide as the longest name, at least 16. */
+static int name_width = 16;
 
 /* A title centred in dashes over the three columns of a group. */
 static const char *rule(const char *title, int which)
@@ -503,8 +506,8 @@ static void print_header(const struct options *o)
 		printf(" (LD_PRELOAD=%s)", o->preload);
 	printf("\nmedians; ratio = %s / glibc, below 1 means %s did better\n\n",
 	       o->label, o->label);
-	printf("%-16s %s   %s\n", "", rule(" time (s) ", 0), rule(" peak RSS (MiB) ", 1));
-	printf(ROW_FMT, "workload", "glibc", o->label, "ratio", "glibc", o->label,
+	printf("%-*s %s   %s\n", name_width, "", rule(" time (s) ", 0), rule(" peak RSS (MiB) ", 1));
+	printf(ROW_FMT, name_width, "workload", "glibc", o->label, "ratio", "glibc", o->label,
 	       "ratio");
 	fflush(stdout);
 }
@@ -531,10 +534,10 @@ static void print_row(const struct workload *w, const struct options *o)
 	char why[128];
 
 	if (w->state == ST_SKIPPED) {
-		printf("%-16s skipped: not installed (%s)\n", w->name, w->argv[0]);
+		printf("%-*s skipped: not installed (%s)\n", name_width, w->name, w->argv[0]);
 	} else if (w->state == ST_FAILED) {
 		describe_status(w, o->timeout, why, sizeof(why));
-		printf("%-16s FAILED under %s, run %d of %d: %s\n", w->name,
+		printf("%-*s FAILED under %s, run %d of %d: %s\n", name_width, w->name,
 		       alloc_name[w->fail_alloc], w->fail_run, o->runs, why);
 	} else if (w->state == ST_DONE) {
 		double t0 = median(w->secs[GLIBC], w->done);
@@ -542,8 +545,8 @@ static void print_row(const struct workload *w, const struct options *o)
 		double m0 = median(w->mib[GLIBC], w->done);
 		double m1 = median(w->mib[PRELOAD], w->done);
 
-		printf("%-16s %10.3f %10.3f %7.2fx   %10.1f %10.1f %7.2fx\n",
-		       w->name, t0, t1, t1 / t0, m0, m1, m1 / m0);
+		printf("%-*s %10.3f %10.3f %7.2fx   %10.1f %10.1f %7.2fx\n",
+		       name_width, w->name, t0, t1, t1 / t0, m0, m1, m1 / m0);
 	}
 	fflush(stdout);
 }
@@ -568,7 +571,7 @@ static void print_footer(const struct workload *w, int n)
 		snprintf(rt, sizeof(rt), "%.2fx", exp(lt / ok));
 		snprintf(rm, sizeof(rm), "%.2fx", exp(lm / ok));
 	}
-	printf(ROW_FMT, "geomean", "", "", rt, "", "", rm);
+	printf(ROW_FMT, name_width, "geomean", "", "", rt, "", "", rm);
 	if (ok < n)
 		printf("(geomean of the %d workloads that completed; %d failed or skipped)\n",
 		       ok, n - ok);
@@ -656,6 +659,9 @@ int main(int argc, char **argv)
 	if (!mkdtemp(dir))
 		die(dir);
 	install_handlers();
+	for (int i = 0; i < n; i++)
+		if ((int)strlen(w[i].name) > name_width)
+			name_width = (int)strlen(w[i].name);
 	print_header(&o);
 	for (int i = 0; i < n && !interrupted; i++) {
 		run_workload(&w[i], &o, dir);
