@@ -11,7 +11,12 @@
  * count is the total over all threads, so on enough cores the wall time
  * should stay flat as N grows.
  *
- *   churn [-t THREADS] [-n SLOTS] [-s STEPS] [-S SEED]
+ * With -P N, N processes each churn with one thread (the same total step
+ * count): nothing is shared, so their time is what these cores allow two
+ * allocators to do at once. -t N near -P N means the threads do not slow
+ * each other down, whatever the machine's own scaling is.
+ *
+ *   churn [-t THREADS | -P PROCESSES] [-n SLOTS] [-s STEPS] [-S SEED]
  */
 #ifndef _GNU_SOURCE	/* the build may already pass -D_GNU_SOURCE */
 #define _GNU_SOURCE
@@ -21,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "benchutil.h"
@@ -96,29 +102,55 @@ static void *run_job(void *arg)
 	return NULL;
 }
 
+/* -P: each process churns its share in one thread; fails if any child does. */
+static int run_processes(unsigned long procs, unsigned long slots, unsigned long steps,
+			 unsigned long seed)
+{
+	int failed = 0;
+
+	for (unsigned long i = 0; i < procs; i++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("churn: fork");
+			return 1;
+		}
+		if (pid == 0) {
+			struct job j = { .slots = slots, .steps = steps / procs, .seed = seed * 1000 + i };
+			run_job(&j);
+			_exit(0);
+		}
+	}
+	for (int st; wait(&st) > 0;)
+		failed |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+	return failed;
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: %s [-t THREADS] [-n SLOTS] [-s STEPS] [-S SEED]\n",
+	fprintf(stderr, "usage: %s [-t THREADS | -P PROCESSES] [-n SLOTS] [-s STEPS] [-S SEED]\n",
 		prog);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	unsigned long threads = 1, slots = 20000, steps = 20000000, seed = 1;
+	unsigned long threads = 1, procs = 1, slots = 20000, steps = 20000000, seed = 1;
 	int c;
 
-	while ((c = getopt(argc, argv, "t:n:s:S:")) != -1) {
+	while ((c = getopt(argc, argv, "t:P:n:s:S:")) != -1) {
 		switch (c) {
 		case 't': threads = parse_count(prog, 't', optarg); break;
+		case 'P': procs = parse_count(prog, 'P', optarg); break;
 		case 'n': slots = parse_count(prog, 'n', optarg); break;
 		case 's': steps = parse_count(prog, 's', optarg); break;
 		case 'S': seed = parse_count(prog, 'S', optarg); break;
 		default: usage();
 		}
 	}
-	if (optind != argc || threads > 1024)
+	if (optind != argc || threads > 1024 || procs > 1024 || (threads > 1 && procs > 1))
 		usage();
+	if (procs > 1)
+		return run_processes(procs, slots, steps, seed);
 
 	struct job *jobs = calloc(threads, sizeof(*jobs));
 	if (!jobs)

@@ -585,22 +585,32 @@ static const struct workload *find_done(const struct workload *w, int n, const c
 	return NULL;
 }
 
-/*
- * Thread scaling: churn and churn-t2 do the same total work, so the ratio of
- * their times is the 2-thread throughput over the 1-thread one (2.00 is
- * perfect on two idle cores).
- */
-static void print_scaling(const struct workload *w, int n)
+/* One scaling line: the time of `one` over the time of `two`, per allocator. */
+static void print_speedup(const struct workload *w, int n, const char *title, const char *one_name,
+			  const char *two_name)
 {
-	const struct workload *one = find_done(w, n, "churn");
-	const struct workload *two = find_done(w, n, "churn-t2");
+	const struct workload *one = find_done(w, n, one_name);
+	const struct workload *two = find_done(w, n, two_name);
 	if (!one || !two)
 		return;
-	printf("2-thread throughput / 1-thread (churn / churn-t2 time): %s %.2fx, %s %.2fx\n",
+	printf("%s (%s / %s time): %s %.2fx, %s %.2fx\n", title, one_name, two_name,
 	       alloc_name[GLIBC],
 	       median(one->secs[GLIBC], one->done) / median(two->secs[GLIBC], two->done),
 	       alloc_name[PRELOAD],
 	       median(one->secs[PRELOAD], one->done) / median(two->secs[PRELOAD], two->done));
+}
+
+/*
+ * Thread scaling: churn, churn-t2 and churn-p2 do the same total work, so
+ * the ratio of their times is the 2-thread (or 2-process) throughput over
+ * the 1-thread one (2.00 is perfect on two idle cores). Two processes share
+ * nothing: their line is the ceiling these cores allow at the moment, and a
+ * thread line close to it means the allocator's threads do not contend.
+ */
+static void print_scaling(const struct workload *w, int n)
+{
+	print_speedup(w, n, "2-thread throughput / 1-thread", "churn", "churn-t2");
+	print_speedup(w, n, "2-process throughput / 1-process", "churn", "churn-p2");
 }
 
 /* A failed run's stderr: from its own header on, at most the last few KiB. */

@@ -62,6 +62,7 @@ status=0
 	churn     "$bin/churn" :: \
 	churn-t2  "$bin/churn" -t 2 :: \
 	churn-t4  "$bin/churn" -t 4 :: \
+	churn-p2  "$bin/churn" -P 2 :: \
 	xfree     "$bin/xfree" :: \
 	realloc   "$bin/realloc" :: \
 	fastpath  "$bin/fastpath" :: \
