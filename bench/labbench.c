@@ -480,6 +480,21 @@ static double median(const double *v, int n)
 	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 }
 
+/*
+ * The time ratio: the median of each run's labyrinth time over the glibc
+ * time of the same run, which ran right before or after it. A slow spell of
+ * a shared machine then falls on both halves of one pair, where a ratio of
+ * the two columns' medians would compare runs made minutes apart.
+ */
+static double paired_ratio(const struct workload *w)
+{
+	double r[MAX_RUNS];
+
+	for (int i = 0; i < w->done; i++)
+		r[i] = w->secs[PRELOAD][i] / w->secs[GLIBC][i];
+	return median(r, w->done);
+}
+
 #define ROW_FMT "%-*s %10s %10s %8s   %10s %10s %8s\n"
 
 /* The workload column: as wide as the longest name, at least 16. */
@@ -504,8 +519,8 @@ static void print_header(const struct options *o)
 	       o->runs, o->runs == 1 ? "" : "s", o->label);
 	if (o->preload)
 		printf(" (LD_PRELOAD=%s)", o->preload);
-	printf("\nmedians; ratio = %s / glibc, below 1 means %s did better\n\n",
-	       o->label, o->label);
+	printf("\nmedians; time ratio = median of each run's %s / glibc, RSS ratio = "
+	       "of the medians;\nbelow 1 means %s did better\n\n", o->label, o->label);
 	printf("%-*s %s   %s\n", name_width, "", rule(" time (s) ", 0), rule(" peak RSS (MiB) ", 1));
 	printf(ROW_FMT, name_width, "workload", "glibc", o->label, "ratio", "glibc", o->label,
 	       "ratio");
@@ -546,7 +561,7 @@ static void print_row(const struct workload *w, const struct options *o)
 		double m1 = median(w->mib[PRELOAD], w->done);
 
 		printf("%-*s %10.3f %10.3f %7.2fx   %10.1f %10.1f %7.2fx\n",
-		       name_width, w->name, t0, t1, t1 / t0, m0, m1, m1 / m0);
+		       name_width, w->name, t0, t1, paired_ratio(w), m0, m1, m1 / m0);
 	}
 	fflush(stdout);
 }
@@ -561,8 +576,7 @@ static void print_footer(const struct workload *w, int n)
 	for (int i = 0; i < n; i++) {
 		if (w[i].state != ST_DONE)
 			continue;
-		lt += log(median(w[i].secs[PRELOAD], w[i].done) /
-			  median(w[i].secs[GLIBC], w[i].done));
+		lt += log(paired_ratio(&w[i]));
 		lm += log(median(w[i].mib[PRELOAD], w[i].done) /
 			  median(w[i].mib[GLIBC], w[i].done));
 		ok++;
