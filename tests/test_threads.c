@@ -241,3 +241,75 @@ Test(threads, a_double_free_is_caught_after_the_freeing_thread_exited)
 	cr_assert_eq(o.signal, SIGABRT, "signal %d, stderr: %s", o.signal, o.err);
 	cr_assert(strstr(o.err, "labyrinth: double free of 0x"), "got: %s", o.err);
 }
+
+/* ---- recycling: slots leaving a thread's quarantine refill its batches -- */
+
+static void *free_all_and_exit(void *arg)
+{
+	void **p = arg;
+	for (int i = 0; p[i]; i++)
+		labyrinth_free(NULL, p[i]);
+	return NULL;
+}
+
+/* A consumer thread frees another thread's blocks: the slots its
+ * quarantine pushes out are recycled into its batches although their rooms
+ * belong to the producer's arena. Its exit must give them back to that
+ * arena's rooms, leaving nothing live. */
+Test(threads, recycled_slots_of_another_arena_go_back_at_exit, .timeout = 60)
+{
+	enum { N = 4000 };
+	static void *blocks[N + 1];
+	labyrinth_stats_t before, after;
+	labyrinth_trim(NULL);
+	labyrinth_get_stats(NULL, &before);
+	for (int i = 0; i < N; i++) {
+		blocks[i] = labyrinth_malloc(NULL, 40);
+		cr_assert_not_null(blocks[i]);
+		memset(blocks[i], 0x5a, 40);
+	}
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, free_all_and_exit, blocks), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	labyrinth_trim(NULL);
+	labyrinth_get_stats(NULL, &after);
+	cr_assert_eq(after.live_bytes, before.live_bytes, "%llu live bytes after, %llu before",
+		     (unsigned long long)after.live_bytes, (unsigned long long)before.live_bytes);
+	cr_assert_eq(after.live_rooms, before.live_rooms,
+		     "%llu rooms live after the consumer exited, %llu before",
+		      (unsigned long long)after.live_rooms, (unsigned long long)before.live_rooms);
+	/* The recycled slots are handed out again, zeroed and intact. */
+	for (int i = 0; i < N; i++) {
+		unsigned char *p = labyrinth_malloc(NULL, 40);
+		cr_assert_not_null(p);
+		for (int j = 0; j < 40; j++)
+			cr_assert_eq(p[j], 0, "byte %d of a reused slot is %#x", j, p[j]);
+		blocks[i] = p;
+	}
+	for (int i = 0; i < N; i++)
+		labyrinth_free(NULL, blocks[i]);
+}
+
+/* p is freed, then enough blocks of another class follow it into the
+ * quarantine to push it out: it is recycled into the thread's batch, free
+ * but not handed out. Freeing it again is still a double free. */
+static void double_free_of_a_recycled_slot(void *arg)
+{
+	(void)arg;
+	enum { OTHERS = 4096 };
+	static void *other[OTHERS];
+	for (int i = 0; i < OTHERS; i++)
+		other[i] = labyrinth_malloc(NULL, 200);
+	void *p = labyrinth_malloc(NULL, 40);
+	labyrinth_free(NULL, p);
+	for (int i = 0; i < OTHERS; i++)
+		labyrinth_free(NULL, other[i]);
+	labyrinth_free(NULL, p);
+}
+
+Test(threads, a_double_free_of_a_recycled_slot_is_caught)
+{
+	struct outcome o = run_in_child(double_free_of_a_recycled_slot, NULL);
+	cr_assert_eq(o.signal, SIGABRT, "signal %d, stderr: %s", o.signal, o.err);
+	cr_assert(strstr(o.err, "labyrinth: double free of 0x"), "got: %s", o.err);
+}
