@@ -46,7 +46,7 @@ pagebench: bench/pagebench$(EXEEXT)
 EXTRA_DIST += bench/pagebench.c bench/README.md bench/run.sh bench/alloc.py bench/sqlite.sql \
 	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
 	bench/xfree.c bench/realloc.c bench/fastpath.c bench/footprint.c bench/scale.c \
-	bench/redis.sh bench/protections.sh
+	bench/redis.sh
 
 # Automake cleans the programs it installs, not EXTRA_PROGRAMS.
 CLEANFILES += bench/labbench$(EXEEXT) bench/churn$(EXEEXT) bench/xfree$(EXEEXT) \
@@ -72,5 +72,5 @@ bench: preload/liblabyrinth-preload.la bench/labbench$(EXEEXT) \
 bench-protections: preload/liblabyrinth-preload.la bench/labbench$(EXEEXT) \
 		bench/churn$(EXEEXT) bench/fastpath$(EXEEXT)
 	$(AM_V_at)BENCH_RUNS="$(BENCH_RUNS)" BENCH_TIMEOUT="$(BENCH_TIMEOUT)" \
-	$(SHELL) $(srcdir)/bench/protections.sh -p "$(BENCH_PRELOAD)" \
+	$(SHELL) $(srcdir)/bench/run.sh -c -p "$(BENCH_PRELOAD)" \
 		-s "$(abs_top_srcdir)" -b "$(abs_top_builddir)"

@@ -1,8 +1,10 @@
 #!/bin/sh
 # The workloads of `make bench`, handed to the labbench driver.
 #
-#   bench/run.sh [-p PRELOAD.so] [-s TOP_SRCDIR] [-b TOP_BUILDDIR] [-- LABBENCH_OPTION...]
+#   bench/run.sh [-c] [-p PRELOAD.so] [-s TOP_SRCDIR] [-b TOP_BUILDDIR] [-- LABBENCH_OPTION...]
 #
+# -c  what each default protection costs (make bench-protections) instead of
+#     the main table: see protection_rows below
 # -p  the allocator to compare with glibc; without it both columns are glibc
 #     (shows the noise floor of this machine)
 # -s  the source tree, for alloc.py, sqlite.sql and gencfile.awk
@@ -17,15 +19,17 @@
 #   BENCH_TIMEOUT  seconds before a single run counts as failed (default 60)
 set -eu
 
+costs=''
 preload=''
 srcdir=''
 builddir=.
-while getopts p:s:b: opt; do
+while getopts cp:s:b: opt; do
 	case $opt in
+	c) costs=1 ;;
 	p) preload=$OPTARG ;;
 	s) srcdir=$OPTARG ;;
 	b) builddir=$OPTARG ;;
-	*) echo "usage: $0 [-p PRELOAD.so] [-s TOP_SRCDIR] [-b TOP_BUILDDIR] [-- LABBENCH_OPTION...]" >&2
+	*) echo "usage: $0 [-c] [-p PRELOAD.so] [-s TOP_SRCDIR] [-b TOP_BUILDDIR] [-- LABBENCH_OPTION...]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -50,6 +54,41 @@ fi
 set -- ${preload:+-p "$preload"} \
 	-n "${BENCH_RUNS:-5}" -t "${BENCH_TIMEOUT:-60}" \
 	${BENCH_ONLY:+-w "$BENCH_ONLY"} "$@"
+
+# -c: the workloads furthest from glibc, with every default protection on,
+# then one of them off at a time, then all three off; each row against glibc
+# in the same run, so a row's distance from its :all-on row is the price of
+# that protection. A measurement only: the defaults stay on. Splitting
+# $vars into words is intended.
+if [ -n "$costs" ]; then
+	echo "what each default protection costs (ratios against glibc; rows differ in one setting):"
+	set -- "$@" --
+	sep=''
+	for w in fastpath churn python-malloc sqlite; do
+		for s in all-on no-canary no-zero no-quarantine all-off; do
+			case $s in
+			all-on) vars='' ;;
+			no-canary) vars='LABYRINTH_CANARY=0' ;;
+			no-zero) vars='LABYRINTH_ZERO=0 LABYRINTH_UAF_CHECK=0' ;;
+			no-quarantine) vars='LABYRINTH_QUARANTINE=0' ;;
+			all-off) vars='LABYRINTH_CANARY=0 LABYRINTH_ZERO=0 LABYRINTH_UAF_CHECK=0 LABYRINTH_QUARANTINE=0' ;;
+			esac
+			[ -z "$sep" ] || set -- "$@" ::
+			sep=1
+			# shellcheck disable=SC2086
+			case $w in
+			fastpath) set -- "$@" "$w:$s" $vars "$bin/fastpath" ;;
+			churn) set -- "$@" "$w:$s" $vars "$bin/churn" ;;
+			python-malloc) set -- "$@" "$w:$s" PYTHONMALLOC=malloc $vars \
+				"$python" "$srcdir/bench/alloc.py" 4 ;;
+			sqlite) set -- "$@" "$w:$s" $vars \
+				sqlite3 -bail :memory: ".read '$srcdir/bench/sqlite.sql'" ;;
+			esac
+		done
+	done
+	"$bin/labbench" "$@"
+	exit
+fi
 
 # Name, optional VAR=VALUE, then the command. Missing programs (python3,
 # sqlite3, gcc) show as skipped. Sizes are tuned for about 0.3..1.2 s each
