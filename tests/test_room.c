@@ -81,16 +81,17 @@ Test(room, large_classes_cover_their_range)
 	}
 }
 
-/* Canaries are written and checked a word (or 16 bytes) at a time: no byte
- * outside [from, to) may change, whatever the alignment of the block and of
- * both ends (guarded blocks end mid-word), and every damaged byte is found. */
+/* Canaries are written and checked a word (or 16 or 32 bytes) at a time:
+ * no byte outside [from, to) may change, whatever the
+ * alignment of the block and of both ends (guarded blocks end mid-word), the
+ * bytes are the byte-wise pattern, and damage to any one byte is found. */
 Test(room, canary_stays_inside_its_bytes_and_finds_damage)
 {
 	canary_init();
-	unsigned char buf[128];
+	unsigned char buf[256];
 	for (size_t base = 0; base < 8; base++) {
 		for (size_t from = 0; from < 40; from++) {
-			for (size_t to = from + 1; to <= 72; to++) {
+			for (size_t to = from + 1; to <= 200; to++) {
 				memset(buf, 0x00, sizeof buf);
 				char *b = (char *)buf + base;
 				canary_write(b, from, to);
@@ -99,12 +100,16 @@ Test(room, canary_stays_inside_its_bytes_and_finds_damage)
 						cr_assert_eq(b[i], 0, "byte %zu changed writing [%zu, %zu)", i, from, to);
 					else
 						cr_assert_neq(b[i], 0, "canary byte %zu is zero", i);
+				cr_assert_eq(canary_damage(b, from, to), NO_DAMAGE,
+					     "[%zu, %zu) is not the byte-wise pattern", from, to);
 				cr_assert(canary_intact(b, from, to));
-				size_t hit = from + (to - from) / 2;
-				b[hit] ^= 0x40;
-				cr_assert(!canary_intact(b, from, to), "damage at %zu of [%zu, %zu) missed",
-					  hit, from, to);
-				cr_assert_eq(canary_damage(b, from, to), hit);
+				for (size_t hit = from; hit < to; hit++) {
+					b[hit] ^= 0x40;
+					cr_assert(!canary_intact(b, from, to),
+						  "damage at %zu of [%zu, %zu) missed", hit, from, to);
+					cr_assert_eq(canary_damage(b, from, to), hit);
+					b[hit] ^= 0x40;
+				}
 			}
 		}
 	}
