@@ -16,8 +16,10 @@ struct room {
 	uint16_t nslots, nfree;
 	uint8_t in_partial;
 	uint8_t pad[3];
-	/* uint16_t free_slot[nslots], uint16_t req[nslots], then (8-aligned)
-	 * version_t slot_version[nslots] */
+	/* version_t slot_version[nslots], uint16_t req[nslots], uint16_t
+	 * free_slot[nslots], then padding to 8 bytes. The versions come first:
+	 * every malloc and free finds a slot's word with no arithmetic on the
+	 * slot count. */
 };
 
 static inline uint16_t slots_per_room(const struct wing *w)
@@ -30,33 +32,32 @@ static inline struct room *room_of(const struct wing *w, uint32_t cell)
 	return cell_record(w, cell);
 }
 
-static inline uint16_t *free_slots(struct room *r)
+static inline version_t *slot_versions(struct room *r)
 {
-	return (uint16_t *)(r + 1);
+	return (version_t *)(r + 1);
 }
 
 /* Requested bytes of each slot (the canary starts there). */
 static inline uint16_t *slot_req(struct room *r, uint16_t nslots)
 {
-	return free_slots(r) + nslots;
+	return (uint16_t *)(slot_versions(r) + nslots);
 }
 
-static inline version_t *slot_versions(struct room *r, uint16_t nslots)
+/* The room's free slots, r->nfree of them (r->nslots must be set). */
+static inline uint16_t *free_slots(struct room *r)
 {
-	size_t off = ((size_t)nslots * 2 * sizeof(uint16_t) + 7) & ~(size_t)7;
-	return (version_t *)((char *)(r + 1) + off);
+	return slot_req(r, r->nslots) + r->nslots;
 }
 
 /*
- * The same tables found from the wing instead of the room's header: every
- * open room of a wing has the wing's slot count, so the hot paths compute
- * where a slot's version word and size are without first waiting for the
- * header's cache line; the two loads can then miss in parallel. A room never
- * opened has all-zero tables, which read as free slots.
+ * A slot's version and size, found without the room's header: every open
+ * room of a wing has the wing's slot count, so the hot paths need not wait
+ * for the header's cache line, and the two loads can miss in parallel. A
+ * room never opened has all-zero tables, which read as free slots.
  */
-static inline version_t *slot_version(const struct wing *w, struct room *r, uint16_t slot)
+static inline version_t *slot_version(struct room *r, uint16_t slot)
 {
-	return &slot_versions(r, w->room_slots)[slot];
+	return &slot_versions(r)[slot];
 }
 
 static inline uint16_t *slot_size(const struct wing *w, struct room *r, uint16_t slot)
@@ -66,8 +67,8 @@ static inline uint16_t *slot_size(const struct wing *w, struct room *r, uint16_t
 
 static inline size_t room_record_bytes(uint16_t nslots)
 {
-	return sizeof(struct room) + (((size_t)nslots * 2 * sizeof(uint16_t) + 7) & ~(size_t)7) +
-	       (size_t)nslots * sizeof(version_t);
+	return sizeof(struct room) + (size_t)nslots * sizeof(version_t) +
+	       (((size_t)nslots * 2 * sizeof(uint16_t) + 7) & ~(size_t)7);
 }
 
 /* Class index for a request of size bytes (size <= SMALL_MAX): the

@@ -112,7 +112,7 @@ void slot_corrupt_quarantine(void)
 static inline size_t release_in(struct labyrinth *lab, struct arena *a, struct wing *w,
 				 struct room *r, struct slot_ref ref)
 {
-	if (!version_set(slot_version(w, r, ref.slot), V_QUARANTINED, V_FREE, 0))
+	if (!version_set(slot_version(r, ref.slot), V_QUARANTINED, V_FREE, 0))
 		slot_corrupt_quarantine();
 	return room_put(lab, a, w, r, ref);
 }
@@ -132,7 +132,7 @@ static inline void release_prefetch(struct labyrinth *lab, struct slot_ref ref)
 	const struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
 	__builtin_prefetch(r, 1);
-	__builtin_prefetch(slot_version(w, r, ref.slot), 1);
+	__builtin_prefetch(slot_version(r, ref.slot), 1);
 }
 
 /* Slots back to their rooms, each under its room's arena's lock, taken once
@@ -213,7 +213,7 @@ static struct room *live_slot(struct wing *w, const void *p, int kind, uint16_t 
 	struct room *r = slot_of(w, p, kind, &cell, slot);
 	if (!r)
 		return NULL;
-	uint64_t v = r->nslots ? version_read(&slot_versions(r, r->nslots)[*slot]) : 0;
+	uint64_t v = r->nslots ? version_read(&slot_versions(r)[*slot]) : 0;
 	if (v_state(v) != V_OWNED) {
 		report_failed_release(kind, p, w->class_size, v_gen(v));
 		return NULL;
@@ -241,7 +241,7 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 		return false;
 	uint16_t *req = &slot_req(r, r->nslots)[slot];
 	annotate_open(p, w->class_size);
-	slot_check_canary(lab, w, p, *req, v_gen(version_read(&slot_versions(r, r->nslots)[slot])));
+	slot_check_canary(lab, w, p, *req, v_gen(version_read(&slot_versions(r)[slot])));
 	size_t old = *req;
 	*req = (uint16_t)size;
 	if (lab->prot.canary)

@@ -84,7 +84,7 @@ static inline void slot_prefetch(struct labyrinth *lab, struct slot_ref ref)
 	const struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
 	__builtin_prefetch(slot_addr(w, ref.cell, ref.slot), 1);
-	__builtin_prefetch(slot_version(w, r, ref.slot), 1);
+	__builtin_prefetch(slot_version(r, ref.slot), 1);
 	__builtin_prefetch(slot_size(w, r, ref.slot), 1);
 }
 
@@ -96,7 +96,7 @@ static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, si
 	struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
 	*slot_size(w, r, ref.slot) = (uint16_t)size;
-	uint64_t v = version_set(slot_version(w, r, ref.slot), V_FREE, V_OWNED, owner);
+	uint64_t v = version_set(slot_version(r, ref.slot), V_FREE, V_OWNED, owner);
 	if (__builtin_expect(!v, 0))
 		slot_corrupt();
 	char *p = slot_addr(w, ref.cell, ref.slot);
@@ -172,7 +172,7 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 		return false;
 	uint64_t seen = 0;
 	/* A slot of a room never opened has version 0: free, so this fails too. */
-	if (__builtin_expect(!version_move(slot_version(w, r, slot), V_OWNED, V_QUARANTINED, 0,
+	if (__builtin_expect(!version_move(slot_version(r, slot), V_OWNED, V_QUARANTINED, 0,
 					   &seen), 0)) {
 		slot_bad_release(w, r, p, kind, seen);
 		return false;
@@ -195,7 +195,7 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 static inline void slot_recycle(struct labyrinth *lab, struct slot_ref ref)
 {
 	struct wing *w = &lab->maze.wings[ref.cls];
-	if (__builtin_expect(!version_set(slot_version(w, room_of(w, ref.cell), ref.slot),
+	if (__builtin_expect(!version_set(slot_version(room_of(w, ref.cell), ref.slot),
 					  V_QUARANTINED, V_FREE, 0), 0))
 		slot_corrupt_quarantine();
 }

@@ -54,7 +54,7 @@ static size_t sweep_room(struct wing *w, uint32_t cell)
 		return 0;
 	uint16_t n = r->nslots;
 	for (uint16_t s = 0; s < n; s++) {
-		version_t *v = &slot_versions(r, n)[s];
+		version_t *v = &slot_versions(r)[s];
 		if (v_state(version_read(v)) != V_OWNED)
 			continue;
 		char *p = cell_addr(w, cell) + (size_t)s * w->class_size;
@@ -126,7 +126,7 @@ uint64_t lab_generation(struct labyrinth *lab, const void *p)
 	uint16_t n = slots_per_room(w);
 	if (off / w->class_size >= n)
 		return 0;
-	return v_gen(version_read(&slot_versions(r, n)[off / w->class_size]));
+	return v_gen(version_read(&slot_versions(r)[off / w->class_size]));
 }
 
 /* ---- at exit, and the API -------------------------------------------- */
