@@ -9,10 +9,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 build=${LAB_TEST_BUILDDIR:-$src}
 harnesses="ops config"
 seconds=${FUZZ_SECONDS:-60}
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
-skip() { n=$((n + 1)); echo "ok $n - $* # SKIP"; }
+. "$src/tests/tap.sh"
 
 replay() {      # name, harness, env...
 	local name=$1 h=$2 out

@@ -4,10 +4,7 @@
 # the configuration table, labyrinth(1) every option of the command. TAP.
 src=$(dirname "$0")/..
 lab=${LAB_TEST_BUILDDIR:-$src}/cli/labyrinth
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
-skip() { n=$((n + 1)); echo "ok $n - $* # SKIP"; }
+. "$(dirname "$0")/tap.sh"
 
 for page in "$src"/man/labyrinth.[137]; do
 	name=$(basename "$page")

@@ -8,9 +8,7 @@ if [ ! -f "$lib" ] || [ ! -x "$probe" ]; then
 	echo "Bail out! missing $lib or $probe"
 	exit 1
 fi
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
+. "$(dirname "$0")/tap.sh"
 run() { timeout 300 env LD_PRELOAD="$lib" "$probe" "$@"; }
 
 for mode in markers mprotect; do

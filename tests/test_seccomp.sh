@@ -9,10 +9,7 @@ if [ ! -f "$lib" ] || [ ! -x "$lab" ]; then
 	echo "Bail out! missing $lib or $lab"
 	exit 1
 fi
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
-check() { if eval "$1"; then ok "$2"; else not_ok "$2: $3"; fi; }
+. "$(dirname "$0")/tap.sh"
 wx() { timeout 120 env LD_PRELOAD="$lib" LABYRINTH_SECCOMP=wx "$@"; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
