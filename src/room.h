@@ -22,9 +22,10 @@ struct room {
 	 * slot count. */
 };
 
+/* Set when the maze opens the wing (room_bytes / class_size). */
 static inline uint16_t slots_per_room(const struct wing *w)
 {
-	return (uint16_t)(w->room_bytes / w->class_size);
+	return w->room_slots;
 }
 
 static inline struct room *room_of(const struct wing *w, uint32_t cell)
@@ -62,7 +63,7 @@ static inline version_t *slot_version(struct room *r, uint16_t slot)
 
 static inline uint16_t *slot_size(const struct wing *w, struct room *r, uint16_t slot)
 {
-	return &slot_req(r, w->room_slots)[slot];
+	return &slot_req(r, slots_per_room(w))[slot];
 }
 
 static inline size_t room_record_bytes(uint16_t nslots)
