@@ -37,13 +37,6 @@ shift $((OPTIND - 1))
 [ -n "$srcdir" ] || srcdir=$(dirname "$0")/..
 bin=$builddir/bench
 
-# The gcc workload compiles a generated file; keep it out of the source tree
-# (read-only under distcheck) and remove it however we exit.
-work=$(mktemp -d "${TMPDIR:-/tmp}/labbench-run.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-trap 'exit 130' INT TERM HUP
-awk -f "$srcdir/bench/gencfile.awk" > "$work/big.c"
-
 # pyenv and similar put a shell-script shim first in PATH; run the real
 # interpreter, so the shim's own start-up is not part of the measurement.
 python=python3
@@ -89,6 +82,13 @@ if [ -n "$costs" ]; then
 	"$bin/labbench" "$@"
 	exit
 fi
+
+# The gcc workload compiles a generated file; keep it out of the source tree
+# (read-only under distcheck) and remove it however we exit.
+work=$(mktemp -d "${TMPDIR:-/tmp}/labbench-run.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP
+awk -f "$srcdir/bench/gencfile.awk" > "$work/big.c"
 
 # Name, optional VAR=VALUE, then the command. Missing programs (python3,
 # sqlite3, gcc) show as skipped. Sizes are tuned for about 0.3..1.2 s each
