@@ -34,10 +34,15 @@ void epoch_release_locked(struct maze *m, struct wing *w)
 void epoch_enter_locked(struct maze *m, struct wing *w)
 {
 	uint64_t now = epoch_now(m);
-	if (__builtin_expect(now == w->epoch, 1))
+	uint64_t reseeds = atomic_load_explicit(&m->reseeds, memory_order_relaxed);
+	if (__builtin_expect(now == w->epoch && reseeds == w->reseeds, 1))
 		return;
-	epoch_release_locked(m, w);
+	if (now != w->epoch)
+		epoch_release_locked(m, w);
+	else
+		redraw_key(m, w);       /* a forked child: a new key, the same epoch */
 	w->epoch = now;
+	w->reseeds = reseeds;
 }
 
 bool epoch_retire_locked(struct maze *m, struct wing *w, uint32_t cell)

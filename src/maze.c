@@ -558,6 +558,12 @@ void maze_release(struct maze *m)
 	m->meta = NULL;
 }
 
+void maze_reseed(struct maze *m)
+{
+	rng_seed(&m->epoch_rng);
+	atomic_fetch_add_explicit(&m->reseeds, 1, memory_order_relaxed);
+}
+
 void maze_lock_all(struct maze *m)
 {
 	for (unsigned i = 0; i < m->nwings; i++)

@@ -62,6 +62,7 @@ struct wing {
 	uint32_t retired_head;  /* cells retired this epoch, or CELL_NONE */
 	uint32_t retired_count;
 	uint64_t epoch;         /* the maze epoch this wing's key was drawn in */
+	uint64_t reseeds;       /* the maze's reseeds when this wing's key was drawn */
 	bool extent_marked;     /* growth marks the whole new extent (small cells) */
 	bool extent_rw;         /* some of the extent was made read-write (markers) */
 	uint64_t *cell_map;     /* bit per extent cell: taken */
@@ -90,6 +91,7 @@ struct maze {
 	_Atomic uint64_t epoch;
 	pthread_mutex_t epoch_lock;     /* a leaf: guards epoch_rng */
 	struct rng epoch_rng;   /* draws each wing's placement key, epoch by epoch */
+	_Atomic uint64_t reseeds;       /* bumped when a forked child reseeds */
 };
 
 /* Reserve a maze for the given wings; wing_bytes must be a power of two. */
@@ -111,6 +113,13 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell);
 bool wing_close(struct maze *m, struct wing *w, uint32_t cell);
 /* Move the end of a live room's open pages to page `end`; false if it cannot. */
 bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end);
+
+/*
+ * In a forked child (an atfork handler: async-signal-safe, no lock taken):
+ * draw a new epoch stream from getrandom, so that every wing redraws its
+ * placement key from it at its next placement. Retired cells stay retired.
+ */
+void maze_reseed(struct maze *m);
 
 /* Lock order: arena, then wing, then the epoch lock. Exposed for fork handling. */
 void maze_lock_all(struct maze *m);
