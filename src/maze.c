@@ -1,10 +1,12 @@
 /*
  * maze: reservation, wings, random room placement, guard pages, the index.
  *
- * Two ways to make a guard page:
- *  - markers (Linux 6.13+): the extent is one read-write mapping in which
- *    every page that is not part of an open room carries a guard marker.
- *    Markers live in the page tables, so they cost no mapping at all.
+ * The maze is PROT_NONE except where rooms are open. Two ways to open them:
+ *  - markers (Linux 6.13+): rooms open inside lit spans (span.c), 2 MiB
+ *    read-write pieces in which every page that is not part of an open room
+ *    carries a guard marker. Markers live in the page tables, so they cost
+ *    no mapping, and a span goes dark again when its last room closes, so
+ *    the page tables follow the open rooms.
  *  - mprotect: free pages are PROT_NONE. Every open room is an island of
  *    read-write pages, and each island costs up to two mappings of the
  *    process's vm.max_map_count. Past a budget of islands, new rooms are
@@ -15,19 +17,13 @@
 #include "epoch.h"
 #include "os.h"
 #include "report.h"
+#include "span.h"
 
 #include <string.h>
 
-/*
- * Wings whose cells are at most this big have their whole extent marked when
- * it grows (page tables cost 1/512 of it, about what the rooms need anyway);
- * larger cells guard their surroundings when a room is placed.
- */
-#define EXTENT_MARK_MAX_CELL (256UL << 10)
-
 /* Islands of the mprotect mode, over every maze of the process. */
 static _Atomic uint64_t islands;
-static uint64_t island_budget;
+static _Atomic uint64_t island_budget;          /* 0 until mprotect mode needs it */
 
 /* Islands change by small steps; never let a stray decrement wrap the count. */
 static void islands_add(int64_t delta)
@@ -61,43 +57,64 @@ static void add_mapped(struct maze *m, int64_t delta)
 
 /* ---- guard pages ------------------------------------------------------ */
 
-/* An old kernel, or an mlocked range, refuses markers: use mprotect from now on. */
-static void fall_back_to_mprotect(struct maze *m)
+static bool markers_mode(struct maze *m)
 {
-	atomic_store(&m->guard_mode, GUARD_MPROTECT);
+	return atomic_load_explicit(&m->guard_mode, memory_order_relaxed) == GUARD_MARKERS;
 }
 
-static bool pages_open(struct maze *m, char *p, size_t bytes)
+/*
+ * Set a cell's open pages, keeping count of the wing's open rooms and, in
+ * markers mode, of the islands: a room that opens in a wing that is not lit
+ * is one. A wing whose last room closes is no longer lit (its spans are
+ * dark), so its next rooms are islands again.
+ */
+static void set_open(struct maze *m, struct wing *w, struct cell_hdr *h,
+		     uint32_t first, uint32_t end)
 {
-	if (atomic_load_explicit(&m->guard_mode, memory_order_relaxed) == GUARD_MARKERS) {
-		os_guard_remove(p, bytes);
-		return true;
+	bool was = h->open_end > h->open_first, now = end > first;
+	h->open_first = first;
+	h->open_end = end;
+	if (was == now)
+		return;
+	if (now) {
+		w->open_rooms++;
+		if (markers_mode(m) && !w->lit) {
+			h->island = 1;
+			islands_add(1);
+		}
+		return;
 	}
+	if (h->island) {
+		h->island = 0;
+		islands_add(-1);
+	}
+	if (--w->open_rooms == 0)
+		w->lit = false;
+}
+
+/* Under w's lock, before the cell's record lists the pages as open. */
+static bool pages_open(struct maze *m, struct wing *w, char *p, size_t bytes)
+{
+	if (markers_mode(m))
+		return span_open(m, w, p, p + bytes);
+	/* Pages of a span lit before the fall-back may still carry markers. */
 	if (atomic_load_explicit(&m->markers_used, memory_order_relaxed))
 		os_guard_remove(p, bytes);
 	return os_protect_rw(p, bytes);
 }
 
 /*
- * Close pages: their contents go back to the kernel. In mprotect mode a fresh
- * PROT_NONE mapping replaces them: mprotect would leave the range tied to its
- * old anon_vma, unable to merge with its neighbours, and the map count would
- * stay high after the heap shrinks. If the kernel refuses (map count
- * exhausted) the pages stay readable zeros: a lost guard, never a failed free.
+ * Under w's lock, once the cell's record no longer lists the pages as open:
+ * their contents go back to the kernel (span.c). Outside lit spans a fresh
+ * PROT_NONE mapping replaces them, over the whole span when nothing else is
+ * open in it: mprotect would leave the range tied to its old anon_vma,
+ * unable to merge with its neighbours, the map count would stay high after
+ * the heap shrinks, and the span's page-table page would stay.
  */
-static void pages_close(struct maze *m, char *p, size_t bytes)
+static void pages_close(struct maze *m, struct wing *w, char *p, size_t bytes)
 {
-	if (!bytes)
-		return;
-	if (atomic_load_explicit(&m->guard_mode, memory_order_relaxed) == GUARD_MARKERS) {
-		if (os_guard_install(p, bytes))
-			return;
-		fall_back_to_mprotect(m);
-	}
-	if (os_replace_none(p, bytes))
-		return;
-	os_discard(p, bytes);
-	(void)os_protect_none(p, bytes);
+	if (bytes)
+		span_close(m, w, p, p + bytes);
 }
 
 /* ---- the index -------------------------------------------------------- */
@@ -126,28 +143,20 @@ static uint32_t growth_target(const struct wing *w, uint32_t ext)
 	return want > w->max_cells ? w->max_cells : (uint32_t)want;
 }
 
-/* Grow the extent so that it is at most half full after one more room. */
-static bool extent_grow(struct maze *m, struct wing *w)
+/*
+ * Grow the extent so that it is at most half full after one more room. Only
+ * the index grows: the extent's pages stay PROT_NONE until rooms open.
+ */
+static bool extent_grow(struct wing *w)
 {
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
 	if ((uint64_t)(w->live_cells + 1) * 2 <= ext || ext == w->max_cells)
 		return w->live_cells < ext;
 	uint32_t next = growth_target(w, ext);
-	if (!index_cover((char *)w->cell_map, &w->map_mapped, (next + 63) / 64 * 8) ||
-	    !index_cover(w->records, &w->rec_mapped, (size_t)next * w->record_bytes))
+	/* One call covers the bitmap and the records, which follow it. */
+	size_t need = (size_t)(w->records - (char *)w->cell_map) + (size_t)next * w->record_bytes;
+	if (!index_cover((char *)w->cell_map, &w->index_mapped, need))
 		return w->live_cells < ext;
-	if (atomic_load(&m->guard_mode) == GUARD_MARKERS) {
-		char *lo = cell_addr(w, ext), *hi = cell_addr(w, next);
-		if (!os_protect_rw(lo, (size_t)(hi - lo)))
-			return w->live_cells < ext;
-		if (!w->extent_marked || os_guard_install(lo, (size_t)(hi - lo))) {
-			atomic_store(&m->markers_used, true);
-			w->extent_rw = true;
-		} else {
-			fall_back_to_mprotect(m);
-			os_protect_none(lo, (size_t)(hi - lo));
-		}
-	}
 	atomic_store_explicit(&w->ext_cells, next, memory_order_release);
 	return true;
 }
@@ -201,29 +210,30 @@ static uint32_t pick_joinable_cell(struct wing *w)
 	return CELL_NONE;
 }
 
-static bool over_island_budget(struct maze *m)
+/* Half the process's map count for the maze, each island costing two; read
+ * the first time mprotect mode needs it, so markers mode never reads it. */
+static uint64_t island_limit(void)
 {
-	return atomic_load(&m->guard_mode) == GUARD_MPROTECT &&
-	       atomic_load_explicit(&islands, memory_order_relaxed) >= island_budget;
+	uint64_t b = atomic_load_explicit(&island_budget, memory_order_relaxed);
+	if (!b) {
+		long max = os_read_long_file("/proc/sys/vm/max_map_count", 65530);
+		b = max > 64 ? (uint64_t)max / 4 : 16;
+		atomic_store_explicit(&island_budget, b, memory_order_relaxed);
+	}
+	return b;
 }
 
-/*
- * Where a wing's extent was made read-write without marking it all (wings of
- * large cells: marking would build page tables for gigabytes nobody uses), a
- * room guards its own surroundings when placed: the pages of its cell it
- * does not open, and the guard page of the cell before it.
- */
-static void guard_surroundings(struct maze *m, struct wing *w, uint32_t cell)
+/* Markers mode: a process with few islands never reads the limit. */
+static bool over_island_budget_lit(void)
 {
-	if (w->extent_marked || !w->extent_rw)
-		return;
-	struct cell_hdr *h = cell_hdr(w, cell);
-	uint32_t cell_pages = (uint32_t)(w->cell_bytes / PAGE_SIZE);
-	if (h->open_first)
-		pages_close(m, page_of(w, cell, 0), (size_t)h->open_first * PAGE_SIZE);
-	pages_close(m, page_of(w, cell, h->open_end), (size_t)(cell_pages - h->open_end) * PAGE_SIZE);
-	if (cell > 0)
-		pages_close(m, cell_addr(w, cell) - PAGE_SIZE, PAGE_SIZE);
+	uint64_t n = atomic_load_explicit(&islands, memory_order_relaxed);
+	return n >= 64 && n >= island_limit();
+}
+
+static bool over_island_budget(struct maze *m)
+{
+	return !markers_mode(m) &&
+	       atomic_load_explicit(&islands, memory_order_relaxed) >= island_limit();
 }
 
 /* Open all of a live room (it is about to share an island with cell + 1). */
@@ -231,12 +241,12 @@ static bool open_fully(struct maze *m, struct wing *w, uint32_t cell)
 {
 	struct cell_hdr *h = cell_hdr(w, cell);
 	uint32_t pages = (uint32_t)(w->room_bytes / PAGE_SIZE);
-	if (h->open_first && !pages_open(m, page_of(w, cell, 0), (size_t)h->open_first * PAGE_SIZE))
+	if (h->open_first && !pages_open(m, w, page_of(w, cell, 0), (size_t)h->open_first * PAGE_SIZE))
 		return false;
 	add_mapped(m, (int64_t)h->open_first * (int64_t)PAGE_SIZE);
 	h->open_first = 0;
 	if (h->open_end < pages &&
-	    !pages_open(m, page_of(w, cell, h->open_end), (size_t)(pages - h->open_end) * PAGE_SIZE))
+	    !pages_open(m, w, page_of(w, cell, h->open_end), (size_t)(pages - h->open_end) * PAGE_SIZE))
 		return false;
 	add_mapped(m, (int64_t)(pages - h->open_end) * (int64_t)PAGE_SIZE);
 	h->open_end = pages;
@@ -246,11 +256,10 @@ static bool open_fully(struct maze *m, struct wing *w, uint32_t cell)
 static bool open_joined(struct maze *m, struct wing *w, uint32_t cell)
 {
 	if (!open_fully(m, w, cell - 1) ||
-	    !pages_open(m, cell_addr(w, cell) - PAGE_SIZE, w->room_bytes + PAGE_SIZE))
+	    !pages_open(m, w, cell_addr(w, cell) - PAGE_SIZE, w->room_bytes + PAGE_SIZE))
 		return false;
 	struct cell_hdr *h = cell_hdr(w, cell);
-	h->open_first = 0;
-	h->open_end = (uint32_t)(w->room_bytes / PAGE_SIZE);
+	set_open(m, w, h, 0, (uint32_t)(w->room_bytes / PAGE_SIZE));
 	h->joined_prev = 1;
 	return true;
 }
@@ -258,22 +267,45 @@ static bool open_joined(struct maze *m, struct wing *w, uint32_t cell)
 static bool open_alone(struct maze *m, struct wing *w, uint32_t cell, uint32_t first,
 		       uint32_t pages)
 {
-	if (!pages_open(m, page_of(w, cell, first), (size_t)pages * PAGE_SIZE))
+	if (!pages_open(m, w, page_of(w, cell, first), (size_t)pages * PAGE_SIZE))
 		return false;
 	struct cell_hdr *h = cell_hdr(w, cell);
-	h->open_first = first;
-	h->open_end = first + pages;
 	h->joined_prev = 0;
-	if (atomic_load(&m->guard_mode) == GUARD_MPROTECT)
+	if (!markers_mode(m))
 		islands_add(1);
-	guard_surroundings(m, w, cell);
+	set_open(m, w, h, first, first + pages);
 	return true;
+}
+
+/*
+ * A wing's rooms are islands while they are few: no guard markers for fork
+ * to copy, two mappings each. Past WING_ISLANDS_MAX of them, or when the
+ * process's islands reach their budget, the wing lights its spans: its
+ * rooms share mappings and their guards are markers.
+ */
+#define WING_ISLANDS_MAX 16
+
+static void wing_go_lit(struct maze *m, struct wing *w)
+{
+	span_light_wing(m, w);
+	if (!w->lit)
+		return;
+	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
+	for (uint32_t c = 0; c < ext; c++) {
+		if (cell_taken(w, c) && cell_hdr(w, c)->island) {
+			cell_hdr(w, c)->island = 0;
+			islands_add(-1);
+		}
+	}
 }
 
 static uint32_t place_once(struct maze *m, struct wing *w, uint32_t pages, size_t align)
 {
-	if (!extent_grow(m, w))
+	if (!extent_grow(w))
 		return CELL_NONE;
+	if (markers_mode(m) && !w->lit &&
+	    (w->open_rooms >= WING_ISLANDS_MAX || over_island_budget_lit()))
+		wing_go_lit(m, w);
 	uint32_t cell = CELL_NONE;
 	if (over_island_budget(m)) {
 		cell = pick_joinable_cell(w);
@@ -369,11 +401,12 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell)
 		cell_hdr(w, cell + 1)->joined_prev = 0;
 		joins++;
 	}
-	pages_close(m, lo, (size_t)(hi - lo));
-	if (atomic_load(&m->guard_mode) == GUARD_MPROTECT)
-		islands_add(joins - 1);
-	h->open_first = h->open_end = 0;
+	bool counted = h->island;       /* opened as an island in markers mode */
+	set_open(m, w, h, 0, 0);
 	h->joined_prev = 0;
+	pages_close(m, w, lo, (size_t)(hi - lo));
+	if (!markers_mode(m) && !counted)
+		islands_add(joins - 1);
 	if (!epoch_retire_locked(m, w, cell)) {
 		cell_mark(w, cell, false);
 		w->live_cells--;
@@ -391,8 +424,9 @@ bool wing_close(struct maze *m, struct wing *w, uint32_t cell)
 	/* A joined room's pages belong to an island: only retiring undoes that. */
 	bool joined = h->joined_prev || next_joined(w, cell);
 	if (!joined) {
-		pages_close(m, page_of(w, cell, h->open_first), open);
-		h->open_end = h->open_first;
+		char *lo = page_of(w, cell, h->open_first);
+		set_open(m, w, h, h->open_first, h->open_first);
+		pages_close(m, w, lo, open);
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (!joined)
@@ -412,19 +446,19 @@ bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end)
 	} else if (end > h->open_end) {
 		size_t add = (size_t)(end - h->open_end) * PAGE_SIZE;
 		ok = cap_admit(m, add);
-		if (ok && !pages_open(m, page_of(w, cell, h->open_end), add)) {
+		if (ok && !pages_open(m, w, page_of(w, cell, h->open_end), add)) {
 			cap_settle(m, 0, add);
 			ok = false;
 		}
 		if (ok) {
 			delta = (int64_t)add - (m->cap_bytes ? (int64_t)add : 0);
-			h->open_end = end;
+			set_open(m, w, h, h->open_first, end);
 		}
 	} else if (end < h->open_end) {
 		size_t cut = (size_t)(h->open_end - end) * PAGE_SIZE;
-		pages_close(m, page_of(w, cell, end), cut);
+		set_open(m, w, h, h->open_first, end);
+		pages_close(m, w, page_of(w, cell, end), cut);
 		delta = -(int64_t)cut;
-		h->open_end = end;
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (delta)
@@ -445,9 +479,8 @@ static size_t index_size(const struct wing_spec *s, size_t bytes)
 	size_t cells = bytes / (s->room_bytes + PAGE_SIZE);
 	size_t rec = s->record_bytes + sizeof(struct cell_hdr);
 	rec = (rec + 7) & ~(size_t)7;
-	/* bitmap, guard page, records, guard page */
-	return round_page((cells + 63) / 64 * 8) + PAGE_SIZE +
-	       round_page(cells * rec) + PAGE_SIZE;
+	/* bitmap, records, guard page: the index grows with one call */
+	return round_page((cells + 63) / 64 * 8) + round_page(cells * rec) + PAGE_SIZE;
 }
 
 static bool meta_map(struct maze *m, size_t bytes)
@@ -465,7 +498,7 @@ static bool meta_map(struct maze *m, size_t bytes)
 }
 
 static void wing_setup(struct wing *w, const struct wing_spec *s, char *base,
-		       size_t bytes, char **index, struct rng *rng)
+		       size_t bytes, char **index, bool index_rw, struct rng *rng)
 {
 	w->base = base;
 	w->bytes = bytes;
@@ -477,7 +510,6 @@ static void wing_setup(struct wing *w, const struct wing_spec *s, char *base,
 	w->room_slots = slots <= UINT16_MAX ? (uint16_t)slots : 0;
 	w->cell_magic = div_magic((uint32_t)(w->cell_bytes / PAGE_SIZE));
 	w->class_magic = s->class_size <= UINT32_MAX ? div_magic((uint32_t)s->class_size) : 0;
-	w->extent_marked = w->cell_bytes <= EXTENT_MARK_MAX_CELL;
 	size_t cells = bytes / w->cell_bytes;
 	if (cells > UINT32_MAX / 2)
 		cells = UINT32_MAX / 2;
@@ -488,17 +520,30 @@ static void wing_setup(struct wing *w, const struct wing_spec *s, char *base,
 	w->max_cells = (uint32_t)(cells - w->ext_lo);
 	atomic_init(&w->ext_cells, 0);
 	w->cell_map = (uint64_t *)*index;
-	w->records = (char *)w->cell_map + round_page((cells + 63) / 64 * 8) + PAGE_SIZE;
+	w->records = (char *)w->cell_map + round_page((cells + 63) / 64 * 8);
 	*index += index_size(s, bytes);
+	if (index_rw)
+		w->index_mapped = index_size(s, bytes) - PAGE_SIZE;
 	w->retired_head = CELL_NONE;
 	pthread_mutex_init(&w->lock, NULL);
 }
 
-static void set_island_budget(void)
+/* The maze starts at a span boundary, so that no span crosses a wing. */
+static bool maze_map(struct maze *m, size_t total)
 {
-	/* Half the process's map count for the maze; each island costs two. */
-	long max = os_read_long_file("/proc/sys/vm/max_map_count", 65530);
-	island_budget = max > 64 ? (uint64_t)max / 4 : 16;
+	m->reserved_bytes = total + SPAN_BYTES;
+	m->reserved = os_reserve(m->reserved_bytes);
+	if (!m->reserved)
+		return false;
+	m->base = (char *)(((uintptr_t)m->reserved + SPAN_BYTES - 1) & ~(SPAN_BYTES - 1));
+	m->bytes = total;
+	/* One page of the slack, faulted once, gives the reservation an
+	 * anon_vma before it is ever split, so every piece of it shares that
+	 * one: rooms opened apart then merge into one mapping when the spans
+	 * between them are lit. Without it each piece faulted alone gets its
+	 * own, and neighbours that do not share one never merge. */
+	os_share_anon(m->base > m->reserved ? m->reserved : m->base + total);
+	return true;
 }
 
 bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
@@ -514,20 +559,24 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 	size_t nslices = total / wing_bytes;
 	if (!meta_map(m, n * sizeof(struct wing) + nslices * sizeof(uint16_t)))
 		return false;
-	m->base = os_reserve(total);
-	m->index = os_reserve(index_total);
-	if (!m->base || !m->index) {
+	/* The index is read-write from the start: untouched pages cost nothing,
+	 * and it grows without a system call or a mapping per wing. A kernel
+	 * that counts it against a strict overcommit limit gets the old way:
+	 * PROT_NONE, made read-write as the extents grow. */
+	m->index = os_reserve_rw(index_total);
+	m->index_rw = m->index != NULL;
+	if (!m->index)
+		m->index = os_reserve(index_total);
+	if (!maze_map(m, total) || !m->index) {
 		maze_release(m);
 		return false;
 	}
-	m->bytes = total;
 	m->index_bytes = index_total;
 	m->wings = (struct wing *)((char *)m->meta + PAGE_SIZE);
 	m->slice_wing = (uint16_t *)(m->wings + n);
 	m->slice_shift = (unsigned)__builtin_ctzl(wing_bytes);
 	m->nwings = n;
 	atomic_init(&m->guard_mode, mode);
-	set_island_budget();
 
 	struct rng rng;
 	rng_seed(&rng);
@@ -536,7 +585,7 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 		size_t b = wing_size(&specs[i], wing_bytes);
 		for (size_t s = 0; s < b / wing_bytes; s++)
 			m->slice_wing[(size_t)(base - m->base) / wing_bytes + s] = (uint16_t)i;
-		wing_setup(&m->wings[i], &specs[i], base, b, &index, &rng);
+		wing_setup(&m->wings[i], &specs[i], base, b, &index, m->index_rw, &rng);
 		m->wings[i].index = i;
 		base += b;
 	}
@@ -548,13 +597,13 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 
 void maze_release(struct maze *m)
 {
-	if (m->base)
-		os_unmap(m->base, m->bytes);
+	if (m->reserved)
+		os_unmap(m->reserved, m->reserved_bytes);
 	if (m->index)
 		os_unmap(m->index, m->index_bytes);
 	if (m->meta)
 		os_unmap(m->meta, m->meta_bytes);
-	m->base = m->index = NULL;
+	m->base = m->reserved = m->index = NULL;
 	m->meta = NULL;
 }
 

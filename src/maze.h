@@ -40,7 +40,8 @@ struct cell_hdr {
 	uint32_t open_end;
 	uint8_t joined_prev;    /* mprotect mode over budget: shares an island with cell-1 */
 	uint8_t retired;        /* emptied this epoch: stays taken and closed until the next */
-	uint8_t pad[2];
+	uint8_t island;         /* markers mode: open alone, counted in the islands */
+	uint8_t pad;
 	uint32_t next_retired;  /* the wing's list of retired cells */
 };
 
@@ -59,24 +60,27 @@ struct wing {
 	uint32_t ext_lo;        /* the extent's first cell, drawn at random */
 	_Atomic uint32_t ext_cells;     /* grows only; records below it are mapped */
 	uint32_t live_cells;    /* taken cells, retired ones included */
+	uint32_t open_rooms;    /* cells with open pages */
+	bool lit;               /* markers mode: rooms open in lit spans, not as islands */
 	uint32_t retired_head;  /* cells retired this epoch, or CELL_NONE */
 	uint32_t retired_count;
 	uint64_t epoch;         /* the maze epoch this wing's key was drawn in */
 	uint64_t reseeds;       /* the maze's reseeds when this wing's key was drawn */
-	bool extent_marked;     /* growth marks the whole new extent (small cells) */
-	bool extent_rw;         /* some of the extent was made read-write (markers) */
-	uint64_t *cell_map;     /* bit per extent cell: taken */
+	uint64_t *cell_map;     /* bit per extent cell: taken; the records follow */
 	char *records;
-	size_t map_mapped, rec_mapped;
+	size_t index_mapped;    /* bytes from cell_map on that are read-write */
 	pthread_mutex_t lock;
 	struct rng rng;
 };
 
 struct maze {
-	char *base;
+	char *base;             /* aligned to a span (2 MiB) */
 	size_t bytes;
+	char *reserved;         /* the reservation, base's slack included */
+	size_t reserved_bytes;
 	char *index;            /* the maze index reservation */
 	size_t index_bytes;
+	bool index_rw;          /* mapped read-write at once (no strict overcommit) */
 	void *meta;             /* this struct's wings and slice table */
 	size_t meta_bytes;
 	unsigned slice_shift;   /* wing lookup: (p - base) >> slice_shift */
@@ -85,6 +89,7 @@ struct maze {
 	unsigned nwings;
 	_Atomic unsigned guard_mode;
 	_Atomic bool markers_used;
+	_Atomic bool stale_lit;         /* a lit span may have failed to go dark */
 	_Atomic uint64_t live_rooms, rooms_placed, mapped_bytes, peak_mapped;
 	size_t cap_bytes;       /* most bytes of rooms open at once; 0: no cap */
 	uint32_t epoch_len;     /* room placements per epoch; 0: no epochs */
@@ -120,6 +125,12 @@ bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end);
  * placement key from it at its next placement. Retired cells stay retired.
  */
 void maze_reseed(struct maze *m);
+
+/* An old kernel, or an mlocked range, refuses markers: mprotect from now on. */
+static inline void maze_fall_back(struct maze *m)
+{
+	atomic_store(&m->guard_mode, GUARD_MPROTECT);
+}
 
 /* Lock order: arena, then wing, then the epoch lock. Exposed for fork handling. */
 void maze_lock_all(struct maze *m);

@@ -20,10 +20,26 @@ void *os_reserve(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+void *os_reserve_rw(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 void os_unmap(void *p, size_t bytes)
 {
 	if (bytes && munmap(p, bytes) != 0)
 		report_fatal_errno("munmap failed", p);
+}
+
+void os_share_anon(void *p)
+{
+	if (mprotect(p, PAGE_SIZE, PROT_READ | PROT_WRITE) != 0)
+		return;
+	*(volatile char *)p = 0;
+	(void)madvise(p, PAGE_SIZE, MADV_DONTNEED);
+	(void)mprotect(p, PAGE_SIZE, PROT_NONE);
 }
 
 bool os_protect_rw(void *p, size_t bytes)
@@ -67,16 +83,16 @@ bool os_replace_none(void *p, size_t bytes)
 	return r == p;
 }
 
-/* Probe on a scratch page: older kernels answer EINVAL for the unknown advice. */
+/*
+ * One system call, no mapping: the kernel checks the advice before it looks
+ * for the range, so on the unmapped page at address 0 a kernel that knows
+ * guard markers answers ENOMEM and an older one EINVAL. (A process whose
+ * future mappings are all locked refuses markers later: the maze then falls
+ * back to mprotect at its first room.)
+ */
 bool os_kernel_has_guards(void)
 {
-	void *p = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return false;
-	bool ok = madvise(p, PAGE_SIZE, MADV_GUARD_INSTALL) == 0;
-	munmap(p, PAGE_SIZE);
-	return ok;
+	return madvise(NULL, PAGE_SIZE, MADV_GUARD_REMOVE) != 0 && errno == ENOMEM;
 }
 
 static bool read_urandom(void *buf, size_t len)

@@ -16,7 +16,11 @@
 #endif
 
 void *os_reserve(size_t bytes);                 /* PROT_NONE, NULL on failure */
+/* Read-write, MAP_NORESERVE: NULL where the kernel counts it (strict overcommit). */
+void *os_reserve_rw(size_t bytes);
 void os_unmap(void *p, size_t bytes);
+/* Give the PROT_NONE mapping holding page p an anon_vma (touch p, then undo). */
+void os_share_anon(void *p);
 bool os_protect_rw(void *p, size_t bytes);
 bool os_protect_none(void *p, size_t bytes);
 bool os_guard_install(void *p, size_t bytes);   /* also drops the pages' contents */
