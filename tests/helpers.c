@@ -74,6 +74,19 @@ long count_maps(void)
 	return n;
 }
 
+long vm_pte_kib(void)
+{
+	char line[128];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
 labyrinth_t *open_private(size_t wing_bytes)
 {
 	labyrinth_options_t o = { .size = sizeof o, .wing_bytes = wing_bytes };

@@ -23,6 +23,8 @@ bool write_faults(void *addr);
 
 /* Lines of /proc/self/maps. */
 long count_maps(void);
+/* The process's page tables (VmPTE) in KiB, or -1. */
+long vm_pte_kib(void);
 
 /* A private labyrinth with the defaults; the guard mode follows LABYRINTH_GUARD. */
 labyrinth_t *open_private(size_t wing_bytes);

@@ -83,19 +83,6 @@ Test(maze, aligned_large_region_has_guard_pages_on_both_sides)
 	labyrinth_close(lab);
 }
 
-static long vm_pte_kib(void)
-{
-	char line[128];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /* Guard markers are page-table entries: a big region must not pay for its neighbours. */
 Test(maze, page_tables_follow_use_not_class_size)
 {

@@ -1,0 +1,126 @@
+/*
+ * Page tables follow the open rooms, not the heap's history: what a process
+ * pays at fork and exit. And every page of the maze outside an open room
+ * faults, however the wing guards its rooms.
+ */
+#include "helpers.h"
+#include "lab.h"
+#include "maze.h"
+#include "labyrinth.h"
+
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <string.h>
+
+/* 100 blocks of 1 GiB, one page of each touched, each freed: the page
+ * tables of a closed block go back with it. */
+Test(pagetables, closed_large_blocks_give_their_page_tables_back, .timeout = 120)
+{
+	labyrinth_t *lab = labyrinth_default();
+	long before = vm_pte_kib();
+	for (int i = 0; i < 100; i++) {
+		char *p = labyrinth_malloc(lab, 1UL << 30);
+		cr_assert_not_null(p, "allocation %d of 1 GiB failed", i);
+		p[(size_t)i << 20] = 1;
+		labyrinth_free(lab, p);
+	}
+	long after = vm_pte_kib();
+	cr_log_info("VmPTE %ld kB before, %ld kB after 100 x 1 GiB", before, after);
+	cr_assert_leq(after - before, 1024, "100 x 1 GiB left %ld kB of page tables",
+		      after - before);
+}
+
+/*
+ * A string grown by malloc, copy and free, 20,000 times, to 180 KiB: at
+ * most 180 KiB was ever live, but its blocks were placed at 20,000 random
+ * cells. glibc's page tables for this program are about 52 KiB; the bound
+ * is four times that plus 1 MiB.
+ */
+Test(pagetables, a_grown_string_leaves_page_tables_for_what_is_live, .timeout = 120)
+{
+	labyrinth_t *lab = labyrinth_default();
+	long before = vm_pte_kib();
+	char *s = labyrinth_malloc(lab, 1);
+	size_t len = 0;
+	s[0] = 0;
+	for (int i = 0; i < 20000; i++) {
+		char *t = labyrinth_malloc(lab, len + 10);
+		cr_assert_not_null(t);
+		memcpy(t, s, len);
+		memset(t + len, 'a', 9);
+		len += 9;
+		t[len] = 0;
+		labyrinth_free(lab, s);
+		s = t;
+	}
+	long after = vm_pte_kib();
+	cr_log_info("VmPTE %ld kB before, %ld kB with a %zu-byte string grown", before, after, len);
+	cr_assert_leq(after - before, 4 * 52 + 1024, "%ld kB of page tables", after - before);
+	labyrinth_free(lab, s);
+}
+
+/*
+ * A wild write at p + k cells, into cells of the block's wing where no room
+ * was ever opened, must fault, not land in memory that a later calloc hands
+ * out: small cells and the largest ones, whose wings used to be read-write
+ * where no room had been.
+ */
+static void wild_writes_fault(size_t size)
+{
+	labyrinth_t *lab = open_private(64UL << 30);
+	char *p = labyrinth_malloc(lab, size);
+	cr_assert_not_null(p);
+	struct wing *w = maze_wing_of(&lab->maze, p);
+	cr_assert_not_null(w);
+	int tried = 0;
+	for (long k = -64; k <= 64; k++) {
+		char *q = p + k * (long)w->cell_bytes;
+		if (!k || q < w->base || q >= w->base + w->bytes)
+			continue;
+		tried++;
+		cr_expect(write_faults(q), "a write %ld cells from a %zu-byte block landed", k, size);
+	}
+	cr_assert_gt(tried, 32, "only %d cells around the block", tried);
+	labyrinth_free(lab, p);
+	labyrinth_close(lab);
+}
+
+Test(pagetables, wild_writes_into_unopened_small_cells_fault, .timeout = 120)
+{
+	wild_writes_fault(16000);
+}
+
+Test(pagetables, wild_writes_into_unopened_large_cells_fault, .timeout = 120)
+{
+	wild_writes_fault(245760);
+	wild_writes_fault(3UL << 20);
+}
+
+/* A busy wing lights its spans: its rooms share mappings, and every room
+ * still has a guard page after it, open neighbours or not. */
+Test(pagetables, a_busy_wing_keeps_every_guard, .timeout = 120)
+{
+	enum { N = 4000 };
+	labyrinth_t *lab = open_private(0);
+	static char *p[N];
+	long before = count_maps();
+	for (int i = 0; i < N; i++) {
+		p[i] = labyrinth_malloc(lab, 4000);
+		cr_assert_not_null(p[i]);
+	}
+	long during = count_maps();
+	cr_log_info("%d blocks of 4000 bytes: %ld mappings more", N, during - before);
+	if (!testing_mprotect())
+		cr_assert_leq(during - before, 64, "%ld mappings for one busy wing", during - before);
+	for (int i = 0; i < N; i += 97) {
+		struct wing *w = maze_wing_of(&lab->maze, p[i]);
+		size_t off;
+		uint32_t cell = wing_cell_of(w, p[i], &off);
+		cr_assert_neq(cell, CELL_NONE);
+		char *guard = cell_addr(w, cell) + w->room_bytes;
+		cr_expect(write_faults(guard), "the guard page after block %d took a write", i);
+	}
+	for (int i = 0; i < N; i++)
+		labyrinth_free(lab, p[i]);
+	labyrinth_close(lab);
+}
