@@ -9,8 +9,7 @@ void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n)
 	q->stage = storage;
 	q->fifo = storage + q->nstage;
 	q->head = q->count = 0;
-	for (uint32_t i = 0; i < q->nstage; i++)
-		q->stage[i].cell = CELL_NONE;
+	/* The stage's storage is zero (fresh pages) or was emptied by pops. */
 }
 
 static void fifo_take(struct quarantine *q, struct slot_ref *out)
@@ -27,9 +26,10 @@ bool quarantine_pop(struct quarantine *q, struct slot_ref *out)
 		return true;
 	}
 	for (uint32_t i = 0; i < q->nstage; i++) {
-		if (q->stage[i].cell != CELL_NONE) {
+		if (q->stage[i].cell != 0) {
 			*out = q->stage[i];
-			q->stage[i].cell = CELL_NONE;
+			out->cell--;
+			q->stage[i].cell = 0;
 			return true;
 		}
 	}
@@ -40,6 +40,6 @@ uint64_t quarantine_held(struct quarantine *q)
 {
 	uint64_t n = __atomic_load_n(&q->count, __ATOMIC_RELAXED);
 	for (uint32_t i = 0; i < q->nstage; i++)
-		n += __atomic_load_n(&q->stage[i].cell, __ATOMIC_RELAXED) != CELL_NONE;
+		n += __atomic_load_n(&q->stage[i].cell, __ATOMIC_RELAXED) != 0;
 	return n;
 }

@@ -23,7 +23,7 @@ struct slot_ref {
 };
 
 struct quarantine {
-	struct slot_ref *stage;   /* random stage; cell CELL_NONE: empty */
+	struct slot_ref *stage;   /* random stage, cells stored plus one: 0 is empty */
 	struct slot_ref *fifo;
 	uint32_t nstage, nfifo;
 	uint32_t head, count;
@@ -60,11 +60,15 @@ static inline bool quarantine_fifo_push(struct quarantine *q, struct slot_ref in
 static inline bool quarantine_push(struct quarantine *q, struct rng *r, struct slot_ref in, struct slot_ref *out)
 {
 	if (q->nstage) {
+		/* Cells are stored plus one, so that a stage nobody has written
+		 * yet (zero pages, never touched) reads as empty. */
 		uint32_t i = rng_pick(r, q->nstage);
 		struct slot_ref old = q->stage[i];
 		q->stage[i] = in;
-		if (old.cell == CELL_NONE)
+		q->stage[i].cell++;
+		if (old.cell == 0)
 			return false;
+		old.cell--;
 		in = old;
 	}
 	return quarantine_fifo_push(q, in, out);
