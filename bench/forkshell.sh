@@ -16,6 +16,7 @@ while [ "$i" -lt "$grow" ]; do
 done
 j=0
 while [ "$j" -lt "$forks" ]; do
+	# shellcheck disable=SC2116 # the fork is the point
 	y=$(echo ${#x})
 	j=$((j + 1))
 done

@@ -111,10 +111,14 @@ selected() {
 
 # A name in BENCH_ONLY that no table has would otherwise be ignored quietly.
 for n in $(echo "${BENCH_ONLY:-}" | tr ',' ' '); do
-	case " $(echo $alloc_rows $proc_rows) scale " in
-	*" $n "*) ;;
-	*) echo "$0: BENCH_ONLY: no workload named '$n'" >&2; exit 2 ;;
-	esac
+	found=''
+	for row in $alloc_rows $proc_rows scale; do
+		[ "$row" != "$n" ] || found=1
+	done
+	if [ -z "$found" ]; then
+		echo "$0: BENCH_ONLY: no workload named '$n'" >&2
+		exit 2
+	fi
 done
 
 # The gcc workload compiles a generated file, the configure and build rows
@@ -172,7 +176,8 @@ configure_cmd=$srcdir/configure
 if wanted configure && [ -x "$srcdir/configure" ]; then
 	mkdir "$work/cfg"
 	(cd "$srcdir" && tar cf - --exclude=.git --exclude=.libs --exclude=.deps \
-		--exclude='*.o' --exclude='*.lo' --exclude=autom4te.cache .) |
+		--exclude='*.o' --exclude='*.lo' --exclude=autom4te.cache --exclude=./build-san \
+		--exclude=./fuzz/out --exclude=./fuzz/findings .) |
 		(cd "$work/cfg" && tar xf -)
 	chmod -R u+w "$work/cfg"
 	configure_cmd=$work/run-configure
@@ -198,7 +203,8 @@ fi
 # The process table: what a process costs, not an allocation pattern; every
 # shell and program in a row runs under the allocator, as with
 # /etc/ld.so.preload. statexit.so reports each exec'd program's VmPTE and
-# VmRSS at its exit (the largest per run shows under the row).
+# VmRSS at its exit (the largest per run shows under the row). The loops
+# in single quotes are for the shell of the row to expand.
 statexit=$bin/statexit.so
 slow=${BENCH_SLOW_RUNS:-3}
 [ "$slow" -le "$runs" ] || slow=$runs
@@ -206,6 +212,7 @@ only=$(selected "$proc_rows")
 if [ -n "$only" ]; then
 	[ -z "$(selected "$alloc_rows")" ] || echo
 	echo "start-up, fork and exec: every process of a row runs under the allocator"
+	# shellcheck disable=SC2016
 	"$bin/labbench" -w "$only" -y "fork-shell,fork-grown,ls-300,subshell-300,configure,build" \
 		-r "configure=$slow" -r "build=$slow" "$@" -- \
 		fork-shell BASH_ENV= LD_PRELOAD="$statexit" \

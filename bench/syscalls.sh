@@ -18,6 +18,7 @@ while getopts p: opt; do
 	esac
 done
 
+# shellcheck disable=SC2016 # the backquotes are text
 title='system calls of one `ls /` (strace -f -c)'
 if ! command -v strace >/dev/null 2>&1; then
 	echo "$title: skipped, strace is not installed"
