@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /*
  * xorshift64*: fast, good enough for picking sizes and slots, and above all
@@ -98,6 +99,42 @@ static inline void corrupt(const char *prog, const char *what)
 {
 	fprintf(stderr, "%s: corruption detected: %s\n", prog, what);
 	abort();
+}
+
+/*
+ * A field of /proc/self/status in kB ("VmPTE", "VmRSS"), or -1 if the
+ * kernel does not show it.
+ */
+static inline long status_kb(const char *field)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	size_t len = strlen(field);
+	long kb = -1;
+
+	if (!f)
+		return -1;
+	while (kb < 0 && fgets(line, sizeof(line), f))
+		if (strncmp(line, field, len) == 0 && line[len] == ':')
+			kb = strtol(line + len + 1, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
+/*
+ * One figure for the labbench driver: a "NAME VALUE" line appended to the
+ * file named by $LABBENCH_METRICS (nothing if it is unset). The driver
+ * shows it under the workload's row, per allocator, median over the runs.
+ */
+static inline void bench_metric(const char *name, double value)
+{
+	const char *path = getenv("LABBENCH_METRICS");
+	FILE *f;
+
+	if (!path || !*path || !(f = fopen(path, "a")))
+		return;
+	fprintf(f, "%s %.6g\n", name, value);
+	fclose(f);
 }
 
 #endif

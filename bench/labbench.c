@@ -3,11 +3,14 @@
  * allocator, and print one table comparing wall time and peak RSS.
  *
  *   labbench [-n RUNS] [-p PRELOAD.so] [-l LABEL] [-t TIMEOUT] [-w NAMES] [-k]
+ *            [-r NAME=RUNS]... [-y NAMES]
  *            -- NAME [VAR=VALUE...] COMMAND [ARG...] [:: NAME ...]...
  *
  * Workloads follow "--" and are separated by "::". Each is a name for the
  * table, optional environment assignments (as in the shell), and a command
  * looked up in PATH. A command that cannot be found is shown as skipped.
+ * An LD_PRELOAD=LIB among the assignments is added after the allocator being
+ * measured (a helper such as statexit.so), never in its place.
  *
  * Every workload runs RUNS times plainly and RUNS times with
  * LD_PRELOAD=PRELOAD.so, alternating which goes first (ABBA order) so that
@@ -21,6 +24,15 @@
  * workload in a temporary directory and is printed if a run fails. A run
  * fails on a non-zero exit, a signal or the timeout; the workload's row then
  * says FAILED and labbench exits 1 once the table is done.
+ *
+ * -r NAME=RUNS gives one workload its own number of runs (the slow ones);
+ * -y NAMES adds a line of system time (wait4's ru_stime, the descendants it
+ * waited for included) under those workloads' rows.
+ *
+ * Each run's $LABBENCH_METRICS names an empty file; a workload may append
+ * "NAME VALUE" lines to it (fork latency, VmPTE). Of the lines one run
+ * writes with one NAME the largest counts (the peak over the processes of a
+ * shell's workload); the median over the runs is shown under the row.
  *
  * Without -p both columns run glibc: a quick way to see how much two
  * identical columns differ on this machine, i.e. the noise floor.
@@ -46,9 +58,18 @@
 #define MAX_RUNS 1000
 #define SEPARATOR "::"
 #define STDERR_TAIL 8192	/* bytes of a failed run's stderr to show */
+#define MAX_METRICS 8		/* figures reported per workload */
+#define METRIC_NAME 40
+#define MAX_RUN_COUNTS 16	/* -r options */
 
 enum { GLIBC, PRELOAD, NALLOC };
 enum wstate { ST_PENDING, ST_DONE, ST_FAILED, ST_SKIPPED };
+
+/* A figure a workload reported: per allocator, per run (NAN: not reported). */
+struct metric {
+	char name[METRIC_NAME];
+	double *v[NALLOC];
+};
 
 struct workload {
 	const char *name;
@@ -56,13 +77,19 @@ struct workload {
 	int nenv;
 	char **argv;		/* the command, NULL-terminated */
 	enum wstate state;
+	int runs;		/* -n, or this workload's -r */
+	int show_sys;		/* named in -y */
 	double *secs[NALLOC];	/* per run, filled in run order */
 	double *mib[NALLOC];
+	double *sys[NALLOC];	/* system time, s */
+	struct metric metric[MAX_METRICS];
+	int nmetrics;
 	int done;		/* runs completed under both allocators */
 	/* Why it failed: under which allocator, in which run, wait status. */
 	int fail_alloc, fail_run, fail_status;	/* status -1: timeout */
 	off_t fail_offset;	/* where that run's stderr starts in the file */
 	char errpath[PATH_MAX];
+	char metpath[PATH_MAX];	/* $LABBENCH_METRICS of its runs */
 };
 
 struct options {
@@ -71,6 +98,9 @@ struct options {
 	const char *label;
 	unsigned timeout;
 	const char *only;	/* comma-separated names, or NULL: all */
+	const char *sys_names;	/* -y: comma-separated, or NULL */
+	const char *run_counts[MAX_RUN_COUNTS];	/* -r NAME=RUNS */
+	int nrun_counts;
 	int keep;
 };
 
@@ -100,7 +130,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: labbench [-n RUNS] [-p PRELOAD.so] [-l LABEL] [-t TIMEOUT_S]\n"
-		"                [-w NAME,NAME...] [-k]\n"
+		"                [-w NAME,NAME...] [-k] [-r NAME=RUNS]... [-y NAME,NAME...]\n"
 		"                -- NAME [VAR=VALUE...] COMMAND [ARG...] [:: NAME ...]...\n");
 	exit(2);
 }
@@ -137,8 +167,46 @@ static int listed(const char *list, const char *name)
 	}
 }
 
+static unsigned long parse_number(const char *s, unsigned long max)
+{
+	char *end;
+
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v == 0 || v > max || s[0] == '-') {
+		fprintf(stderr, "labbench: bad number '%s' (1..%lu)\n", s, max);
+		exit(2);
+	}
+	return v;
+}
+
+/* A zeroed array of one double per run. */
+static double *per_run(int runs)
+{
+	double *v = calloc((size_t)runs, sizeof(double));
+
+	if (!v)
+		die("calloc");
+	return v;
+}
+
+/* How many runs workload `name` gets: its -r NAME=RUNS, else -n. */
+static int runs_for(const struct options *o, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (int i = 0; i < o->nrun_counts; i++) {
+		const char *rc = o->run_counts[i];
+
+		if (strncmp(rc, name, len) == 0 && rc[len] == '=')
+			return (int)parse_number(rc + len + 1, MAX_RUNS);
+	}
+	return o->runs;
+}
+
 /* words[0..count) is one workload: NAME [VAR=VALUE...] COMMAND [ARG...]. */
-static void parse_one(struct workload *w, char **words, int count, int runs)
+static void parse_one(struct workload *w, char **words, int count,
+		      const struct options *o)
 {
 	int k = 1;
 
@@ -153,11 +221,12 @@ static void parse_one(struct workload *w, char **words, int count, int runs)
 	w->env = words + 1;
 	w->nenv = k - 1;
 	w->argv = words + k;
+	w->runs = runs_for(o, w->name);
+	w->show_sys = o->sys_names && listed(o->sys_names, w->name);
 	for (int a = 0; a < NALLOC; a++) {
-		w->secs[a] = calloc((size_t)runs, sizeof(double));
-		w->mib[a] = calloc((size_t)runs, sizeof(double));
-		if (!w->secs[a] || !w->mib[a])
-			die("calloc");
+		w->secs[a] = per_run(w->runs);
+		w->mib[a] = per_run(w->runs);
+		w->sys[a] = per_run(w->runs);
 	}
 }
 
@@ -165,8 +234,8 @@ static void parse_one(struct workload *w, char **words, int count, int runs)
  * Split argv[first..argc) into workloads at each "::". The separators are
  * overwritten with NULL, which ends each command's argv in place.
  */
-static int parse_workloads(int argc, char **argv, int first, int runs,
-			   struct workload **out)
+static int parse_workloads(int argc, char **argv, int first,
+			   const struct options *o, struct workload **out)
 {
 	int n = 1;
 
@@ -181,15 +250,45 @@ static int parse_workloads(int argc, char **argv, int first, int runs,
 		while (end < argc && strcmp(argv[end], SEPARATOR) != 0)
 			end++;
 		argv[end] = NULL;	/* argv[argc] is NULL already */
-		parse_one(&w[k], argv + i, end - i, runs);
+		parse_one(&w[k], argv + i, end - i, o);
 		i = end + 1;
 	}
 	*out = w;
 	return n;
 }
 
+/* Is there a workload called name[0..len)? */
+static int known(const struct workload *w, int n, const char *name, size_t len)
+{
+	for (int i = 0; i < n; i++)
+		if (strlen(w[i].name) == len && strncmp(w[i].name, name, len) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * A misspelt name in -w, -y or -r would otherwise just change the table
+ * quietly: each name in the comma-separated list must be a workload's.
+ */
+static void check_names(const struct workload *w, int n, const char *list,
+			char opt, char stop)
+{
+	for (const char *p = list; *p; p++) {
+		const char *end = strchrnul(p, stop);
+
+		if (!known(w, n, p, (size_t)(end - p))) {
+			fprintf(stderr, "labbench: -%c: no workload named '%.*s'\n",
+				opt, (int)(end - p), p);
+			exit(2);
+		}
+		if (*end == '\0' || stop != ',')
+			break;
+		p = end;
+	}
+}
+
 /* Keep only the workloads named in -w, complaining about unknown names. */
-static int select_workloads(struct workload *w, int n, const char *only)
+static int select_workloads(struct workload *w, int n, const struct options *o)
 {
 	int kept = 0;
 
@@ -201,42 +300,17 @@ static int select_workloads(struct workload *w, int n, const char *only)
 					w[i].name);
 				exit(2);
 			}
-	if (!only)
+	if (o->sys_names)
+		check_names(w, n, o->sys_names, 'y', ',');
+	for (int i = 0; i < o->nrun_counts; i++)
+		check_names(w, n, o->run_counts[i], 'r', '=');
+	if (!o->only)
 		return n;
-	/* A misspelt name in -w would otherwise just shorten the table. */
-	for (const char *p = only; *p; p++) {
-		const char *end = strchrnul(p, ',');
-		int found = 0;
-
-		for (int i = 0; i < n && !found; i++)
-			found = strlen(w[i].name) == (size_t)(end - p) &&
-				strncmp(w[i].name, p, (size_t)(end - p)) == 0;
-		if (!found) {
-			fprintf(stderr, "labbench: -w: no workload named '%.*s'\n",
-				(int)(end - p), p);
-			exit(2);
-		}
-		if (*end == '\0')
-			break;
-		p = end;
-	}
+	check_names(w, n, o->only, 'w', ',');
 	for (int i = 0; i < n; i++)
-		if (listed(only, w[i].name))
+		if (listed(o->only, w[i].name))
 			w[kept++] = w[i];
 	return kept;
-}
-
-static unsigned long parse_number(const char *s, unsigned long max)
-{
-	char *end;
-
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v == 0 || v > max || s[0] == '-') {
-		fprintf(stderr, "labbench: bad number '%s' (1..%lu)\n", s, max);
-		exit(2);
-	}
-	return v;
 }
 
 /*
@@ -267,7 +341,7 @@ static int parse_args(int argc, char **argv, struct options *o,
 	int c;
 
 	*o = (struct options){ .runs = 5, .timeout = 60 };
-	while ((c = getopt(argc, argv, "+n:p:l:t:w:k")) != -1) {
+	while ((c = getopt(argc, argv, "+n:p:l:t:w:kr:y:")) != -1) {
 		switch (c) {
 		case 'n': o->runs = (int)parse_number(optarg, MAX_RUNS); break;
 		case 'p': o->preload = optarg; break;
@@ -275,6 +349,13 @@ static int parse_args(int argc, char **argv, struct options *o,
 		case 't': o->timeout = (unsigned)parse_number(optarg, 86400); break;
 		case 'w': o->only = optarg; break;
 		case 'k': o->keep = 1; break;
+		case 'r':
+			if (o->nrun_counts == MAX_RUN_COUNTS || !strchr(optarg, '='))
+				usage();
+			parse_number(strchr(optarg, '=') + 1, MAX_RUNS);	/* checked now */
+			o->run_counts[o->nrun_counts++] = optarg;
+			break;
+		case 'y': o->sys_names = optarg; break;
 		default: usage();
 		}
 	}
@@ -285,8 +366,8 @@ static int parse_args(int argc, char **argv, struct options *o,
 	if (!o->label)
 		o->label = o->preload ? "labyrinth" : "glibc#2";
 	alloc_name[PRELOAD] = o->label;
-	int n = parse_workloads(argc, argv, optind, o->runs, w);
-	return select_workloads(*w, n, o->only);
+	int n = parse_workloads(argc, argv, optind, o, w);
+	return select_workloads(*w, n, o);
 }
 
 /* ---------------------------------------------------------------- running */
@@ -339,22 +420,51 @@ static int find_program(const char *cmd)
 	}
 }
 
+/*
+ * The child's LD_PRELOAD: the allocator under test (none for glibc), then
+ * the helpers the workload's own LD_PRELOAD= assignments name, so that a
+ * helper never replaces the allocator. NULL: none at all.
+ */
+static char *child_preload(const struct workload *w, int alloc,
+			   const struct options *o)
+{
+	static const char key[] = "LD_PRELOAD=";
+	char *list = NULL;
+
+	if (alloc == PRELOAD && o->preload)
+		list = strdup(o->preload);
+	for (int i = 0; i < w->nenv; i++) {
+		char *more = NULL;
+
+		if (strncmp(w->env[i], key, sizeof(key) - 1) != 0)
+			continue;
+		if (asprintf(&more, "%s%s%s", list ? list : "", list ? " " : "",
+			     w->env[i] + sizeof(key) - 1) < 0)
+			_exit(126);
+		free(list);
+		list = more;
+	}
+	return list;
+}
+
 /* In the child: wire up fds and environment, then become the workload. */
 static void exec_child(const struct workload *w, int alloc,
 		       const struct options *o, int errfd)
 {
 	int null = open("/dev/null", O_RDWR);
+	char *preload = child_preload(w, alloc, o);
 
 	/* Its own process group, so a timeout can kill gcc's cc1 as well. */
 	setpgid(0, 0);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(errfd, 2) < 0)
 		_exit(126);
-	if (alloc == PRELOAD && o->preload)
-		setenv("LD_PRELOAD", o->preload, 1);
-	else
-		unsetenv("LD_PRELOAD");
 	for (int i = 0; i < w->nenv; i++)
 		putenv(w->env[i]);
+	if (preload)
+		setenv("LD_PRELOAD", preload, 1);
+	else
+		unsetenv("LD_PRELOAD");
+	setenv("LABBENCH_METRICS", w->metpath, 1);
 	execvp(w->argv[0], w->argv);
 	dprintf(2, "labbench: cannot run %s: %s\n", w->argv[0], strerror(errno));
 	_exit(127);
@@ -365,7 +475,7 @@ static void exec_child(const struct workload *w, int alloc,
  * the timeout and was killed.
  */
 static int run_once(const struct workload *w, int alloc, const struct options *o,
-		    int errfd, double *secs, double *mib)
+		    int errfd, int r)
 {
 	struct rusage ru;
 	int status;
@@ -387,8 +497,9 @@ static int run_once(const struct workload *w, int alloc, const struct options *o
 	}
 	double t1 = now();
 	alarm(0);
-	*secs = t1 - t0;
-	*mib = (double)ru.ru_maxrss / 1024.0;	/* ru_maxrss is in KiB */
+	w->secs[alloc][r] = t1 - t0;
+	w->mib[alloc][r] = (double)ru.ru_maxrss / 1024.0;	/* ru_maxrss is in KiB */
+	w->sys[alloc][r] = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 	if (timed_out) {
 		kill(-pid, SIGKILL);	/* leftovers of the group, if any */
 		return -1;
@@ -396,7 +507,10 @@ static int run_once(const struct workload *w, int alloc, const struct options *o
 	return status;
 }
 
-/* Each workload's stderr file is named after it, made safe for a path. */
+/*
+ * Each workload's files (stderr, metrics) are named after it, made safe for
+ * a path.
+ */
 static int open_errfile(struct workload *w, const char *dir)
 {
 	char safe[64];
@@ -410,11 +524,57 @@ static int open_errfile(struct workload *w, const char *dir)
 	}
 	safe[i] = '\0';
 	snprintf(w->errpath, sizeof(w->errpath), "%s/%s.stderr", dir, safe);
+	snprintf(w->metpath, sizeof(w->metpath), "%s/%s.metrics", dir, safe);
 	int fd = open(w->errpath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
 		      0600);
 	if (fd < 0)
 		die(w->errpath);
 	return fd;
+}
+
+/* The figure called name[0..len), added (all runs NAN) if it is new. */
+static struct metric *find_metric(struct workload *w, const char *name, size_t len)
+{
+	for (int i = 0; i < w->nmetrics; i++)
+		if (strlen(w->metric[i].name) == len &&
+		    strncmp(w->metric[i].name, name, len) == 0)
+			return &w->metric[i];
+	if (w->nmetrics == MAX_METRICS || len >= METRIC_NAME)
+		return NULL;	/* dropped: the table has room for so many */
+	struct metric *m = &w->metric[w->nmetrics++];
+	memcpy(m->name, name, len);
+	m->name[len] = '\0';
+	for (int a = 0; a < NALLOC; a++) {
+		m->v[a] = per_run(w->runs);
+		for (int r = 0; r < w->runs; r++)
+			m->v[a][r] = NAN;
+	}
+	return m;
+}
+
+/*
+ * The "NAME VALUE" lines run r wrote to $LABBENCH_METRICS. Of several
+ * processes' lines with one NAME, the largest value counts.
+ */
+static void read_metrics(struct workload *w, int alloc, int r)
+{
+	FILE *f = fopen(w->metpath, "r");
+	char line[256];
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		size_t len = strcspn(line, " \t\n");
+		char *end;
+		double v = strtod(line + len, &end);
+		struct metric *m;
+
+		if (len == 0 || end == line + len || !(m = find_metric(w, line, len)))
+			continue;
+		if (isnan(m->v[alloc][r]) || v > m->v[alloc][r])
+			m->v[alloc][r] = v;
+	}
+	fclose(f);
 }
 
 /* Run r of one allocator; on failure record why. Returns 0 on success. */
@@ -424,8 +584,15 @@ static int run_logged(struct workload *w, int alloc, int r,
 	if (interrupted)
 		return 0;
 	off_t start = lseek(fd, 0, SEEK_END);
-	dprintf(fd, "==== %s, run %d of %d ====\n", alloc_name[alloc], r + 1, o->runs);
-	int st = run_once(w, alloc, o, fd, &w->secs[alloc][r], &w->mib[alloc][r]);
+	dprintf(fd, "==== %s, run %d of %d ====\n", alloc_name[alloc], r + 1, w->runs);
+	/* Empty, so that the run's figures are its own. */
+	int mfd = open(w->metpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (mfd < 0)
+		die(w->metpath);
+	close(mfd);
+	int st = run_once(w, alloc, o, fd, r);
+	if (st == 0 && !interrupted)
+		read_metrics(w, alloc, r);
 	if (st == 0 || interrupted)
 		return 0;
 	w->state = ST_FAILED;
@@ -448,7 +615,7 @@ static void run_workload(struct workload *w, const struct options *o,
 		return;
 	}
 	int fd = open_errfile(w, dir);
-	for (int r = 0; r < o->runs && !interrupted; r++) {
+	for (int r = 0; r < w->runs && !interrupted; r++) {
 		int first = r % 2 ? PRELOAD : GLIBC;
 
 		if (run_logged(w, first, r, o, fd) ||
@@ -486,13 +653,30 @@ static double median(const double *v, int n)
  * a shared machine then falls on both halves of one pair, where a ratio of
  * the two columns' medians would compare runs made minutes apart.
  */
-static double paired_ratio(const struct workload *w)
+static double paired(double *const v[NALLOC], int n)
 {
 	double r[MAX_RUNS];
 
-	for (int i = 0; i < w->done; i++)
-		r[i] = w->secs[PRELOAD][i] / w->secs[GLIBC][i];
-	return median(r, w->done);
+	for (int i = 0; i < n; i++)
+		r[i] = v[PRELOAD][i] / v[GLIBC][i];
+	return median(r, n);
+}
+
+static double paired_ratio(const struct workload *w)
+{
+	return paired(w->secs, w->done);
+}
+
+/* The median of the runs that reported a figure (NAN: none did). */
+static double median_reported(const double *v, int n)
+{
+	double have[MAX_RUNS];
+	int k = 0;
+
+	for (int i = 0; i < n; i++)
+		if (!isnan(v[i]))
+			have[k++] = v[i];
+	return k ? median(have, k) : NAN;
 }
 
 #define ROW_FMT "%-*s %10s %10s %8s   %10s %10s %8s\n"
@@ -544,6 +728,48 @@ static void describe_status(const struct workload *w, unsigned timeout,
 		snprintf(buf, len, "wait status %#x", st);
 }
 
+/* A figure in a 10-wide column, with as many decimals as its size needs. */
+static const char *figure(char *buf, size_t len, double v)
+{
+	if (isnan(v))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.*f", fabs(v) >= 100 ? 0 : fabs(v) >= 10 ? 1 : 3, v);
+	return buf;
+}
+
+/*
+ * One line under a row: glibc, the allocator and their ratio in the time
+ * columns; for a size (a name ending in _kB), the allocator's excess over
+ * glibc in the RSS columns, which is what "extra resident memory" asks for.
+ */
+static void print_figure(const char *label, double g, double l, double ratio, int size)
+{
+	char gb[24], lb[24];
+
+	printf("  %-*s %10s %10s %7.2fx", name_width - 2, label, figure(gb, sizeof(gb), g),
+	       figure(lb, sizeof(lb), l), ratio);
+	if (size && !isnan(g) && !isnan(l))
+		printf("   %+10.0f kB (%s - glibc)", l - g, alloc_name[PRELOAD]);
+	putchar('\n');
+}
+
+/* The lines under a row: system time (-y), then what the workload reported. */
+static void print_figures(const struct workload *w)
+{
+	if (w->show_sys)
+		print_figure("sys time (s)", median(w->sys[GLIBC], w->done),
+			     median(w->sys[PRELOAD], w->done), paired(w->sys, w->done), 0);
+	for (int i = 0; i < w->nmetrics; i++) {
+		const struct metric *m = &w->metric[i];
+		double g = median_reported(m->v[GLIBC], w->done);
+		double l = median_reported(m->v[PRELOAD], w->done);
+		size_t len = strlen(m->name);
+
+		print_figure(m->name, g, l, l / g, len > 3 && strcmp(m->name + len - 3, "_kB") == 0);
+	}
+}
+
 static void print_row(const struct workload *w, const struct options *o)
 {
 	char why[128];
@@ -553,15 +779,19 @@ static void print_row(const struct workload *w, const struct options *o)
 	} else if (w->state == ST_FAILED) {
 		describe_status(w, o->timeout, why, sizeof(why));
 		printf("%-*s FAILED under %s, run %d of %d: %s\n", name_width, w->name,
-		       alloc_name[w->fail_alloc], w->fail_run, o->runs, why);
+		       alloc_name[w->fail_alloc], w->fail_run, w->runs, why);
 	} else if (w->state == ST_DONE) {
 		double t0 = median(w->secs[GLIBC], w->done);
 		double t1 = median(w->secs[PRELOAD], w->done);
 		double m0 = median(w->mib[GLIBC], w->done);
 		double m1 = median(w->mib[PRELOAD], w->done);
 
-		printf("%-*s %10.3f %10.3f %7.2fx   %10.1f %10.1f %7.2fx\n",
+		printf("%-*s %10.3f %10.3f %7.2fx   %10.1f %10.1f %7.2fx",
 		       name_width, w->name, t0, t1, paired_ratio(w), m0, m1, m1 / m0);
+		if (w->runs != o->runs)
+			printf("  [%d run%s]", w->runs, w->runs == 1 ? "" : "s");
+		putchar('\n');
+		print_figures(w);
 	}
 	fflush(stdout);
 }
@@ -658,8 +888,10 @@ static void finish_dir(const char *dir, const struct workload *w, int n, int kee
 		return;
 	}
 	for (int i = 0; i < n; i++)
-		if (w[i].errpath[0])
+		if (w[i].errpath[0]) {
 			unlink(w[i].errpath);
+			unlink(w[i].metpath);
+		}
 	rmdir(dir);
 }
 

@@ -6,7 +6,7 @@
 # build them; the bench target asks for them.
 
 EXTRA_PROGRAMS += bench/labbench bench/churn bench/xfree bench/realloc \
-	bench/fastpath bench/footprint bench/scale bench/pagebench
+	bench/fastpath bench/footprint bench/scale bench/pagebench bench/forkgrown
 
 bench_labbench_SOURCES = bench/labbench.c
 bench_labbench_LDADD = -lm
@@ -33,6 +33,18 @@ bench_footprint_LDADD = -lpthread
 bench_scale_SOURCES = bench/scale.c bench/benchutil.h
 bench_scale_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
 bench_scale_LDADD = -lpthread
+bench_forkgrown_SOURCES = bench/forkgrown.c bench/benchutil.h
+bench_forkgrown_CFLAGS = $(BENCH_WORKLOAD_CFLAGS)
+bench_forkgrown_LDADD = -lpthread
+
+# The exit-status helper preload (bench/statexit.c): loaded after the
+# allocator, it reports each program's VmPTE and VmRSS at exit. A plain
+# shared object, not a libtool one: it is never installed, and without the
+# sanitizer flags of AM_CFLAGS, since a preload cannot carry ASan.
+bench/statexit.so: $(srcdir)/bench/statexit.c
+	@$(MKDIR_P) bench
+	$(AM_V_CC)$(CC) -std=gnu11 -Wall -Wextra $(WERROR_CFLAGS) $(CFLAGS) -O2 -fPIC \
+		-shared -o $@ $(srcdir)/bench/statexit.c
 
 # The page API's latency and throughput: linked to the API library itself
 # (`make pagebench`, then bench/pagebench; not part of the make bench table).
@@ -46,23 +58,26 @@ pagebench: bench/pagebench$(EXEEXT)
 EXTRA_DIST += bench/pagebench.c bench/README.md bench/run.sh bench/alloc.py bench/sqlite.sql \
 	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
 	bench/xfree.c bench/realloc.c bench/fastpath.c bench/footprint.c bench/scale.c \
-	bench/redis.sh
+	bench/redis.sh bench/forkgrown.c bench/statexit.c bench/forkshell.sh bench/autoproj.sh \
+	bench/syscalls.sh
 
 # Automake cleans the programs it installs, not EXTRA_PROGRAMS.
 CLEANFILES += bench/labbench$(EXEEXT) bench/churn$(EXEEXT) bench/xfree$(EXEEXT) \
 	bench/realloc$(EXEEXT) bench/fastpath$(EXEEXT) bench/footprint$(EXEEXT) \
-	bench/scale$(EXEEXT) bench/pagebench$(EXEEXT)
+	bench/scale$(EXEEXT) bench/pagebench$(EXEEXT) bench/forkgrown$(EXEEXT) \
+	bench/statexit.so
 
-# BENCH_RUNS, BENCH_ONLY and BENCH_TIMEOUT reach run.sh whether they are set
+# BENCH_RUNS, BENCH_ONLY, BENCH_TIMEOUT and BENCH_SLOW_RUNS reach run.sh whether they are set
 # in the environment or on the command line (`make bench BENCH_RUNS=3`).
 BENCH_PRELOAD = $(abs_top_builddir)/preload/.libs/liblabyrinth-preload.so
 
 .PHONY: bench
 bench: preload/liblabyrinth-preload.la bench/labbench$(EXEEXT) \
 		bench/churn$(EXEEXT) bench/xfree$(EXEEXT) bench/realloc$(EXEEXT) \
-		bench/fastpath$(EXEEXT) bench/footprint$(EXEEXT) bench/scale$(EXEEXT)
+		bench/fastpath$(EXEEXT) bench/footprint$(EXEEXT) bench/scale$(EXEEXT) \
+		bench/forkgrown$(EXEEXT) bench/statexit.so
 	$(AM_V_at)BENCH_RUNS="$(BENCH_RUNS)" BENCH_ONLY="$(BENCH_ONLY)" \
-	BENCH_TIMEOUT="$(BENCH_TIMEOUT)" \
+	BENCH_TIMEOUT="$(BENCH_TIMEOUT)" BENCH_SLOW_RUNS="$(BENCH_SLOW_RUNS)" \
 	$(SHELL) $(srcdir)/bench/run.sh -p "$(BENCH_PRELOAD)" \
 		-s "$(abs_top_srcdir)" -b "$(abs_top_builddir)"
 
