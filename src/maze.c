@@ -537,12 +537,6 @@ static bool maze_map(struct maze *m, size_t total)
 		return false;
 	m->base = (char *)(((uintptr_t)m->reserved + SPAN_BYTES - 1) & ~(SPAN_BYTES - 1));
 	m->bytes = total;
-	/* One page of the slack, faulted once, gives the reservation an
-	 * anon_vma before it is ever split, so every piece of it shares that
-	 * one: rooms opened apart then merge into one mapping when the spans
-	 * between them are lit. Without it each piece faulted alone gets its
-	 * own, and neighbours that do not share one never merge. */
-	os_share_anon(m->base > m->reserved ? m->reserved : m->base + total);
 	return true;
 }
 

@@ -97,11 +97,36 @@ static bool light_span(struct maze *m, const struct wing *w, char *s)
 	return true;
 }
 
+/*
+ * Spans lit apart get an anon_vma each when first written (their neighbours,
+ * PROT_NONE, have none to share), and neighbours with different ones never
+ * merge: a busy wing would cost a mapping per span it lit alone. So before
+ * a wing lights its spans, one page in each PROT_NONE piece of its extent
+ * (the gaps between its islands) is faulted and given back: the piece keeps
+ * the anon_vma, and every span lit in it later shares that. Not done at
+ * start-up: a PROT_NONE piece with an anon_vma costs each fork a little
+ * (2.5 µs measured), and most processes never light a wing.
+ */
+static void share_anon(struct maze *m, const struct wing *w, char *ext_end)
+{
+	char *at = cell_addr(w, 0), *a, *b;
+	if (atomic_load_explicit(&m->stale_lit, memory_order_relaxed))
+		return;         /* a gap may hold marked pages, which a write would hit */
+	while (at < ext_end && next_open(w, at, ext_end, &a, &b)) {
+		if (a > at)
+			os_share_anon(at);
+		at = b;
+	}
+	if (at < ext_end)
+		os_share_anon(at);
+}
+
 void span_light_wing(struct maze *m, struct wing *w)
 {
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
 	char *at = cell_addr(w, 0), *end = cell_addr(w, ext), *a, *b;
 	char *lit_to = span_floor(at);          /* spans below it are lit */
+	share_anon(m, w, end);
 	while (at < end && next_open(w, at, end, &a, &b)) {
 		char *s = span_floor(a) > lit_to ? span_floor(a) : lit_to;
 		for (; s < b; s += SPAN_BYTES) {
