@@ -119,9 +119,10 @@ static const struct sock_filter wx_filter[] = {
 	ALLOW,
 };
 
-/* A process may start with READ_IMPLIES_EXEC (setarch -X, inherited
- * through execve): then every readable mapping made from now on, the heap
- * included, would be executable. Clear it before the filter forbids that. */
+/* With READ_IMPLIES_EXEC every readable mapping made from now on, the heap
+ * included, would be executable. A constructor that ran before ours may
+ * have set it (execve of a 64-bit program clears it on x86-64; other
+ * architectures keep what setarch -X set): clear it while we still may. */
 static int clear_read_implies_exec(void)
 {
 	int persona = personality(0xffffffff);
