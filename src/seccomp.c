@@ -30,8 +30,10 @@
 #include "report.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -133,6 +135,53 @@ static int clear_read_implies_exec(void)
 	return 0;
 }
 
+/* One line of /proc/self/maps, "lo-hi rwxp ...": if it is writable and
+ * executable, keep only its read and write rights. */
+static void drop_exec_if_writable(const char *line)
+{
+	char *end;
+	unsigned long lo = strtoul(line, &end, 16);
+	if (*end != '-')
+		return;
+	unsigned long hi = strtoul(end + 1, &end, 16);
+	if (*end != ' ' || end[2] != 'w' || end[3] != 'x')
+		return;
+	mprotect((void *)lo, hi - lo, PROT_WRITE | (end[1] == 'r' ? PROT_READ : 0));
+}
+
+/* Memory the kernel made writable and executable at execve, where no filter
+ * sees it (the stack of a program linked with an executable stack, a
+ * segment marked RWX), would stay so. No stdio: this may run before the
+ * heap. The buffer holds a whole line (a path is at most PATH_MAX). */
+static void drop_wx_mappings(void)
+{
+	char buf[8192];
+	size_t have = 0;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (;;) {
+		ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = 0;
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = 0;
+			drop_exec_if_writable(line);
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+		if (have == sizeof buf - 1)
+			have = 0;       /* no such line: give up on it */
+	}
+	close(fd);
+}
+
 int seccomp_lock_wx(void)
 {
 	struct sock_fprog prog = {
@@ -142,6 +191,7 @@ int seccomp_lock_wx(void)
 	int rc = clear_read_implies_exec();
 	if (rc != 0)
 		return rc;
+	drop_wx_mappings();
 	/* Without no_new_privs an unprivileged process may not install a
 	 * filter; it also keeps a set-uid child from shedding it. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)

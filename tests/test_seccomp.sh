@@ -45,6 +45,14 @@ attack file-shared "mmap: Operation not permitted" \
 attack file-private "mmap: Operation not permitted" \
 	"a private read-write-execute mapping of a file opened for writing" "$tmp/code"
 attack memfd "mmap: Operation not permitted" "a read-write-execute mapping of a memfd"
+if command -v gcc >/dev/null 2>&1 &&
+	gcc -O1 -z execstack "$(dirname "$0")/wx_probe.c" -o "$tmp/wx_execstack" 2>/dev/null; then
+	probe=$tmp/wx_execstack attack stack "not executable" \
+		"code on the stack of a program linked with an executable stack"
+else
+	skip "a program linked with an executable stack (no gcc)"
+	skip "a program linked with an executable stack (no gcc)"
+fi
 out=$(wx "$probe" personality-other 2>&1)
 check '[ "$out" = allowed ]' "personality queries and other flags still work under the filter" "'$out'"
 

@@ -115,6 +115,14 @@ static int attack_memfd(void)
 	return p == MAP_FAILED ? fail("mmap") : run(p, p);
 }
 
+/* Built with -z execstack, the kernel maps the stack writable and
+ * executable at execve: no mmap or mprotect a filter could see. */
+static int stack_code(void)
+{
+	char buf[64] __attribute__((aligned(16)));
+	return run(buf, buf);
+}
+
 /* Queries and other flags must still work under the filter. */
 static int personality_other(void)
 {
@@ -156,11 +164,13 @@ int main(int argc, char **argv)
 		return attack_file(argv[2], MAP_PRIVATE);
 	if (strcmp(mode, "memfd") == 0)
 		return attack_memfd();
+	if (strcmp(mode, "stack") == 0)
+		return stack_code();
 	if (strcmp(mode, "personality-other") == 0)
 		return personality_other();
 	if (strcmp(mode, "x32") == 0)
 		return x32_getpid();
 	fprintf(stderr, "usage: wx_probe personality-mmap|personality-heap|dev-zero|"
-		"file-shared FILE|file-private FILE|memfd|personality-other|x32\n");
+		"file-shared FILE|file-private FILE|memfd|stack|personality-other|x32\n");
 	return 2;
 }
