@@ -45,6 +45,8 @@ attack file-shared "mmap: Operation not permitted" \
 attack file-private "mmap: Operation not permitted" \
 	"a private read-write-execute mapping of a file opened for writing" "$tmp/code"
 attack memfd "mmap: Operation not permitted" "a read-write-execute mapping of a memfd"
+attack shm "shmat: Operation not permitted" \
+	"System V shared memory attached read-write and again with SHM_EXEC"
 if command -v gcc >/dev/null 2>&1 &&
 	gcc -O1 -z execstack "$(dirname "$0")/wx_probe.c" -o "$tmp/wx_execstack" 2>/dev/null; then
 	probe=$tmp/wx_execstack attack stack "not executable" \

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -115,6 +116,21 @@ static int attack_memfd(void)
 	return p == MAP_FAILED ? fail("mmap") : run(p, p);
 }
 
+/* System V shared memory attached twice: written through one attachment,
+ * run through the other. */
+static int attack_shm(void)
+{
+	int id = shmget(IPC_PRIVATE, PAGE, IPC_CREAT | 0600);
+	if (id < 0)
+		return fail("shmget");
+	void *w = shmat(id, NULL, 0);
+	void *x = shmat(id, NULL, SHM_RDONLY | SHM_EXEC);
+	shmctl(id, IPC_RMID, NULL);
+	if (w == (void *)-1 || x == (void *)-1)
+		return fail("shmat");
+	return run(w, x);
+}
+
 /* Built with -z execstack, the kernel maps the stack writable and
  * executable at execve: no mmap or mprotect a filter could see. */
 static int stack_code(void)
@@ -164,6 +180,8 @@ int main(int argc, char **argv)
 		return attack_file(argv[2], MAP_PRIVATE);
 	if (strcmp(mode, "memfd") == 0)
 		return attack_memfd();
+	if (strcmp(mode, "shm") == 0)
+		return attack_shm();
 	if (strcmp(mode, "stack") == 0)
 		return stack_code();
 	if (strcmp(mode, "personality-other") == 0)
@@ -171,6 +189,6 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "x32") == 0)
 		return x32_getpid();
 	fprintf(stderr, "usage: wx_probe personality-mmap|personality-heap|dev-zero|"
-		"file-shared FILE|file-private FILE|memfd|stack|personality-other|x32\n");
+		"file-shared FILE|file-private FILE|memfd|shm|stack|personality-other|x32\n");
 	return 2;
 }
