@@ -135,24 +135,30 @@ static int clear_read_implies_exec(void)
 	return 0;
 }
 
-/* One line of /proc/self/maps, "lo-hi rwxp ...": if it is writable and
- * executable, keep only its read and write rights. */
+/* One line of /proc/self/maps, "lo-hi rwxp offset dev inode path": if it
+ * is anonymous (inode 0), writable and executable, keep only its read and
+ * write rights. A file's writable, executable segment holds the program's
+ * code: taking its execute right would crash the program, so it stays. */
 static void drop_exec_if_writable(const char *line)
 {
-	char *end;
+	char *end, *perms;
 	unsigned long lo = strtoul(line, &end, 16);
 	if (*end != '-')
 		return;
-	unsigned long hi = strtoul(end + 1, &end, 16);
-	if (*end != ' ' || end[2] != 'w' || end[3] != 'x')
+	unsigned long hi = strtoul(end + 1, &perms, 16);
+	if (*perms != ' ' || perms[2] != 'w' || perms[3] != 'x')
 		return;
-	mprotect((void *)lo, hi - lo, PROT_WRITE | (end[1] == 'r' ? PROT_READ : 0));
+	strtoul(perms + 5, &end, 16);                   /* offset */
+	end = strchr(end + 1, ' ');                     /* past the device */
+	if (!end || strtoul(end, NULL, 10) != 0)        /* the inode */
+		return;
+	mprotect((void *)lo, hi - lo, PROT_WRITE | (perms[1] == 'r' ? PROT_READ : 0));
 }
 
 /* Memory the kernel made writable and executable at execve, where no filter
- * sees it (the stack of a program linked with an executable stack, a
- * segment marked RWX), would stay so. No stdio: this may run before the
- * heap. The buffer holds a whole line (a path is at most PATH_MAX). */
+ * sees it (the stack of a program linked with an executable stack), would
+ * stay so. No stdio: this may run before the heap. The buffer holds a
+ * whole line (a path is at most PATH_MAX). */
 static void drop_wx_mappings(void)
 {
 	char buf[8192];
