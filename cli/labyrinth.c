@@ -29,7 +29,7 @@ static const struct option_var {
 	{ "--stats", "LABYRINTH_STATS", "1", "a summary on stderr at exit" },
 	{ "--stats", "LABYRINTH_STATS", NULL, "json:FILE: the summary as JSON in FILE" },
 	{ "--map", "LABYRINTH_MAP", NULL, "FILE.svg: the heap map at exit and on SIGUSR2" },
-	{ "--seccomp", "LABYRINTH_SECCOMP", "wx", "refuse to make anonymous memory executable" },
+	{ "--seccomp", "LABYRINTH_SECCOMP", "wx", "refuse writable, executable memory" },
 	{ "--no-canary", "LABYRINTH_CANARY", "0", "no canary after allocations" },
 	{ "--no-zero", "LABYRINTH_ZERO", "0", "do not zero freed slots" },
 	{ "--no-uaf-check", "LABYRINTH_UAF_CHECK", "0", "do not check reused slots" },

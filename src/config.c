@@ -63,8 +63,8 @@ const struct cfg_var config_vars[] = {
 	  "exit and on SIGUSR2; 0: off (costs a walk of the maze index per picture)" },
 	{ "LABYRINTH_SECCOMP", seccomp_words, 0, 1, CFG_SECCOMP_OFF,
 	  offsetof(struct config, seccomp),
-	  "wx: at start-up, install a seccomp filter that refuses (EPERM) to make "
-	  "anonymous memory executable; breaks JIT compilers" },
+	  "wx: at start-up, install a seccomp filter that refuses (EPERM) writable, "
+	  "executable memory and executable anonymous memory; breaks JIT compilers" },
 	{ "LABYRINTH_REPORT_FD", NULL, 0, 65535, 0,
 	  offsetof(struct config, report_fd),
 	  "N: also write every report line to file descriptor N, if it is the pipe it "
