@@ -39,7 +39,7 @@ static void walk_cells(struct wing *w, unsigned index, uint32_t ext,
 {
 	uint32_t room_pages = (uint32_t)(w->room_bytes / PAGE_SIZE);
 	for (uint32_t word = 0; word < (ext + 63) / 64; word++) {
-		for (uint64_t bits = w->cell_map[word]; bits; bits &= bits - 1) {
+		for (uint64_t bits = *map_word(w, word); bits; bits &= bits - 1) {
 			uint32_t cell = word * 64 + (uint32_t)__builtin_ctzll(bits);
 			if (cell >= ext)
 				break;

@@ -117,19 +117,6 @@ static void pages_close(struct maze *m, struct wing *w, char *p, size_t bytes)
 		span_close(m, w, p, p + bytes);
 }
 
-/* ---- the index -------------------------------------------------------- */
-
-static bool index_cover(char *region, size_t *mapped, size_t need)
-{
-	need = round_page(need);
-	if (need <= *mapped)
-		return true;
-	if (!os_protect_rw(region + *mapped, need - *mapped))
-		return false;
-	*mapped = need;
-	return true;
-}
-
 /* ---- extents ---------------------------------------------------------- */
 
 static uint32_t growth_target(const struct wing *w, uint32_t ext)
@@ -147,15 +134,32 @@ static uint32_t growth_target(const struct wing *w, uint32_t ext)
  * Grow the extent so that it is at most half full after one more room. Only
  * the index grows: the extent's pages stay PROT_NONE until rooms open.
  */
-static bool extent_grow(struct wing *w)
+/*
+ * A wing's first placement draws its key from the maze's epoch stream and,
+ * with it, the cell where its extent starts (at random in the wing's first
+ * quarter, so that one wing's addresses say little about another's). Not at
+ * start-up: keying all 230 wings cost every short process 70 µs of ChaCha.
+ */
+static void wing_first_use(struct maze *m, struct wing *w)
+{
+	pthread_mutex_lock(&m->epoch_lock);
+	rng_derive(&w->rng, &m->epoch_rng);
+	pthread_mutex_unlock(&m->epoch_lock);
+	w->epoch = epoch_now(m);
+	w->reseeds = atomic_load_explicit(&m->reseeds, memory_order_relaxed);
+	w->ext_lo = rng_below(&w->rng, w->cells / 4 + 1);
+	w->max_cells = w->cells - w->ext_lo;
+}
+
+static bool extent_grow(struct maze *m, struct wing *w)
 {
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
+	if (!w->max_cells)
+		wing_first_use(m, w);
 	if ((uint64_t)(w->live_cells + 1) * 2 <= ext || ext == w->max_cells)
 		return w->live_cells < ext;
 	uint32_t next = growth_target(w, ext);
-	/* One call covers the bitmap and the records, which follow it. */
-	size_t need = (size_t)(w->records - (char *)w->cell_map) + (size_t)next * w->record_bytes;
-	if (!index_cover((char *)w->cell_map, &w->index_mapped, need))
+	if (!index_grow(w, next))
 		return w->live_cells < ext;
 	atomic_store_explicit(&w->ext_cells, next, memory_order_release);
 	return true;
@@ -301,7 +305,7 @@ static void wing_go_lit(struct maze *m, struct wing *w)
 
 static uint32_t place_once(struct maze *m, struct wing *w, uint32_t pages, size_t align)
 {
-	if (!extent_grow(w))
+	if (!extent_grow(m, w))
 		return CELL_NONE;
 	if (markers_mode(m) && !w->lit &&
 	    (w->open_rooms >= WING_ISLANDS_MAX || over_island_budget_lit()))
@@ -474,15 +478,6 @@ static size_t wing_size(const struct wing_spec *s, size_t wing_bytes)
 	return round_up(cell * 4 > wing_bytes ? cell * 4 : wing_bytes, wing_bytes);
 }
 
-static size_t index_size(const struct wing_spec *s, size_t bytes)
-{
-	size_t cells = bytes / (s->room_bytes + PAGE_SIZE);
-	size_t rec = s->record_bytes + sizeof(struct cell_hdr);
-	rec = (rec + 7) & ~(size_t)7;
-	/* bitmap, records, guard page: the index grows with one call */
-	return round_page((cells + 63) / 64 * 8) + round_page(cells * rec) + PAGE_SIZE;
-}
-
 static bool meta_map(struct maze *m, size_t bytes)
 {
 	m->meta_bytes = round_page(bytes) + 2 * PAGE_SIZE;
@@ -497,8 +492,7 @@ static bool meta_map(struct maze *m, size_t bytes)
 	return true;
 }
 
-static void wing_setup(struct wing *w, const struct wing_spec *s, char *base,
-		       size_t bytes, char **index, bool index_rw, struct rng *rng)
+static void wing_setup(struct wing *w, const struct wing_spec *s, char *base, size_t bytes)
 {
 	w->base = base;
 	w->bytes = bytes;
@@ -513,17 +507,8 @@ static void wing_setup(struct wing *w, const struct wing_spec *s, char *base,
 	size_t cells = bytes / w->cell_bytes;
 	if (cells > UINT32_MAX / 2)
 		cells = UINT32_MAX / 2;
-	/* Start the extent at a random cell of the first quarter, so that
-	 * knowing one wing's addresses says little about another's. */
-	rng_derive(&w->rng, rng);
-	w->ext_lo = rng_below(&w->rng, (uint32_t)(cells / 4) + 1);
-	w->max_cells = (uint32_t)(cells - w->ext_lo);
+	w->cells = (uint32_t)cells;     /* keyed and placed at first use */
 	atomic_init(&w->ext_cells, 0);
-	w->cell_map = (uint64_t *)*index;
-	w->records = (char *)w->cell_map + round_page((cells + 63) / 64 * 8);
-	*index += index_size(s, bytes);
-	if (index_rw)
-		w->index_mapped = index_size(s, bytes) - PAGE_SIZE;
 	w->retired_head = CELL_NONE;
 	pthread_mutex_init(&w->lock, NULL);
 }
@@ -544,48 +529,37 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 		  size_t wing_bytes, enum guard_mode mode)
 {
 	memset(m, 0, sizeof *m);
-	size_t total = 0, index_total = PAGE_SIZE;
-	for (unsigned i = 0; i < n; i++) {
-		size_t b = wing_size(&specs[i], wing_bytes);
-		total += b;
-		index_total += index_size(&specs[i], b);
-	}
+	size_t total = 0;
+	for (unsigned i = 0; i < n; i++)
+		total += wing_size(&specs[i], wing_bytes);
 	size_t nslices = total / wing_bytes;
 	if (!meta_map(m, n * sizeof(struct wing) + nslices * sizeof(uint16_t)))
 		return false;
-	/* The index is read-write from the start: untouched pages cost nothing,
-	 * and it grows without a system call or a mapping per wing. A kernel
-	 * that counts it against a strict overcommit limit gets the old way:
-	 * PROT_NONE, made read-write as the extents grow. */
-	m->index = os_reserve_rw(index_total);
-	m->index_rw = m->index != NULL;
-	if (!m->index)
-		m->index = os_reserve(index_total);
-	if (!maze_map(m, total) || !m->index) {
+	if (!maze_map(m, total)) {
 		maze_release(m);
 		return false;
 	}
-	m->index_bytes = index_total;
 	m->wings = (struct wing *)((char *)m->meta + PAGE_SIZE);
 	m->slice_wing = (uint16_t *)(m->wings + n);
 	m->slice_shift = (unsigned)__builtin_ctzl(wing_bytes);
 	m->nwings = n;
 	atomic_init(&m->guard_mode, mode);
 
-	struct rng rng;
-	rng_seed(&rng);
-	char *base = m->base, *index = m->index + PAGE_SIZE;
+	char *base = m->base;
 	for (unsigned i = 0; i < n; i++) {
 		size_t b = wing_size(&specs[i], wing_bytes);
 		for (size_t s = 0; s < b / wing_bytes; s++)
 			m->slice_wing[(size_t)(base - m->base) / wing_bytes + s] = (uint16_t)i;
-		wing_setup(&m->wings[i], &specs[i], base, b, &index, m->index_rw, &rng);
+		wing_setup(&m->wings[i], &specs[i], base, b);
 		m->wings[i].index = i;
 		base += b;
 	}
+	if (!index_open(m)) {
+		maze_release(m);
+		return false;
+	}
 	pthread_mutex_init(&m->epoch_lock, NULL);
-	rng_derive(&m->epoch_rng, &rng);
-	memset(&rng, 0, sizeof rng);
+	rng_seed(&m->epoch_rng);
 	return true;
 }
 

@@ -56,7 +56,8 @@ struct wing {
 	unsigned index;         /* in the maze's wings: the size class */
 	uint64_t cell_magic;    /* divides page offsets by the cell's pages */
 	uint64_t class_magic;   /* divides offsets in a cell by class_size */
-	uint32_t max_cells;     /* cells from ext_lo to the end of the wing */
+	uint32_t cells;         /* in the wing */
+	uint32_t max_cells;     /* cells from ext_lo to the end of the wing; 0: never used */
 	uint32_t ext_lo;        /* the extent's first cell, drawn at random */
 	_Atomic uint32_t ext_cells;     /* grows only; records below it are mapped */
 	uint32_t live_cells;    /* taken cells, retired ones included */
@@ -66,9 +67,13 @@ struct wing {
 	uint32_t retired_count;
 	uint64_t epoch;         /* the maze epoch this wing's key was drawn in */
 	uint64_t reseeds;       /* the maze's reseeds when this wing's key was drawn */
-	uint64_t *cell_map;     /* bit per extent cell: taken; the records follow */
-	char *records;
-	size_t index_mapped;    /* bytes from cell_map on that are read-write */
+	/* The maze index (index.c): a bit per extent cell (taken) and a record
+	 * per cell, the first head_cells of them in the index's shared head. */
+	uint32_t head_cells, head_words;
+	uint64_t *map_head, *map_tail;  /* map_tail[0] is word head_words */
+	char *rec_head;
+	uintptr_t rec_tail;     /* less head_cells records: cell * record_bytes indexes it */
+	size_t tail_mapped;     /* bytes of the tail that are read-write */
 	pthread_mutex_t lock;
 	struct rng rng;
 };
@@ -98,6 +103,11 @@ struct maze {
 	struct rng epoch_rng;   /* draws each wing's placement key, epoch by epoch */
 	_Atomic uint64_t reseeds;       /* bumped when a forked child reseeds */
 };
+
+/* index.c: reserve the maze index and point every wing at its part;
+ * make sure the records of cells [0, cells) of w are mapped. */
+bool index_open(struct maze *m);
+bool index_grow(struct wing *w, uint32_t cells);
 
 /* Reserve a maze for the given wings; wing_bytes must be a power of two. */
 bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
@@ -164,15 +174,28 @@ static inline char *cell_addr(const struct wing *w, uint32_t cell)
 	return w->base + (size_t)(w->ext_lo + cell) * w->cell_bytes;
 }
 
+/* The record of a cell: in the index's head or in the wing's tail. */
+static inline char *index_record(const struct wing *w, uint32_t cell)
+{
+	uintptr_t base = cell < w->head_cells ? (uintptr_t)w->rec_head : w->rec_tail;
+	return (char *)(base + (size_t)cell * w->record_bytes);
+}
+
 static inline struct cell_hdr *cell_hdr(const struct wing *w, uint32_t cell)
 {
-	return (struct cell_hdr *)(w->records + (size_t)cell * w->record_bytes);
+	return (struct cell_hdr *)index_record(w, cell);
 }
 
 /* The upper layer's record of a cell. */
 static inline void *cell_record(const struct wing *w, uint32_t cell)
 {
-	return w->records + (size_t)cell * w->record_bytes + sizeof(struct cell_hdr);
+	return index_record(w, cell) + sizeof(struct cell_hdr);
+}
+
+/* Word i of the wing's bitmap of taken cells. */
+static inline uint64_t *map_word(const struct wing *w, uint32_t i)
+{
+	return i < w->head_words ? &w->map_head[i] : &w->map_tail[i - w->head_words];
 }
 
 /*
@@ -193,16 +216,16 @@ static inline uint32_t wing_cell_of(const struct wing *w, const void *p, size_t 
 
 static inline bool cell_taken(const struct wing *w, uint32_t cell)
 {
-	return (w->cell_map[cell / 64] >> (cell % 64)) & 1;
+	return (*map_word(w, cell / 64) >> (cell % 64)) & 1;
 }
 
 static inline void cell_mark(struct wing *w, uint32_t cell, bool taken)
 {
 	uint64_t bit = 1ULL << (cell % 64);
 	if (taken)
-		w->cell_map[cell / 64] |= bit;
+		*map_word(w, cell / 64) |= bit;
 	else
-		w->cell_map[cell / 64] &= ~bit;
+		*map_word(w, cell / 64) &= ~bit;
 }
 
 #endif

@@ -31,7 +31,7 @@ static bool next_open(const struct wing *w, const char *from, const char *end,
 	if (last > ext)
 		last = ext;
 	while (c < last) {
-		uint64_t bits = w->cell_map[c / 64] >> (c % 64);
+		uint64_t bits = *map_word(w, (uint32_t)(c / 64)) >> (c % 64);
 		if (!bits) {
 			c = (c | 63) + 1;       /* no taken cell in the rest of the word */
 			continue;

@@ -86,7 +86,7 @@ static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
 	pthread_mutex_lock(&w->lock);
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
 	for (uint32_t c = 0; c < ext; c++) {
-		if (w->cell_map[c / 64] == 0) {
+		if (*map_word(w, c / 64) == 0) {
 			c |= 63;
 			continue;
 		}

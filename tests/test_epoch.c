@@ -108,17 +108,19 @@ Test(epoch, a_key_learned_in_one_epoch_predicts_nothing_in_the_next)
 	enum { EPOCH = 32 };
 	labyrinth_t *lab = open_epoch(EPOCH);
 	struct wing *w = &lab->maze.wings[SMALL_CLASSES];      /* large class 0 */
+	/* A wing draws its key at its first placement: learn it just after. */
+	cr_assert_not_null(labyrinth_malloc(lab, LARGE));
 	struct rng learned = w->rng;
 	int hits[2] = { 0, 0 };
-	for (int i = 0; i < 2 * EPOCH; i++) {
+	for (int i = 1; i < 2 * EPOCH; i++) {
 		char *p = labyrinth_malloc(lab, LARGE);
 		cr_assert_not_null(p);
 		size_t off;
 		uint32_t cell = wing_cell_of(w, p, &off);
 		hits[i / EPOCH] += predict(w, &learned, cell) == cell;
 	}
-	cr_assert_eq(hits[0], EPOCH, "the copy should predict its own epoch: %d of %d",
-		     hits[0], EPOCH);
+	cr_assert_eq(hits[0], EPOCH - 1, "the copy should predict its own epoch: %d of %d",
+		     hits[0], EPOCH - 1);
 	cr_assert_leq(hits[1], 2, "%d of %d placements of the next epoch predicted", hits[1], EPOCH);
 	labyrinth_close(lab);
 }
