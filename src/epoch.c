@@ -11,7 +11,7 @@
 static void redraw_key(struct maze *m, struct wing *w)
 {
 	pthread_mutex_lock(&m->epoch_lock);
-	rng_derive(&w->rng, &m->epoch_rng);
+	rng_derive(w->rng, &m->epoch_rng);
 	pthread_mutex_unlock(&m->epoch_lock);
 }
 

@@ -143,11 +143,11 @@ static uint32_t growth_target(const struct wing *w, uint32_t ext)
 static void wing_first_use(struct maze *m, struct wing *w)
 {
 	pthread_mutex_lock(&m->epoch_lock);
-	rng_derive(&w->rng, &m->epoch_rng);
+	rng_derive(w->rng, &m->epoch_rng);
 	pthread_mutex_unlock(&m->epoch_lock);
 	w->epoch = epoch_now(m);
 	w->reseeds = atomic_load_explicit(&m->reseeds, memory_order_relaxed);
-	w->ext_lo = rng_below(&w->rng, w->cells / 4 + 1);
+	w->ext_lo = rng_below(w->rng, w->cells / 4 + 1);
 	w->max_cells = w->cells - w->ext_lo;
 }
 
@@ -172,11 +172,11 @@ static uint32_t pick_free_cell(struct wing *w)
 {
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
 	for (int tries = 0; tries < 64; tries++) {
-		uint32_t c = rng_below(&w->rng, ext);
+		uint32_t c = rng_below(w->rng, ext);
 		if (!cell_taken(w, c))
 			return c;
 	}
-	uint32_t start = rng_below(&w->rng, ext);
+	uint32_t start = rng_below(w->rng, ext);
 	for (uint32_t i = 0; i < ext; i++) {
 		uint32_t c = (start + i) % ext;
 		if (!cell_taken(w, c))
@@ -203,7 +203,7 @@ static uint32_t aligned_first_page(const struct wing *w, uint32_t cell, size_t a
 static uint32_t pick_joinable_cell(struct wing *w)
 {
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
-	uint32_t start = rng_below(&w->rng, ext);
+	uint32_t start = rng_below(w->rng, ext);
 	for (uint32_t i = 0; i < ext; i++) {
 		uint32_t c = (start + i) % ext;
 		/* Never join a closed room held in a quarantine: it would reopen. */
@@ -533,7 +533,8 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 	for (unsigned i = 0; i < n; i++)
 		total += wing_size(&specs[i], wing_bytes);
 	size_t nslices = total / wing_bytes;
-	if (!meta_map(m, n * sizeof(struct wing) + nslices * sizeof(uint16_t)))
+	size_t rngs_at = (n * sizeof(struct wing) + nslices * sizeof(uint16_t) + 63) & ~(size_t)63;
+	if (!meta_map(m, rngs_at + n * sizeof(struct rng)))
 		return false;
 	if (!maze_map(m, total)) {
 		maze_release(m);
@@ -541,6 +542,9 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 	}
 	m->wings = (struct wing *)((char *)m->meta + PAGE_SIZE);
 	m->slice_wing = (uint16_t *)(m->wings + n);
+	struct rng *rngs = (struct rng *)((char *)m->wings + rngs_at);
+	for (unsigned i = 0; i < n; i++)
+		m->wings[i].rng = &rngs[i];
 	m->slice_shift = (unsigned)__builtin_ctzl(wing_bytes);
 	m->nwings = n;
 	atomic_init(&m->guard_mode, mode);

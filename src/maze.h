@@ -75,7 +75,9 @@ struct wing {
 	uintptr_t rec_tail;     /* less head_cells records: cell * record_bytes indexes it */
 	size_t tail_mapped;     /* bytes of the tail that are read-write */
 	pthread_mutex_t lock;
-	struct rng rng;
+	/* Its placement key, out of the wing: a process keys only the wings it
+	 * uses, and 230 generators inline would make every process touch 70 KiB. */
+	struct rng *rng;
 };
 
 struct maze {

@@ -110,7 +110,7 @@ Test(epoch, a_key_learned_in_one_epoch_predicts_nothing_in_the_next)
 	struct wing *w = &lab->maze.wings[SMALL_CLASSES];      /* large class 0 */
 	/* A wing draws its key at its first placement: learn it just after. */
 	cr_assert_not_null(labyrinth_malloc(lab, LARGE));
-	struct rng learned = w->rng;
+	struct rng learned = *w->rng;
 	int hits[2] = { 0, 0 };
 	for (int i = 1; i < 2 * EPOCH; i++) {
 		char *p = labyrinth_malloc(lab, LARGE);
