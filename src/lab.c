@@ -79,10 +79,13 @@ static bool reserve_maze(struct labyrinth *lab, size_t wing_bytes, size_t max_al
 	return false;
 }
 
+/* The arenas' generators and the key stream; each is keyed anew in a child. */
 static void arenas_init(struct labyrinth *lab)
 {
 	struct rng seed;
 	rng_seed(&seed);
+	pthread_mutex_init(&lab->key_lock, NULL);
+	rng_derive(&lab->key_rng, &seed);
 	for (unsigned i = 0; i < lab->narenas; i++) {
 		struct arena *a = &lab->arenas[i];
 		pthread_mutex_init(&a->lock, NULL);
@@ -259,6 +262,14 @@ void lab_note_peak(struct labyrinth *lab)
 		;
 }
 
+uint64_t lab_key_new(struct labyrinth *lab)
+{
+	pthread_mutex_lock(&lab->key_lock);
+	uint64_t key = rng_u64(&lab->key_rng);
+	pthread_mutex_unlock(&lab->key_lock);
+	return key;
+}
+
 /* ---- fork ------------------------------------------------------------- */
 
 static void fork_prepare(void)
@@ -271,12 +282,14 @@ static void fork_prepare(void)
 		maze_lock_all(&lab->maze);
 		pthread_mutex_lock(&lab->regions.lock);         /* a leaf: held alone */
 		guarded_lock(lab->guarded);                     /* a leaf too */
+		pthread_mutex_lock(&lab->key_lock);             /* and this one */
 	}
 }
 
 static void fork_release(void)
 {
 	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
+		pthread_mutex_unlock(&lab->key_lock);
 		guarded_unlock(lab->guarded);
 		pthread_mutex_unlock(&lab->regions.lock);
 		maze_unlock_all(&lab->maze);

@@ -241,11 +241,12 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 		return false;
 	uint16_t *req = &slot_req(r, r->nslots)[slot];
 	annotate_open(p, w->class_size);
-	slot_check_canary(lab, w, p, *req, v_gen(version_read(&slot_versions(r)[slot])));
+	uint64_t v = version_read(&slot_versions(r)[slot]);
+	slot_check_canary(lab, w, r, p, *req, v, v_gen(v));
 	size_t old = *req;
 	*req = (uint16_t)size;
 	if (lab->prot.canary)
-		canary_write(p, size, w->class_size);
+		canary_write(p, size, w->class_size, slot_pattern(r, p, v));
 	annotate_resize(p, old, size, w->class_size);
 	return true;
 }
