@@ -484,6 +484,14 @@ void guarded_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees,
 	*live_bytes = g ? atomic_load(&g->live_bytes) : 0;
 }
 
+void guarded_fork_child(struct guarded *g, struct rng *seed)
+{
+	if (!g)
+		return;
+	rng_derive(&g->rng, seed);
+	countdown = 0;          /* the forking thread's next sample is drawn anew */
+}
+
 void guarded_lock(struct guarded *g)
 {
 	if (g)

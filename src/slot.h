@@ -33,11 +33,15 @@
 unsigned slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct slot_ref *out,
 		   unsigned want);
 size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref);
-/* Release n quarantined slots, or put back n taken ones, each under its
+/* Release *n quarantined slots, or put back *n taken ones, each under its
  * room's arena's lock, taking each lock once per run of slots of one arena;
- * the bytes of rooms closed. */
-size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n);
-size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n);
+ * *n counts down to 0 as they go. The bytes of rooms closed. */
+size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint16_t *n);
+size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uint16_t *n);
+/* The same for the lists of a thread that a fork left behind, which may
+ * disagree with the maze index: only what the index confirms moves. */
+size_t slot_salvage_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n,
+			bool quarantined);
 /* The arena that owns the slot's room (its lock guards the room). */
 struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
 

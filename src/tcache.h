@@ -24,8 +24,11 @@
 #define BATCH_MAX 32
 #define RELEASE_MAX 32
 
+/* A batch inherited through fork has cap 0 and its slots held back (held,
+ * with n 0) until its next fill puts them back: the parent and every other
+ * child would hand out the same slots in the same order. */
 struct batch {
-	uint16_t n, cap;
+	uint16_t n, cap, held;
 	struct slot_ref ref[BATCH_MAX];
 };
 
@@ -34,12 +37,13 @@ struct thread_cache {
 	struct arena *arena;            /* batches are taken from its bins */
 	struct rng rng;
 	struct quarantine quarantine;
-	uint32_t nrelease;
+	uint16_t nrelease;
 	struct slot_ref release[RELEASE_MAX];   /* left the quarantine, to release */
 	/* Written by the owning thread only; read by stats. */
 	_Atomic uint64_t allocs, frees, live_bytes;
 	struct thread_cache *_Atomic next;      /* every cache, never unlinked */
 	struct thread_cache *next_idle;
+	bool orphan;            /* left by a thread that a fork did not copy */
 	struct batch batch[SMALL_CLASSES];
 	/* the quarantine's storage follows */
 };
@@ -60,6 +64,17 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 	__attribute__((noinline));
 
+/*
+ * An entry is written before the count that covers it, never after: a fork
+ * may catch another thread between the two, and the child, which takes
+ * over that thread's cache, must at worst lose an entry, never find a stale
+ * one. A compiler barrier: x86 stores are seen in program order anyway.
+ */
+static inline void tcache_order(void)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
 /* A slot of class cls for a request of size bytes, or NULL when the wing is full. */
 static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc, unsigned cls,
 				 size_t size)
@@ -68,6 +83,7 @@ static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc,
 	if (__builtin_expect(b->n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
 		return NULL;
 	struct slot_ref ref = b->ref[--b->n];
+	tcache_order();
 	if (b->n)
 		slot_prefetch(lab, b->ref[b->n - 1]);
 	counter_add(&tc->allocs, 1);
@@ -90,13 +106,19 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 		struct batch *b = &tc->batch[out.cls];
 		if (b->n < b->cap) {
 			slot_recycle(lab, out);
-			b->ref[b->n++] = out;
+			b->ref[b->n] = out;
+			tcache_order();
+			b->n++;
 			return;
 		}
 	}
-	tc->release[tc->nrelease++] = out;
+	/* Full is checked before adding: a child may take over a cache whose
+	 * thread the fork caught between filling the list and flushing it. */
 	if (__builtin_expect(tc->nrelease == RELEASE_MAX, 0))
 		tcache_release_flush(lab, tc);
+	tc->release[tc->nrelease] = out;
+	tcache_order();
+	tc->nrelease++;
 }
 
 /* Empty the calling thread's cache and the caches of exited threads; bytes closed. */
@@ -108,5 +130,9 @@ void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uin
 /* Held across fork, so that a child never inherits the pool's lock taken. */
 void tcache_fork_lock(void);
 void tcache_fork_unlock(void);
+/* In a forked child, every lock held: the calling thread's cache gets new
+ * keys and fresh batches; every other cache (its thread is gone) goes to
+ * the pool of idle caches, for the next thread or labyrinth_trim. */
+void tcache_fork_child(struct rng *seed);
 
 #endif
