@@ -320,6 +320,7 @@ static void *block_alloc(struct guarded *g, size_t size, size_t align)
 	r->npages = (uint32_t)npages;
 	r->in_page = (uint32_t)(p - run);
 	r->size = size;
+	rng_renew_if_stale(&g->rng);
 	r->key = rng_u64(&g->rng);
 	uint64_t seen;
 	if (!version_claim(&r->version, 1, &seen))

@@ -266,6 +266,7 @@ void lab_note_peak(struct labyrinth *lab)
 uint64_t lab_key_new(struct labyrinth *lab)
 {
 	pthread_mutex_lock(&lab->key_lock);
+	rng_renew_if_stale(&lab->key_rng);      /* a raw clone's child: not its parent's keys */
 	uint64_t key = rng_u64(&lab->key_rng);
 	pthread_mutex_unlock(&lab->key_lock);
 	return key;
