@@ -249,7 +249,7 @@ void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t s
 	counter_add(&a->allocs, 1);
 	counter_add(&a->live_bytes, lab->maze.wings[cls].class_size);
 	pthread_mutex_unlock(&a->lock);
-	return slot_hand_out(lab, ref, size, a->id);
+	return slot_hand_out(lab, ref, size, a->id, generation_page());
 }
 
 void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t expect)

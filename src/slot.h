@@ -101,14 +101,13 @@ static inline uint64_t slot_pattern(const struct room *r, const char *p, uint64_
 }
 
 /* Hand out a slot taken from arena `owner`'s rooms as an allocation of
- * size bytes; its owner tag also names this process generation. */
+ * size bytes; its owner tag also names this process generation, g. */
 static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size,
-				  unsigned owner)
+				  unsigned owner, const struct gen_page *g)
 {
 	struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
 	*slot_size(w, r, ref.slot) = (uint16_t)size;
-	const struct gen_page *g = generation_page();
 	uint64_t v = version_set(slot_version(r, ref.slot), V_FREE, V_OWNED, owner | g->tag_bits);
 	if (__builtin_expect(!v, 0))
 		slot_corrupt();

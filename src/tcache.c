@@ -6,6 +6,7 @@
  * thread, so the quarantine's delay survives thread churn.
  */
 #include "tcache.h"
+#include "generation.h"
 #include "os.h"
 #include "report.h"
 #include "room.h"
@@ -69,6 +70,7 @@ static void cache_rekey(struct thread_cache *tc, struct arena *a)
 	pthread_mutex_lock(&a->lock);
 	rng_derive(&tc->rng, &a->rng);
 	pthread_mutex_unlock(&a->lock);
+	tc->gen = generation_now();
 }
 
 /* An empty cache: no batch, no quarantine, nothing to release. */
@@ -77,7 +79,7 @@ static void cache_clear(struct labyrinth *lab, struct thread_cache *tc)
 	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
 	tc->nrelease = 0;
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
-		tc->batch[c].n = tc->batch[c].held = 0;
+		tc->batch[c].n = 0;
 		tc->batch[c].cap = batch_cap(lab, c);
 	}
 	tc->orphan = false;
@@ -115,8 +117,7 @@ static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 	closed += slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
-		uint32_t n = b->n > b->held ? b->n : b->held;
-		closed += slot_salvage_all(lab, b->ref, at_most(n, BATCH_MAX), false);
+		closed += slot_salvage_all(lab, b->ref, at_most(b->n, BATCH_MAX), false);
 	}
 	cache_clear(lab, tc);
 	return closed;
@@ -155,11 +156,8 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 {
 	struct batch *b = &tc->batch[cls];
 	struct arena *a = tc->arena;
-	if (__builtin_expect(!b->cap, 0)) {     /* inherited through fork */
-		slot_put_back_all(lab, b->ref, &b->held);
-		b->cap = batch_cap(lab, cls);
-	}
 	pthread_mutex_lock(&a->lock);
+	rng_renew_if_stale(&a->rng);    /* a raw clone's child: not its parent's picks */
 	b->n = (uint16_t)slot_take(lab, a, cls, b->ref, b->cap);
 	pthread_mutex_unlock(&a->lock);
 	return b->n != 0;
@@ -187,7 +185,6 @@ static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
 		closed += slot_put_back_all(lab, b->ref, &b->n);
-		closed += slot_put_back_all(lab, b->ref, &b->held);
 	}
 	return closed;
 }
@@ -267,18 +264,19 @@ void tcache_fork_unlock(void)
 	pthread_mutex_unlock(&pool_lock);
 }
 
-/* Hold back the forking thread's batches until their next fill (see
- * struct batch): it lives on, and its lists are exact. */
-static void batches_hold(struct thread_cache *tc)
+/*
+ * The first malloc of the forking thread's cache in a child (or in a raw
+ * clone's child: the generation changed either way). Done here rather than
+ * in the fork handler, so that a child that only execs copies none of the
+ * cache's pages: a new generator, and the batches go back to their rooms,
+ * since the parent and every sibling would hand out the same slots in the
+ * same order. Until then its frees draw quarantine places from the
+ * generator's buffered words, as the parent's would.
+ */
+void tcache_forked(struct labyrinth *lab, struct thread_cache *tc)
 {
-	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
-		struct batch *b = &tc->batch[c];
-		if (b->n && b->cap) {     /* read first: no copy of untouched pages */
-			b->held = b->n;
-			b->n = 0;
-			b->cap = 0;
-		}
-	}
+	batches_put_back(lab, tc);
+	cache_rekey(tc, tc->arena);
 }
 
 /*
@@ -286,13 +284,9 @@ static void batches_hold(struct thread_cache *tc)
  * whether its thread had exited or not, is idle now, and an orphan: the
  * next thread to adopt it, or labyrinth_trim, salvages its slots first.
  */
-void tcache_fork_child(struct rng *seed)
+void tcache_fork_child(void)
 {
 	struct thread_cache *self = tcache_self;
-	if (self) {
-		rng_derive(&self->rng, seed);
-		batches_hold(self);
-	}
 	idle = NULL;
 	for (struct thread_cache *tc = atomic_load(&all); tc;
 	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {

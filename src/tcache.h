@@ -13,6 +13,7 @@
 #ifndef LAB_TCACHE_H
 #define LAB_TCACHE_H
 
+#include "generation.h"
 #include "lab.h"
 #include "quarantine.h"
 #include "random.h"
@@ -24,17 +25,15 @@
 #define BATCH_MAX 32
 #define RELEASE_MAX 32
 
-/* A batch inherited through fork has cap 0 and its slots held back (held,
- * with n 0) until its next fill puts them back: the parent and every other
- * child would hand out the same slots in the same order. */
 struct batch {
-	uint16_t n, cap, held;
+	uint16_t n, cap;
 	struct slot_ref ref[BATCH_MAX];
 };
 
 struct thread_cache {
 	struct labyrinth *lab;
 	struct arena *arena;            /* batches are taken from its bins */
+	uint32_t gen;           /* the process generation its batches and rng are of */
 	struct rng rng;
 	struct quarantine quarantine;
 	uint16_t nrelease;
@@ -61,6 +60,8 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a);
  * lock (false if the wing is full); the release list is emptied. */
 bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned cls)
 	__attribute__((noinline));
+/* The cache's first malloc in a forked child: see tcache.c. */
+void tcache_forked(struct labyrinth *lab, struct thread_cache *tc) __attribute__((noinline));
 size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 	__attribute__((noinline));
 
@@ -79,6 +80,9 @@ static inline void tcache_order(void)
 static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc, unsigned cls,
 				 size_t size)
 {
+	const struct gen_page *g = generation_page();
+	if (__builtin_expect(tc->gen != atomic_load_explicit(&g->gen, memory_order_relaxed), 0))
+		tcache_forked(lab, tc);
 	struct batch *b = &tc->batch[cls];
 	if (__builtin_expect(b->n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
 		return NULL;
@@ -88,7 +92,7 @@ static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc,
 		slot_prefetch(lab, b->ref[b->n - 1]);
 	counter_add(&tc->allocs, 1);
 	counter_add(&tc->live_bytes, lab->maze.wings[cls].class_size);
-	return slot_hand_out(lab, ref, size, tc->arena->id);
+	return slot_hand_out(lab, ref, size, tc->arena->id, g);
 }
 
 /* A slot that slot_retire() accepted enters the thread's quarantine; the
@@ -130,9 +134,9 @@ void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uin
 /* Held across fork, so that a child never inherits the pool's lock taken. */
 void tcache_fork_lock(void);
 void tcache_fork_unlock(void);
-/* In a forked child, every lock held: the calling thread's cache gets new
- * keys and fresh batches; every other cache (its thread is gone) goes to
- * the pool of idle caches, for the next thread or labyrinth_trim. */
-void tcache_fork_child(struct rng *seed);
+/* In a forked child, every lock held: every cache but the calling thread's
+ * (its thread is gone) goes to the pool of idle caches, for the next thread
+ * or labyrinth_trim. The calling thread's renews itself at its next malloc. */
+void tcache_fork_child(void);
 
 #endif
