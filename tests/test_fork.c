@@ -357,32 +357,36 @@ Test(fork, vfork_and_posix_spawn_run_no_allocator_code, .timeout = 60)
 /*
  * A raw clone runs no atfork handler, but the page that holds the process
  * generation comes to the child as zeros (MADV_WIPEONFORK): its first
- * small allocation renews the generation, so its canary is its own even
- * where it reuses its parent's batch (and so the parent's next address).
+ * allocation renews the generation, its thread cache gives back its batches
+ * and its arena draws a new generator, so two such children and their
+ * parent place and key their allocations apart too.
  */
-Test(fork, a_raw_clone_child_keys_its_canaries_anew)
+Test(fork, raw_clone_children_place_and_key_apart)
 {
 	warm_up();
-	int fds[2];
-	cr_assert_eq(pipe(fds), 0);
-	long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		char *p = labyrinth_malloc(NULL, SMALL);
-		struct leak l = { (uintptr_t)p, peek(p + SMALL) };
-		if (write(fds[1], &l, sizeof l) != sizeof l)
-			_exit(1);
-		labyrinth_free(NULL, p);
-		_exit(0);
+	struct made m[3];
+	int fds[2][2];
+	long pid[2];
+	for (int c = 0; c < 2; c++) {
+		cr_assert_eq(pipe(fds[c]), 0);
+		pid[c] = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+		cr_assert_geq(pid[c], 0);
+		if (pid[c] == 0) {
+			struct made mine;
+			make_some(&mine);
+			if (write(fds[c][1], &mine, sizeof mine) != sizeof mine)
+				_exit(1);
+			_exit(0);
+		}
+		close(fds[c][1]);
 	}
-	close(fds[1]);
-	char *mine = labyrinth_malloc(NULL, SMALL);
-	struct leak theirs;
-	read_all(fds[0], &theirs, sizeof theirs);
-	close(fds[0]);
-	wait_ok((pid_t)pid);
-	if (theirs.addr == (uintptr_t)mine)
-		cr_assert_neq(theirs.canary, peek(mine + SMALL),
-			      "a raw clone child wrote its parent's canary");
-	labyrinth_free(NULL, mine);
+	make_some(&m[2]);
+	for (int c = 0; c < 2; c++) {
+		read_all(fds[c][0], &m[c], sizeof m[c]);
+		close(fds[c][0]);
+		wait_ok((pid_t)pid[c]);
+	}
+	expect_apart(&m[0], &m[1], "raw clone children 1 and 2");
+	expect_apart(&m[0], &m[2], "raw clone child 1 and its parent");
+	expect_apart(&m[1], &m[2], "raw clone child 2 and its parent");
 }
