@@ -67,9 +67,11 @@ size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 
 /*
  * An entry is written before the count that covers it, never after: a fork
- * may catch another thread between the two, and the child, which takes
- * over that thread's cache, must at worst lose an entry, never find a stale
- * one. A compiler barrier: x86 stores are seen in program order anyway.
+ * may catch another thread between the two, and the child that takes over
+ * that thread's cache should at worst lose an entry. (Pages copied at
+ * different moments can still disagree; the child salvages such a cache
+ * slot by slot, see tcache.c.) A compiler barrier: x86 stores are seen in
+ * program order anyway.
  */
 static inline void tcache_order(void)
 {
