@@ -1,7 +1,7 @@
 /*
- * canary: a keyed pattern, periodic in 8 bytes and aligned to the block's
- * start, so it is written and checked a word at a time. No byte of it is zero:
- * the most common overflow is a string's terminating NUL one byte too far.
+ * canary: the CPU probe for the wide zero check, and the reports. The keyed
+ * pattern itself is inline in canary.h; its keys live with the blocks'
+ * records (room.c, large.c, guarded.c, page.c) and generation.c.
  */
 #include "canary.h"
 #include "os.h"
@@ -10,14 +10,12 @@
 #include <pthread.h>
 #include <string.h>
 
-uint64_t canary_secret;
-static pthread_once_t secret_once = PTHREAD_ONCE_INIT;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
 
 bool canary_cpu_avx2;
 
-static void secret_seed(void)
+static void cpu_probe(void)
 {
-	os_random_bytes(&canary_secret, sizeof canary_secret);
 #if defined(__x86_64__) && defined(__GNUC__)
 	__builtin_cpu_init();
 	canary_cpu_avx2 = __builtin_cpu_supports("avx2");
@@ -59,7 +57,7 @@ bool bytes_all_zero_wide(const char *p, size_t len)
 
 void canary_init(void)
 {
-	pthread_once(&secret_once, secret_seed);
+	pthread_once(&cpu_once, cpu_probe);
 }
 
 static void report_damage(enum heap_error kind, const char *base, const char *why,

@@ -1,8 +1,14 @@
 /*
  * canary: the bytes between the end of an allocation and the end of its slot
- * (or its last page) hold a pattern keyed by a per-process secret and the
- * block's address; free checks them, so an overflow of even one byte is
- * caught at the latest when the block is freed.
+ * (or its last page) hold a pattern keyed by the block's own key and made
+ * from its address and its version word; free checks them, so an overflow of
+ * even one byte is caught at the latest when the block is freed.
+ *
+ * Keys are kept out of line, never in heap pages: a small slot's is its
+ * room's key (drawn when the room opens) mixed with the key of the process
+ * generation that handed the slot out (generation.h); a large region, a
+ * guarded run and a pool page have keys of their own. The version word
+ * changes with every allocation, so a slot's canary does too.
  *
  * The pattern is periodic in 8 bytes and aligned to the block's start, so it
  * is written and checked a word at a time; no byte of it is zero (the most
@@ -22,18 +28,21 @@
 
 #define NO_DAMAGE SIZE_MAX
 
-extern uint64_t canary_secret;
-
-/* Draw the process's canary secret (once; before the first canary). */
+/* Find what the CPU offers (once; before the first check). */
 void canary_init(void);
 
-/* The block's 8-byte pattern: 7 secret bits per byte, the low bit always set. */
-static inline uint64_t canary_pattern(const char *base)
+/*
+ * A block's 8-byte pattern: 7 bits per byte from the mix, the low bit always
+ * set. The key enters twice, around a multiplication, so one canary and its
+ * address give no equation that pins the key down (the old one-step mix could
+ * be run backwards); two multiplies, about as cheap as the mix it replaced.
+ */
+static inline uint64_t canary_pattern(uint64_t key, const void *base, uint64_t v)
 {
-	uint64_t x = canary_secret ^ (uint64_t)(uintptr_t)base;
-	x ^= x >> 31;
-	x *= 0xbf58476d1ce4e5b9ULL;
+	uint64_t x = ((uint64_t)(uintptr_t)base ^ key) * 0x9e3779b97f4a7c15ULL;
 	x ^= x >> 29;
+	x = (x ^ v ^ (key << 32 | key >> 32)) * 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 32;
 	return x | 0x0101010101010101ULL;
 }
 
@@ -56,12 +65,11 @@ static inline unsigned char canary_byte(uint64_t pat, size_t offset)
 	return (unsigned char)(pat >> (8 * (offset & 7)));
 }
 
-/* Fill bytes [from, to) of the block at base with its canary. Words are
- * written only where they lie inside [base, base + to): a tail that ends
- * mid-word (a guarded block's slack) is written byte by byte. */
-static inline void canary_write(char *base, size_t from, size_t to)
+/* Fill bytes [from, to) of the block at base with its canary pattern pat.
+ * Words are written only where they lie inside [base, base + to): a tail
+ * that ends mid-word (a guarded block's slack) is written byte by byte. */
+static inline void canary_write(char *base, size_t from, size_t to, uint64_t pat)
 {
-	uint64_t pat = canary_pattern(base);
 	size_t i = from;
 	if ((i & 7) && (i | 7) + 1 <= to) {
 		size_t w0 = i & ~(size_t)7;
@@ -86,9 +94,8 @@ static inline void canary_write(char *base, size_t from, size_t to)
 
 /* Whether bytes [from, to) still hold the canary: the common case, decided
  * once for the whole tail (a tail can be hundreds of bytes). */
-static inline bool canary_intact(const char *base, size_t from, size_t to)
+static inline bool canary_intact(const char *base, size_t from, size_t to, uint64_t pat)
 {
-	uint64_t pat = canary_pattern(base);
 	size_t i = from;
 	uint64_t bad = 0;
 	if ((i & 7) && (i | 7) + 1 <= to) {
@@ -116,9 +123,8 @@ static inline bool canary_intact(const char *base, size_t from, size_t to)
 }
 
 /* Offset of the first byte of [from, to) that is not the canary, or NO_DAMAGE. */
-static inline size_t canary_damage(const char *base, size_t from, size_t to)
+static inline size_t canary_damage(const char *base, size_t from, size_t to, uint64_t pat)
 {
-	uint64_t pat = canary_pattern(base);
 	for (size_t i = from; i < to; i++)
 		if ((unsigned char)base[i] != canary_byte(pat, i))
 			return i;
@@ -174,13 +180,14 @@ static inline size_t zero_damage(const char *p, size_t len)
 void canary_report(const char *base, size_t bad, size_t class_size, uint64_t gen);
 void zero_report(char *p, size_t bad, size_t len, uint64_t gen);
 
-/* Check bytes [from, to) of the block at base; report a heap overflow if
- * the canary was changed. class_size and gen go into the report. */
-static inline void canary_check(const char *base, size_t from, size_t to, size_t class_size,
-				uint64_t gen)
+/* Check bytes [from, to) of the block at base against pattern pat; report
+ * a heap overflow if the canary was changed. class_size and gen go into the
+ * report. */
+static inline void canary_check(const char *base, size_t from, size_t to, uint64_t pat,
+				size_t class_size, uint64_t gen)
 {
-	if (__builtin_expect(!canary_intact(base, from, to), 0))
-		canary_report(base, canary_damage(base, from, to), class_size, gen);
+	if (__builtin_expect(!canary_intact(base, from, to, pat), 0))
+		canary_report(base, canary_damage(base, from, to, pat), class_size, gen);
 }
 
 /* Check a slot about to be reused is all zero; report a write after free

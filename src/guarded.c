@@ -43,6 +43,7 @@ struct grec {
 	uint32_t npages;        /* data pages of the run */
 	uint32_t in_page;       /* the block's offset in its first page */
 	size_t size;            /* bytes requested */
+	uint64_t key;           /* canary key, new for every block */
 };
 
 struct guarded {
@@ -277,20 +278,23 @@ static size_t natural_align(size_t size)
 	return a;
 }
 
-static void canaries_write(struct grec *r, char *run, char *p)
+/* v: the run's version word while its block is live. */
+static void canaries_write(struct grec *r, char *run, char *p, uint64_t v)
 {
 	size_t head = (size_t)(p - run);
-	canary_write(run, 0, head);
-	canary_write(run, head + r->size, (size_t)r->npages * PAGE_SIZE);
+	uint64_t pat = canary_pattern(r->key, run, v);
+	canary_write(run, 0, head, pat);
+	canary_write(run, head + r->size, (size_t)r->npages * PAGE_SIZE, pat);
 }
 
 /* The first damaged canary byte's offset from run, or NO_DAMAGE. */
-static size_t canaries_damage(const struct grec *r, const char *run)
+static size_t canaries_damage(const struct grec *r, const char *run, uint64_t v)
 {
 	size_t head = r->in_page;
-	size_t bad = canary_damage(run, 0, head);
+	uint64_t pat = canary_pattern(r->key, run, v);
+	size_t bad = canary_damage(run, 0, head, pat);
 	if (bad == NO_DAMAGE)
-		bad = canary_damage(run, head + r->size, (size_t)r->npages * PAGE_SIZE);
+		bad = canary_damage(run, head + r->size, (size_t)r->npages * PAGE_SIZE, pat);
 	return bad;
 }
 
@@ -316,11 +320,13 @@ static void *block_alloc(struct guarded *g, size_t size, size_t align)
 	r->npages = (uint32_t)npages;
 	r->in_page = (uint32_t)(p - run);
 	r->size = size;
+	rng_renew_if_stale(&g->rng);
+	r->key = rng_u64(&g->rng);
 	uint64_t seen;
 	if (!version_claim(&r->version, 1, &seen))
 		report_fatal("heap corruption: a placed guarded run was already owned");
 	annotate_open(run, npages * PAGE_SIZE);
-	canaries_write(r, run, p);
+	canaries_write(r, run, p, version_read(&r->version));
 	annotate_noaccess(run, r->in_page);
 	annotate_alloc(p, size, bytes);
 	pthread_mutex_unlock(&g->lock);
@@ -367,9 +373,10 @@ static struct grec *block_of(struct guarded *g, const void *p, int kind)
 	return r;
 }
 
-static void check_canaries(const struct grec *r, const char *run, const void *p, uint64_t gen)
+static void check_canaries(const struct grec *r, const char *run, const void *p, uint64_t v,
+			   uint64_t gen)
 {
-	size_t bad = canaries_damage(r, run);
+	size_t bad = canaries_damage(r, run, v);
 	if (bad == NO_DAMAGE)
 		return;
 	struct error_site site = {
@@ -400,7 +407,7 @@ void guarded_free(struct labyrinth *lab, void *p, int kind, size_t expect)
 	size_t n = r->npages;
 	annotate_open(run, n * PAGE_SIZE);
 	report_wrong_size_if(p, expect, r->size, 0);
-	check_canaries(r, run, p, v_gen(version_read(&r->version)));
+	check_canaries(r, run, p, seen, v_gen(seen) + 1);
 	annotate_free(p, n * PAGE_SIZE - r->in_page);
 	annotate_noaccess(run, r->in_page);
 	atomic_fetch_add_explicit(&g->frees, 1, memory_order_relaxed);
@@ -440,9 +447,9 @@ static bool sweep_one(const struct grec *r, char *run, uint64_t v)
 	char *p = run + r->in_page, *end = run + (size_t)r->npages * PAGE_SIZE;
 	annotate_open(run, r->in_page);
 	annotate_open(p + r->size, (size_t)(end - p) - r->size);
-	bool bad = canaries_damage(r, run) != NO_DAMAGE;
+	bool bad = canaries_damage(r, run, v) != NO_DAMAGE;
 	if (bad)
-		check_canaries(r, run, p, v_gen(v));
+		check_canaries(r, run, p, v, v_gen(v));
 	annotate_noaccess(run, r->in_page);
 	annotate_noaccess(p + r->size, (size_t)(end - p) - r->size);
 	return bad;
@@ -476,6 +483,14 @@ void guarded_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees,
 	*allocs = g ? atomic_load(&g->allocs) : 0;
 	*frees = g ? atomic_load(&g->frees) : 0;
 	*live_bytes = g ? atomic_load(&g->live_bytes) : 0;
+}
+
+void guarded_fork_child(struct guarded *g, struct rng *seed)
+{
+	if (!g)
+		return;
+	rng_derive(&g->rng, seed);
+	countdown = 0;          /* the forking thread's next sample is drawn anew */
 }
 
 void guarded_lock(struct guarded *g)

@@ -44,6 +44,8 @@ void guarded_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees,
 		    uint64_t *live_bytes);
 
 void guarded_lock(struct guarded *g);
+/* In a forked child, the region's lock held: new keys, a new sampling draw. */
+void guarded_fork_child(struct guarded *g, struct rng *seed);
 void guarded_unlock(struct guarded *g);
 
 /* The region's bounds, read without a lock: fixed when it opens. */

@@ -5,6 +5,7 @@
 #include "lab.h"
 #include "canary.h"
 #include "config.h"
+#include "generation.h"
 #include "guarded.h"
 #include "large.h"
 #include "os.h"
@@ -79,10 +80,13 @@ static bool reserve_maze(struct labyrinth *lab, size_t wing_bytes, size_t max_al
 	return false;
 }
 
+/* The arenas' generators and the key stream; each is keyed anew in a child. */
 static void arenas_init(struct labyrinth *lab)
 {
 	struct rng seed;
 	rng_seed(&seed);
+	pthread_mutex_init(&lab->key_lock, NULL);
+	rng_derive(&lab->key_rng, &seed);
 	for (unsigned i = 0; i < lab->narenas; i++) {
 		struct arena *a = &lab->arenas[i];
 		pthread_mutex_init(&a->lock, NULL);
@@ -259,6 +263,15 @@ void lab_note_peak(struct labyrinth *lab)
 		;
 }
 
+uint64_t lab_key_new(struct labyrinth *lab)
+{
+	pthread_mutex_lock(&lab->key_lock);
+	rng_renew_if_stale(&lab->key_rng);      /* a raw clone's child: not its parent's keys */
+	uint64_t key = rng_u64(&lab->key_rng);
+	pthread_mutex_unlock(&lab->key_lock);
+	return key;
+}
+
 /* ---- fork ------------------------------------------------------------- */
 
 static void fork_prepare(void)
@@ -271,12 +284,14 @@ static void fork_prepare(void)
 		maze_lock_all(&lab->maze);
 		pthread_mutex_lock(&lab->regions.lock);         /* a leaf: held alone */
 		guarded_lock(lab->guarded);                     /* a leaf too */
+		pthread_mutex_lock(&lab->key_lock);             /* and this one */
 	}
 }
 
 static void fork_release(void)
 {
 	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
+		pthread_mutex_unlock(&lab->key_lock);
 		guarded_unlock(lab->guarded);
 		pthread_mutex_unlock(&lab->regions.lock);
 		maze_unlock_all(&lab->maze);
@@ -287,10 +302,47 @@ static void fork_release(void)
 	tcache_fork_unlock();
 }
 
+/* Every lock of lab is held: new keys for every generator of it. */
+static void lab_reseed(struct labyrinth *lab, struct rng *seed)
+{
+	for (unsigned i = 0; i < lab->narenas; i++)
+		rng_derive(&lab->arenas[i].rng, seed);
+	rng_derive(&lab->key_rng, seed);
+	guarded_fork_child(lab->guarded, seed);
+	maze_reseed(&lab->maze);        /* wings redraw their keys at their next placement */
+}
+
+/*
+ * The child shares every secret of its parent until it draws its own:
+ * here, with every lock still held, so nothing can use an old key after
+ * the fork. Async-signal-safe (a multithreaded parent's child may only
+ * call such functions): getrandom, then ChaCha derivations, no allocation.
+ * The forking thread's cache renews itself at its first malloc instead
+ * (tcache_forked), so a child that only execs copies none of its pages.
+ * Measured: 13 to 15 us more per fork than the unlocking alone (25 us),
+ * mostly the two pages it writes (the generation's, the key table), which
+ * the kernel must copy or clear for the child, and one getrandom per
+ * labyrinth.
+ */
+static void fork_child(void)
+{
+	int saved = errno;
+	if (open_labs) {
+		struct rng seed;
+		generation_fork_child(&seed);
+		for (struct labyrinth *lab = open_labs; lab; lab = lab->next)
+			lab_reseed(lab, &seed);
+		tcache_fork_child();
+		memset(&seed, 0, sizeof seed);
+	}
+	fork_release();
+	errno = saved;
+}
+
 /* Registered at load time, not inside malloc: pthread_atfork may allocate. */
 __attribute__((constructor)) static void lab_register_fork(void)
 {
-	pthread_atfork(fork_prepare, fork_release, fork_release);
+	pthread_atfork(fork_prepare, fork_release, fork_child);
 }
 
 /* ---- the public face of this file -------------------------------------- */

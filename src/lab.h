@@ -71,6 +71,8 @@ struct labyrinth {
 	size_t self_bytes;      /* the mapping that holds this struct and the arenas */
 	_Atomic uint64_t large_allocs, large_frees, large_live_bytes, peak_live;
 	struct labyrinth *next; /* every open labyrinth, for fork handling */
+	pthread_mutex_t key_lock;       /* a leaf: guards key_rng */
+	struct rng key_rng;     /* canary keys of large regions and pool pages */
 	bool is_default;
 	/* The page API: a wing and a reserve per block order. */
 	bool pool;              /* prefaulted: labyrinth_malloc is served from the reserve */
@@ -126,6 +128,8 @@ static inline bool wing_is_page(const struct labyrinth *lab, const struct wing *
 /* The default labyrinth if something already created it, else NULL. */
 struct labyrinth *lab_default_if_open(void);
 void lab_note_peak(struct labyrinth *lab);
+/* A new canary key from the labyrinth's key stream (takes key_lock). */
+uint64_t lab_key_new(struct labyrinth *lab);
 uint64_t lab_live_bytes(struct labyrinth *lab);
 
 #endif

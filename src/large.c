@@ -57,14 +57,17 @@ static size_t pages_for(size_t size)
 static void tail_canary_write(struct labyrinth *lab, struct large *l, char *p)
 {
 	if (lab->prot.canary)
-		canary_write(p, l->size, (size_t)l->npages * PAGE_SIZE);
+		canary_write(p, l->size, (size_t)l->npages * PAGE_SIZE,
+			     canary_pattern(l->key, p, version_read(&l->version)));
 }
 
-static void tail_canary_check(struct labyrinth *lab, struct wing *w, struct large *l, char *p)
+/* v: the region's version word while it was owned; gen goes into a report. */
+static void tail_canary_check(struct labyrinth *lab, struct wing *w, struct large *l, char *p,
+			      uint64_t v, uint64_t gen)
 {
 	if (lab->prot.canary)
-		canary_check(p, l->size, (size_t)l->npages * PAGE_SIZE, w->class_size,
-			     v_gen(version_read(&l->version)));
+		canary_check(p, l->size, (size_t)l->npages * PAGE_SIZE, canary_pattern(l->key, p, v),
+			     w->class_size, gen);
 }
 
 /* A room of at least `room` pages, of which the request's are opened. */
@@ -91,6 +94,7 @@ static void *large_place(struct labyrinth *lab, size_t size, size_t align, size_
 	l->first_page = first;
 	l->npages = (uint32_t)npages;
 	l->size = size;
+	l->key = lab_key_new(lab);
 	uint64_t seen;
 	if (!version_claim(&l->version, 1, &seen))
 		report_fatal("heap corruption: a placed large room was already owned");
@@ -218,7 +222,7 @@ void large_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 	}
 	annotate_open(p, (size_t)l->npages * PAGE_SIZE);
 	report_wrong_size_if(p, expect, l->size, w->class_size);
-	tail_canary_check(lab, w, l, p);
+	tail_canary_check(lab, w, l, p, seen, v_gen(seen) + 1);
 	annotate_free(p, (size_t)l->npages * PAGE_SIZE);
 	atomic_fetch_add_explicit(&lab->large_frees, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&lab->large_live_bytes, (size_t)l->npages * PAGE_SIZE,
@@ -250,7 +254,8 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 		return NULL;
 	size_t old_size = l->size;
 	annotate_open(p, (size_t)l->npages * PAGE_SIZE);
-	tail_canary_check(lab, w, l, p);
+	uint64_t v = version_read(&l->version);
+	tail_canary_check(lab, w, l, p, v, v_gen(v));
 	if (npages != l->npages) {
 		size_t old = (size_t)l->npages * PAGE_SIZE;
 		if (!wing_resize(&lab->maze, w, cell, (uint32_t)(l->first_page + npages))) {

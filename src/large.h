@@ -13,6 +13,7 @@ struct large {
 	uint32_t first_page;    /* where the allocation starts (alignment) */
 	uint32_t npages;        /* pages it spans */
 	size_t size;            /* bytes requested; the canary follows */
+	uint64_t key;           /* canary key, new for every allocation */
 };
 
 /* Large classes needed to serve requests up to max_alloc. */

@@ -11,6 +11,7 @@
  */
 #include "page.h"
 #include "canary.h"
+#include "generation.h"
 #include "os.h"
 #include "report.h"
 #include "reserve.h"
@@ -104,8 +105,12 @@ static uint32_t place_block(struct labyrinth *lab, unsigned order)
 {
 	struct wing *w = page_wing(lab, order);
 	uint32_t cell = wing_place(&lab->maze, w, 1u << order, PAGE_SIZE, NULL);
-	if (cell != CELL_NONE)
-		page_rec_of(w, cell)->from_reserve = 0;
+	if (cell == CELL_NONE)
+		return cell;
+	page_rec_of(w, cell)->from_reserve = 0;
+	/* Drawn here: a pool's labyrinth_malloc takes no lock. */
+	if (lab->pool)
+		page_rec_of(w, cell)->key = lab_key_new(lab);
 	return cell;
 }
 
@@ -207,7 +212,7 @@ void *page_alloc(struct labyrinth *lab, unsigned order, lab_gfp_t flags, uint64_
  * handle's version (0: none). False after a report.
  */
 static bool disown(struct wing *w, void *p, struct page_rec *rec, uint64_t expect,
-		   unsigned kind, int err)
+		   unsigned kind, int err, uint64_t *owned)
 {
 	uint64_t v = version_read(&rec->version);
 	for (;;) {
@@ -232,8 +237,10 @@ static bool disown(struct wing *w, void *p, struct page_rec *rec, uint64_t expec
 		}
 		if (atomic_compare_exchange_weak_explicit(&rec->version, &v,
 							  v_next(v, V_FREE, 0),
-							  memory_order_acq_rel, memory_order_acquire))
+							  memory_order_acq_rel, memory_order_acquire)) {
+			*owned = v;
 			return true;
+		}
 	}
 }
 
@@ -263,11 +270,18 @@ void page_free(struct labyrinth *lab, void *p, uint64_t expect)
 		page_report(expect ? ERR_STALE_HANDLE : ERR_INVALID_PAGE_FREE, p, w, why, 0);
 		return;
 	}
-	if (disown(w, p, page_rec_of(w, cell), expect, PAGE_API, ERR_INVALID_FREE))
+	uint64_t owned;
+	if (disown(w, p, page_rec_of(w, cell), expect, PAGE_API, ERR_INVALID_FREE, &owned))
 		put_block(lab, w, cell, p);
 }
 
 /* ---- a prefaulted labyrinth's labyrinth_malloc ------------------------ */
+
+/* The block's key and the key of the generation that handed it out. */
+static uint64_t pool_pattern(const struct page_rec *rec, const char *p, uint64_t v)
+{
+	return canary_pattern(rec->key ^ gen_keys[rec->gen_tag], p, v);
+}
 
 void *page_malloc(struct labyrinth *lab, size_t size)
 {
@@ -280,10 +294,13 @@ void *page_malloc(struct labyrinth *lab, size_t size)
 	if (cell == CELL_NONE)
 		return NULL;
 	struct wing *w = page_wing(lab, order);
-	page_rec_of(w, cell)->size = (uint32_t)size;
-	char *p = claim(lab, w, cell, 0, PAGE_MALLOC, NULL);
+	struct page_rec *rec = page_rec_of(w, cell);
+	rec->size = (uint32_t)size;
+	rec->gen_tag = (uint8_t)(generation_page()->tag_bits >> GEN_TAG_SHIFT);
+	uint64_t v;
+	char *p = claim(lab, w, cell, 0, PAGE_MALLOC, &v);
 	if (lab->prot.canary)
-		canary_write(p, size, w->room_bytes);
+		canary_write(p, size, w->room_bytes, pool_pattern(rec, p, v));
 	return p;
 }
 
@@ -308,12 +325,13 @@ void page_malloc_free(struct labyrinth *lab, struct wing *w, void *p, int kind, 
 {
 	uint32_t cell;
 	struct page_rec *rec = malloc_block(lab, w, p, kind, &cell);
-	if (!rec || !disown(w, p, rec, 0, PAGE_MALLOC, kind))
+	uint64_t owned;
+	if (!rec || !disown(w, p, rec, 0, PAGE_MALLOC, kind, &owned))
 		return;
 	report_wrong_size_if(p, expect, rec->size, w->class_size);
 	if (lab->prot.canary)
-		canary_check(p, rec->size, w->room_bytes, w->class_size,
-			     v_gen(version_read(&rec->version)));
+		canary_check(p, rec->size, w->room_bytes, pool_pattern(rec, p, owned),
+			     w->class_size, v_gen(owned) + 1);
 	put_block(lab, w, cell, p);
 }
 

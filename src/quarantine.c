@@ -15,8 +15,10 @@ void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n)
 static void fifo_take(struct quarantine *q, struct slot_ref *out)
 {
 	*out = q->fifo[q->head];
-	q->head = quarantine_ring_next(q->head, q->nfifo);
-	q->count--;
+	struct quarantine next = { .head = quarantine_ring_next(q->head, q->nfifo),
+				   .count = q->count - 1 };
+	atomic_store_explicit(&q->ends, next.ends, memory_order_relaxed);
+	quarantine_order();
 }
 
 bool quarantine_pop(struct quarantine *q, struct slot_ref *out)
@@ -30,6 +32,7 @@ bool quarantine_pop(struct quarantine *q, struct slot_ref *out)
 			*out = q->stage[i];
 			out->cell--;
 			q->stage[i].cell = 0;
+			quarantine_order();
 			return true;
 		}
 	}

@@ -12,6 +12,7 @@
 #include "maze.h"
 #include "random.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,8 +27,27 @@ struct quarantine {
 	struct slot_ref *stage;   /* random stage, cells stored plus one: 0 is empty */
 	struct slot_ref *fifo;
 	uint32_t nstage, nfifo;
-	uint32_t head, count;
+	/* One word, so that taking from the FIFO moves both at once: a fork
+	 * that catches a thread there must not see one moved without the other. */
+	union {
+		struct {
+			uint32_t head, count;
+		};
+		_Atomic uint64_t ends;
+	};
 };
+
+/*
+ * Stores that take an entry out of a list come before those that put it in
+ * another, and an entry is written before the count that covers it: a fork
+ * can catch a thread between any two, and the child that takes over its
+ * cache must at worst lose an entry, never hold one twice. A compiler
+ * barrier only: x86 makes stores visible in program order.
+ */
+static inline void quarantine_order(void)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+}
 
 /* Storage for a quarantine of n slots: n entries. */
 void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n);
@@ -47,11 +67,13 @@ static inline bool quarantine_fifo_push(struct quarantine *q, struct slot_ref in
 	if (q->count == q->nfifo) {     /* full: the oldest leaves, in takes its place */
 		*out = q->fifo[q->head];
 		q->fifo[q->head] = in;
+		quarantine_order();
 		q->head = quarantine_ring_next(q->head, q->nfifo);
 		return true;
 	}
 	uint32_t tail = q->head + q->count;
 	q->fifo[tail >= q->nfifo ? tail - q->nfifo : tail] = in;
+	quarantine_order();
 	q->count++;
 	return false;
 }
@@ -63,9 +85,10 @@ static inline bool quarantine_push(struct quarantine *q, struct rng *r, struct s
 		/* Cells are stored plus one, so that a stage nobody has written
 		 * yet (zero pages, never touched) reads as empty. */
 		uint32_t i = rng_pick(r, q->nstage);
-		struct slot_ref old = q->stage[i];
-		q->stage[i] = in;
-		q->stage[i].cell++;
+		struct slot_ref old = q->stage[i], held = in;
+		held.cell++;
+		q->stage[i] = held;     /* one store: a fork never sees half of it */
+		quarantine_order();
 		if (old.cell == 0)
 			return false;
 		old.cell--;

@@ -6,6 +6,7 @@
  * it needs no atomics; the key comes from getrandom and is never reused.
  */
 #include "random.h"
+#include "generation.h"
 #include "os.h"
 
 #include <string.h>
@@ -25,8 +26,25 @@ typedef uint32_t vec4 __attribute__((vector_size(16)));
 
 static const uint32_t sigma[4] = { 0x61707865, 0x3320646e, 0x79622d32, 0x6b206574 };
 
+static void reseed(struct rng *r, uint32_t gen)
+{
+	os_random_bytes(r->key, sizeof r->key);
+	r->counter = 0;
+	r->used = RNG_WORDS;
+	r->has_half = 0;
+	r->gen = gen;
+}
+
+void rng_renew_if_stale(struct rng *r)
+{
+	uint32_t gen = generation_now();
+	if (__builtin_expect(r->gen != gen, 0))
+		reseed(r, gen);
+}
+
 void rng_refill(struct rng *r)
 {
+	rng_renew_if_stale(r);
 	vec4 in[16], x[16];
 	for (int i = 0; i < 4; i++)
 		in[i] = (vec4){ sigma[i], sigma[i], sigma[i], sigma[i] };
@@ -62,10 +80,16 @@ void rng_refill(struct rng *r)
 
 void rng_seed(struct rng *r)
 {
-	os_random_bytes(r->key, sizeof r->key);
+	reseed(r, generation_now());
+}
+
+void rng_seed_from(struct rng *r, const uint32_t key[8], uint32_t gen)
+{
+	memcpy(r->key, key, sizeof r->key);
 	r->counter = 0;
 	r->used = RNG_WORDS;
 	r->has_half = 0;
+	r->gen = gen;
 }
 
 uint64_t rng_u64(struct rng *r)
@@ -88,9 +112,12 @@ uint64_t rng_below64(struct rng *r, uint64_t n)
 
 void rng_derive(struct rng *child, struct rng *parent)
 {
+	/* Buffered words of a stale parent are its parent's: drop them too. */
+	rng_renew_if_stale(parent);
 	for (int i = 0; i < 8; i++)
 		child->key[i] = rng_u32(parent);
 	child->counter = 0;
 	child->used = RNG_WORDS;
 	child->has_half = 0;
+	child->gen = parent->gen;
 }

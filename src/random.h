@@ -13,11 +13,18 @@ struct rng {
 	unsigned used;          /* words of block already handed out */
 	uint32_t half;          /* the unused half of a word, if has_half */
 	unsigned has_half;
+	uint32_t gen;           /* the process generation its key was drawn in */
 	uint32_t block[RNG_WORDS];
 };
 
 void rng_seed(struct rng *r);
-/* Make the next RNG_WORDS words; used by rng_u32 when the buffer is spent. */
+/* Key r with key[8] in process generation gen (a fork handler: no system call). */
+void rng_seed_from(struct rng *r, const uint32_t key[8], uint32_t gen);
+/* Rekey r from getrandom if it was keyed in another process generation:
+ * a child that no fork handler saw must not go on with its parent's stream. */
+void rng_renew_if_stale(struct rng *r);
+/* Make the next RNG_WORDS words; used by rng_u32 when the buffer is spent.
+ * A generator inherited from another process generation is rekeyed first. */
 void rng_refill(struct rng *r);
 uint64_t rng_u64(struct rng *r);
 /* Uniform in [0, n) for 64-bit ranges. */

@@ -23,7 +23,9 @@ struct page_rec {
 	uint32_t size;          /* a pooled labyrinth_malloc: the bytes requested */
 	uint8_t kind;           /* enum page_kind */
 	uint8_t from_reserve;   /* goes back to the reserve when freed */
-	uint8_t pad[6];
+	uint8_t gen_tag;        /* a pool's labyrinth_malloc: its generation's key tag */
+	uint8_t pad[5];
+	uint64_t key;           /* a pool's block: canary key, drawn when placed */
 };
 
 struct reserve {

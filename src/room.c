@@ -109,6 +109,9 @@ static uint32_t room_open(struct labyrinth *lab, struct arena *a, struct wing *w
 	r->nfree = n;
 	r->next = r->prev = CELL_NONE;
 	r->in_partial = 0;
+	/* A new key per room: one room's canaries say nothing of another's. */
+	rng_renew_if_stale(&a->rng);
+	r->key = rng_u64(&a->rng);
 	uint16_t *fs = free_slots(r);
 	for (uint16_t i = 0; i < n; i++)
 		fs[i] = i;

@@ -16,6 +16,7 @@ struct room {
 	uint16_t nslots, nfree;
 	uint8_t in_partial;
 	uint8_t pad[3];
+	uint64_t key;           /* canary key of its slots, drawn when it opens */
 	/* version_t slot_version[nslots], uint16_t req[nslots], uint16_t
 	 * free_slot[nslots], then padding to 8 bytes. The versions come first:
 	 * every malloc and free finds a slot's word with no arithmetic on the

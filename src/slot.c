@@ -135,19 +135,25 @@ static inline void release_prefetch(struct labyrinth *lab, struct slot_ref ref)
 	__builtin_prefetch(slot_version(r, ref.slot), 1);
 }
 
-/* Slots back to their rooms, each under its room's arena's lock, taken once
+/*
+ * Slots back to their rooms, each under its room's arena's lock, taken once
  * per run of one arena's slots; quarantined ones are released, free ones
- * (taken, never handed out) put back. */
-static size_t return_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n,
+ * (taken, never handed out) put back. The list is [0, *left), worked from
+ * its end, and *left shrinks under the lock that covers each slot's move:
+ * a fork (which holds every arena lock) never finds a slot moved but still
+ * listed, so a child that takes over a dead thread's list moves none twice.
+ */
+static size_t return_all(struct labyrinth *lab, const struct slot_ref *refs, uint16_t *left,
 			 bool quarantined)
 {
 	size_t closed = 0;
 	struct arena *held = NULL;
-	for (uint32_t i = 0; i < n && i < RELEASE_AHEAD; i++)
+	uint32_t n = *left;
+	for (uint32_t i = n; i-- > 0 && i + RELEASE_AHEAD >= n;)
 		release_prefetch(lab, refs[i]);
-	for (uint32_t i = 0; i < n; i++) {
-		if (i + RELEASE_AHEAD < n)
-			release_prefetch(lab, refs[i + RELEASE_AHEAD]);
+	for (uint32_t i = n; i-- > 0;) {
+		if (i >= RELEASE_AHEAD)
+			release_prefetch(lab, refs[i - RELEASE_AHEAD]);
 		struct wing *w = &lab->maze.wings[refs[i].cls];
 		struct room *r = room_of(w, refs[i].cell);
 		struct arena *a = room_arena(lab, r);
@@ -158,20 +164,76 @@ static size_t return_all(struct labyrinth *lab, const struct slot_ref *refs, uin
 			held = a;
 		}
 		closed += quarantined ? release_in(lab, a, w, r, refs[i]) : room_put(lab, a, w, r, refs[i]);
+		*left = (uint16_t)i;
 	}
 	if (held)
 		pthread_mutex_unlock(&held->lock);
 	return closed;
 }
 
-size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n)
+size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint16_t *n)
 {
 	return return_all(lab, refs, n, true);
 }
 
-size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n)
+size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uint16_t *n)
 {
 	return return_all(lab, refs, n, false);
+}
+
+/* ---- a dead thread's slots, in a forked child ------------------------- */
+
+/* Whether slot is on its room's free list (under the room's arena's lock). */
+static bool listed(struct room *r, uint16_t slot)
+{
+	const uint16_t *fs = free_slots(r);
+	for (uint32_t i = 0; i < r->nfree; i++)
+		if (fs[i] == slot)
+			return true;
+	return false;
+}
+
+/* One slot of a dead thread's list: returned only if the index agrees. */
+static size_t salvage_one(struct labyrinth *lab, struct slot_ref ref, bool quarantined)
+{
+	if (ref.cls >= SMALL_CLASSES)
+		return 0;
+	struct wing *w = &lab->maze.wings[ref.cls];
+	if (ref.cell >= atomic_load(&w->ext_cells) || ref.slot >= slots_per_room(w))
+		return 0;
+	struct room *r = room_of(w, ref.cell);
+	unsigned owner = v_owner(version_read(&r->version));
+	if (owner == 0 || owner > lab->narenas)
+		return 0;
+	struct arena *a = &lab->arenas[owner - 1];
+	size_t closed = 0;
+	pthread_mutex_lock(&a->lock);
+	uint64_t room = version_read(&r->version), v = version_read(slot_version(r, ref.slot));
+	if (v_state(room) == V_OWNED && v_owner(room) == owner) {
+		if (quarantined && v_state(v) == V_QUARANTINED)
+			closed = release_in(lab, a, w, r, ref);
+		else if (!quarantined && v_state(v) == V_FREE && !listed(r, ref.slot))
+			closed = room_put(lab, a, w, r, ref);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return closed;
+}
+
+/*
+ * A fork copies memory page by page while other threads run, so a dead
+ * thread's cache may disagree with the maze index (each page is as it was
+ * when the kernel copied it): a list may still hold a slot that already
+ * moved on, or miss one. Its slots go back one at a time, each only if
+ * its version still says quarantined (release) or free and on no room's
+ * list (put back); the rest are left as they are, never moved twice.
+ */
+size_t slot_salvage_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n,
+			bool quarantined)
+{
+	size_t closed = 0;
+	for (uint32_t i = 0; i < n; i++)
+		closed += salvage_one(lab, refs[i], quarantined);
+	return closed;
 }
 
 /* ---- the arena path: every step under the arena's lock ---------------- */
@@ -187,7 +249,7 @@ void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t s
 	counter_add(&a->allocs, 1);
 	counter_add(&a->live_bytes, lab->maze.wings[cls].class_size);
 	pthread_mutex_unlock(&a->lock);
-	return slot_hand_out(lab, ref, size, a->id);
+	return slot_hand_out(lab, ref, size, a->id, generation_page());
 }
 
 void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t expect)
@@ -241,11 +303,12 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 		return false;
 	uint16_t *req = &slot_req(r, r->nslots)[slot];
 	annotate_open(p, w->class_size);
-	slot_check_canary(lab, w, p, *req, v_gen(version_read(&slot_versions(r)[slot])));
+	uint64_t v = version_read(&slot_versions(r)[slot]);
+	slot_check_canary(lab, w, r, p, *req, v, v_gen(v));
 	size_t old = *req;
 	*req = (uint16_t)size;
 	if (lab->prot.canary)
-		canary_write(p, size, w->class_size);
+		canary_write(p, size, w->class_size, slot_pattern(r, p, v));
 	annotate_resize(p, old, size, w->class_size);
 	return true;
 }

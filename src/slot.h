@@ -4,6 +4,7 @@
 
 #include "annotate.h"
 #include "canary.h"
+#include "generation.h"
 #include "lab.h"
 #include "maze.h"
 #include "os.h"
@@ -32,11 +33,15 @@
 unsigned slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct slot_ref *out,
 		   unsigned want);
 size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref);
-/* Release n quarantined slots, or put back n taken ones, each under its
+/* Release *n quarantined slots, or put back *n taken ones, each under its
  * room's arena's lock, taking each lock once per run of slots of one arena;
- * the bytes of rooms closed. */
-size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n);
-size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n);
+ * *n counts down to 0 as they go. The bytes of rooms closed. */
+size_t slot_release_all(struct labyrinth *lab, const struct slot_ref *refs, uint16_t *n);
+size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uint16_t *n);
+/* The same for the lists of a thread that a fork left behind, which may
+ * disagree with the maze index: only what the index confirms moves. */
+size_t slot_salvage_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n,
+			bool quarantined);
 /* The arena that owns the slot's room (its lock guards the room). */
 struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
 
@@ -88,15 +93,22 @@ static inline void slot_prefetch(struct labyrinth *lab, struct slot_ref ref)
 	__builtin_prefetch(slot_size(w, r, ref.slot), 1);
 }
 
+/* The canary pattern of the slot at p while its version word is v: the
+ * room's key, and the key of the generation whose tag v's owner carries. */
+static inline uint64_t slot_pattern(const struct room *r, const char *p, uint64_t v)
+{
+	return canary_pattern(r->key ^ generation_key(v_owner(v)), p, v);
+}
+
 /* Hand out a slot taken from arena `owner`'s rooms as an allocation of
- * size bytes. */
+ * size bytes; its owner tag also names this process generation, g. */
 static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size,
-				  unsigned owner)
+				  unsigned owner, const struct gen_page *g)
 {
 	struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
 	*slot_size(w, r, ref.slot) = (uint16_t)size;
-	uint64_t v = version_set(slot_version(r, ref.slot), V_FREE, V_OWNED, owner);
+	uint64_t v = version_set(slot_version(r, ref.slot), V_FREE, V_OWNED, owner | g->tag_bits);
 	if (__builtin_expect(!v, 0))
 		slot_corrupt();
 	char *p = slot_addr(w, ref.cell, ref.slot);
@@ -106,7 +118,7 @@ static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, si
 		zero_check(p, w->class_size, v_gen(v));
 	}
 	if (lab->prot.canary)
-		canary_write(p, size, w->class_size);
+		canary_write(p, size, w->class_size, canary_pattern(r->key ^ g->key, p, v));
 	annotate_alloc(p, size, w->class_size);
 	return p;
 }
@@ -131,11 +143,12 @@ static inline struct room *slot_of(struct wing *w, const void *p, int kind, uint
 	return room_of(w, cell);
 }
 
-static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, char *p, size_t req,
-				     uint64_t gen)
+/* v: the slot's version word while it was owned; gen goes into a report. */
+static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, struct room *r,
+				     char *p, size_t req, uint64_t v, uint64_t gen)
 {
 	if (lab->prot.canary)
-		canary_check(p, req, w->class_size, w->class_size, gen);
+		canary_check(p, req, w->class_size, slot_pattern(r, p, v), w->class_size, gen);
 }
 
 /*
@@ -182,7 +195,7 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 	annotate_open(p, w->class_size);
 	if (__builtin_expect(expect != SIZE_MAX && expect != req, 0))
 		report_wrong_size_if(p, expect, req, w->class_size);
-	slot_check_canary(lab, w, p, req, v_gen(seen) + 1);
+	slot_check_canary(lab, w, r, p, req, seen, v_gen(seen) + 1);
 	if (lab->prot.zero)
 		slot_zero(w, p);
 	annotate_free(p, w->class_size);

@@ -13,11 +13,14 @@
 #include "annotate.h"
 #include "canary.h"
 #include "config.h"
+#include "generation.h"
 #include "guarded.h"
 #include "large.h"
 #include "lab.h"
 #include "labyrinth.h"
 #include "os.h"
+#include "page.h"
+#include "reserve.h"
 #include "room.h"
 #include "sweep.h"
 #include "version.h"
@@ -27,21 +30,24 @@
 /*
  * The canary [from, to) of the block at base is damaged, and stays so while
  * *v reads the same: then report it (class_size and the generation go into
- * the line) and say so.
+ * the line) and say so. key is the block's key; a small slot's version word
+ * also names the generation whose key is mixed in (slot).
  */
-static bool check_block(char *base, size_t from, size_t to, version_t *v, size_t class_size)
+static bool check_block(char *base, size_t from, size_t to, version_t *v, size_t class_size,
+			uint64_t key, bool slot)
 {
 	uint64_t seen = version_read(v);
+	uint64_t pat = canary_pattern(slot ? key ^ generation_key(v_owner(seen)) : key, base, seen);
 	annotate_open(base + from, to - from);
-	bool bad = canary_damage(base, from, to) != NO_DAMAGE;
+	bool bad = canary_damage(base, from, to, pat) != NO_DAMAGE;
 	if (bad) {
 		struct timespec pause = { 0, 2 * 1000 * 1000 };
 		nanosleep(&pause, NULL);
-		bad = canary_damage(base, from, to) != NO_DAMAGE && version_read(v) == seen &&
+		bad = canary_damage(base, from, to, pat) != NO_DAMAGE && version_read(v) == seen &&
 		      v_state(seen) == V_OWNED;
 	}
 	if (bad)
-		canary_check(base, from, to, class_size, v_gen(seen));
+		canary_check(base, from, to, pat, class_size, v_gen(seen));
 	annotate_noaccess(base + from, to - from);
 	return bad;
 }
@@ -60,7 +66,7 @@ static size_t sweep_room(struct wing *w, uint32_t cell)
 		char *p = cell_addr(w, cell) + (size_t)s * w->class_size;
 		size_t req = slot_req(r, n)[s];
 		if (req < w->class_size)
-			damaged += check_block(p, req, w->class_size, v, w->class_size);
+			damaged += check_block(p, req, w->class_size, v, w->class_size, r->key, true);
 	}
 	return damaged;
 }
@@ -77,7 +83,18 @@ static size_t sweep_large(struct wing *w, uint32_t cell)
 		return 0;
 	char *p = cell_addr(w, cell) + (size_t)l->first_page * PAGE_SIZE;
 	size_t to = (size_t)l->npages * PAGE_SIZE;
-	return check_block(p, l->size, to, &l->version, w->class_size);
+	return check_block(p, l->size, to, &l->version, w->class_size, l->key, false);
+}
+
+/* A pool's labyrinth_malloc block (the page API's blocks have no canary). */
+static size_t sweep_pool_page(struct wing *w, uint32_t cell)
+{
+	struct page_rec *rec = page_rec_of(w, cell);
+	if (v_state(version_read(&rec->version)) != V_OWNED || rec->kind != PAGE_MALLOC ||
+	    rec->size >= w->room_bytes)
+		return 0;
+	return check_block(cell_addr(w, cell), rec->size, w->room_bytes, &rec->version,
+			   w->class_size, rec->key ^ gen_keys[rec->gen_tag], false);
 }
 
 static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
@@ -92,7 +109,12 @@ static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
 		}
 		if (!cell_taken(w, c))
 			continue;
-		damaged += wing_is_small(lab, w) ? sweep_room(w, c) : sweep_large(w, c);
+		if (wing_is_small(lab, w))
+			damaged += sweep_room(w, c);
+		else if (!wing_is_page(lab, w))
+			damaged += sweep_large(w, c);
+		else if (lab->pool)
+			damaged += sweep_pool_page(w, c);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return damaged;

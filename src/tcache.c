@@ -6,6 +6,7 @@
  * thread, so the quarantine's delay survives thread churn.
  */
 #include "tcache.h"
+#include "generation.h"
 #include "os.h"
 #include "report.h"
 #include "room.h"
@@ -56,21 +57,75 @@ static struct thread_cache *cache_carve(struct labyrinth *lab)
 	return (struct thread_cache *)(mem + PAGE_SIZE);
 }
 
-static void cache_init(struct labyrinth *lab, struct thread_cache *tc, struct arena *a)
+static uint16_t batch_cap(struct labyrinth *lab, unsigned cls)
 {
-	tc->lab = lab;
+	size_t n = BATCH_BYTES / lab->maze.wings[cls].class_size;
+	return (uint16_t)(n < 2 ? 2 : n > BATCH_MAX ? BATCH_MAX : n);
+}
+
+/* A cache a thread starts with, new or left by an exited thread, draws its
+ * own generator: it never goes on with another thread's stream. */
+static void cache_rekey(struct thread_cache *tc, struct arena *a)
+{
 	pthread_mutex_lock(&a->lock);
 	rng_derive(&tc->rng, &a->rng);
 	pthread_mutex_unlock(&a->lock);
+	tc->gen = generation_now();
+}
+
+/* An empty cache: no batch, no quarantine, nothing to release. */
+static void cache_clear(struct labyrinth *lab, struct thread_cache *tc)
+{
 	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
+	tc->nrelease = 0;
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
-		size_t n = BATCH_BYTES / lab->maze.wings[c].class_size;
-		tc->batch[c].cap = (uint16_t)(n < 2 ? 2 : n > BATCH_MAX ? BATCH_MAX : n);
+		tc->batch[c].n = 0;
+		tc->batch[c].cap = batch_cap(lab, c);
 	}
+	tc->orphan = false;
+}
+
+static void cache_init(struct labyrinth *lab, struct thread_cache *tc)
+{
+	tc->lab = lab;
+	cache_clear(lab, tc);
 	struct thread_cache *head = atomic_load(&all);
 	do
 		atomic_store_explicit(&tc->next, head, memory_order_relaxed);
 	while (!atomic_compare_exchange_weak(&all, &head, tc));
+}
+
+static uint32_t at_most(uint32_t n, uint32_t max)
+{
+	return n < max ? n : max;
+}
+
+/*
+ * A cache whose thread did not survive a fork: its lists may disagree
+ * with the maze index (see slot_salvage_all), so every slot they name goes
+ * back only where the index agrees, and the cache starts over empty.
+ */
+static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
+{
+	struct quarantine *q = &tc->quarantine;
+	size_t closed = 0;
+	for (uint32_t i = 0; i < at_most(q->count, q->nfifo); i++)
+		closed += slot_salvage_all(lab, &q->fifo[(q->head + i) % q->nfifo], 1, true);
+	for (uint32_t i = 0; i < q->nstage; i++) {
+		struct slot_ref ref = q->stage[i];
+		if (ref.cell == 0)
+			continue;
+		ref.cell--;     /* the stage stores cells plus one */
+		closed += slot_salvage_all(lab, &ref, 1, true);
+		q->stage[i].cell = 0;   /* cache_clear leaves the stage as it is */
+	}
+	closed += slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
+	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+		struct batch *b = &tc->batch[c];
+		closed += slot_salvage_all(lab, b->ref, at_most(b->n, BATCH_MAX), false);
+	}
+	cache_clear(lab, tc);
+	return closed;
 }
 
 struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
@@ -87,7 +142,10 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 	if (!tc)
 		return NULL;
 	if (!tc->lab)
-		cache_init(lab, tc, a);
+		cache_init(lab, tc);
+	else if (tc->orphan)
+		cache_salvage(lab, tc);
+	cache_rekey(tc, a);
 	tc->arena = a;
 	tcache_self = tc;
 	/* Without the exit hook the cache would be lost with the thread. */
@@ -104,6 +162,7 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 	struct batch *b = &tc->batch[cls];
 	struct arena *a = tc->arena;
 	pthread_mutex_lock(&a->lock);
+	rng_renew_if_stale(&a->rng);    /* a raw clone's child: not its parent's picks */
 	b->n = (uint16_t)slot_take(lab, a, cls, b->ref, b->cap);
 	pthread_mutex_unlock(&a->lock);
 	return b->n != 0;
@@ -111,15 +170,16 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 
 size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 {
-	size_t closed = slot_release_all(lab, tc->release, tc->nrelease);
-	tc->nrelease = 0;
-	return closed;
+	return slot_release_all(lab, tc->release, &tc->nrelease);
 }
 
 static size_t release_one(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
 {
-	tc->release[tc->nrelease++] = ref;
-	return tc->nrelease == RELEASE_MAX ? tcache_release_flush(lab, tc) : 0;
+	size_t closed = tc->nrelease == RELEASE_MAX ? tcache_release_flush(lab, tc) : 0;
+	tc->release[tc->nrelease] = ref;
+	tcache_order();
+	tc->nrelease++;
+	return closed;
 }
 
 /* Give the batches' slots back to their rooms: taken from tc->arena, or
@@ -129,8 +189,7 @@ static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
 	size_t closed = 0;
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
-		closed += slot_put_back_all(lab, b->ref, b->n);
-		b->n = 0;
+		closed += slot_put_back_all(lab, b->ref, &b->n);
 	}
 	return closed;
 }
@@ -173,7 +232,7 @@ size_t tcache_trim(struct labyrinth *lab)
 	/* Exited threads' caches are no thread's now; empty them unlocked. */
 	struct thread_cache *last = NULL;
 	for (struct thread_cache *tc = list; tc; tc = tc->next_idle) {
-		closed += cache_empty(lab, tc);
+		closed += tc->orphan ? cache_salvage(lab, tc) : cache_empty(lab, tc);
 		last = tc;
 	}
 	if (last) {
@@ -208,6 +267,40 @@ void tcache_fork_lock(void)
 void tcache_fork_unlock(void)
 {
 	pthread_mutex_unlock(&pool_lock);
+}
+
+/*
+ * The first malloc of the forking thread's cache in a child (or in a raw
+ * clone's child: the generation changed either way). Done here rather than
+ * in the fork handler, so that a child that only execs copies none of the
+ * cache's pages: a new generator, and the batches go back to their rooms,
+ * since the parent and every sibling would hand out the same slots in the
+ * same order. Until then its frees draw quarantine places from the
+ * generator's buffered words, as the parent's would.
+ */
+void tcache_forked(struct labyrinth *lab, struct thread_cache *tc)
+{
+	batches_put_back(lab, tc);
+	cache_rekey(tc, tc->arena);
+}
+
+/*
+ * Only the forking thread lives on in the child. Every other cache,
+ * whether its thread had exited or not, is idle now, and an orphan: the
+ * next thread to adopt it, or labyrinth_trim, salvages its slots first.
+ */
+void tcache_fork_child(void)
+{
+	struct thread_cache *self = tcache_self;
+	idle = NULL;
+	for (struct thread_cache *tc = atomic_load(&all); tc;
+	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
+		if (tc == self)
+			continue;
+		tc->orphan = true;
+		tc->next_idle = idle;
+		idle = tc;
+	}
 }
 
 /* Made at load time, not inside malloc. */

@@ -13,6 +13,7 @@
 #ifndef LAB_TCACHE_H
 #define LAB_TCACHE_H
 
+#include "generation.h"
 #include "lab.h"
 #include "quarantine.h"
 #include "random.h"
@@ -32,14 +33,16 @@ struct batch {
 struct thread_cache {
 	struct labyrinth *lab;
 	struct arena *arena;            /* batches are taken from its bins */
+	uint32_t gen;           /* the process generation its batches and rng are of */
 	struct rng rng;
 	struct quarantine quarantine;
-	uint32_t nrelease;
+	uint16_t nrelease;
 	struct slot_ref release[RELEASE_MAX];   /* left the quarantine, to release */
 	/* Written by the owning thread only; read by stats. */
 	_Atomic uint64_t allocs, frees, live_bytes;
 	struct thread_cache *_Atomic next;      /* every cache, never unlinked */
 	struct thread_cache *next_idle;
+	bool orphan;            /* left by a thread that a fork did not copy */
 	struct batch batch[SMALL_CLASSES];
 	/* the quarantine's storage follows */
 };
@@ -57,22 +60,41 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a);
  * lock (false if the wing is full); the release list is emptied. */
 bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned cls)
 	__attribute__((noinline));
+/* The cache's first malloc in a forked child: see tcache.c. */
+void tcache_forked(struct labyrinth *lab, struct thread_cache *tc) __attribute__((noinline));
 size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 	__attribute__((noinline));
+
+/*
+ * An entry is written before the count that covers it, never after: a fork
+ * may catch another thread between the two, and the child that takes over
+ * that thread's cache should at worst lose an entry. (Pages copied at
+ * different moments can still disagree; the child salvages such a cache
+ * slot by slot, see tcache.c.) A compiler barrier: x86 stores are seen in
+ * program order anyway.
+ */
+static inline void tcache_order(void)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+}
 
 /* A slot of class cls for a request of size bytes, or NULL when the wing is full. */
 static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc, unsigned cls,
 				 size_t size)
 {
+	const struct gen_page *g = generation_page();
+	if (__builtin_expect(tc->gen != atomic_load_explicit(&g->gen, memory_order_relaxed), 0))
+		tcache_forked(lab, tc);
 	struct batch *b = &tc->batch[cls];
 	if (__builtin_expect(b->n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
 		return NULL;
 	struct slot_ref ref = b->ref[--b->n];
+	tcache_order();
 	if (b->n)
 		slot_prefetch(lab, b->ref[b->n - 1]);
 	counter_add(&tc->allocs, 1);
 	counter_add(&tc->live_bytes, lab->maze.wings[cls].class_size);
-	return slot_hand_out(lab, ref, size, tc->arena->id);
+	return slot_hand_out(lab, ref, size, tc->arena->id, g);
 }
 
 /* A slot that slot_retire() accepted enters the thread's quarantine; the
@@ -90,13 +112,19 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 		struct batch *b = &tc->batch[out.cls];
 		if (b->n < b->cap) {
 			slot_recycle(lab, out);
-			b->ref[b->n++] = out;
+			b->ref[b->n] = out;
+			tcache_order();
+			b->n++;
 			return;
 		}
 	}
-	tc->release[tc->nrelease++] = out;
+	/* Full is checked before adding: a child may take over a cache whose
+	 * thread the fork caught between filling the list and flushing it. */
 	if (__builtin_expect(tc->nrelease == RELEASE_MAX, 0))
 		tcache_release_flush(lab, tc);
+	tc->release[tc->nrelease] = out;
+	tcache_order();
+	tc->nrelease++;
 }
 
 /* Empty the calling thread's cache and the caches of exited threads; bytes closed. */
@@ -108,5 +136,9 @@ void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uin
 /* Held across fork, so that a child never inherits the pool's lock taken. */
 void tcache_fork_lock(void);
 void tcache_fork_unlock(void);
+/* In a forked child, every lock held: every cache but the calling thread's
+ * (its thread is gone) goes to the pool of idle caches, for the next thread
+ * or labyrinth_trim. The calling thread's renews itself at its next malloc. */
+void tcache_fork_child(void);
 
 #endif

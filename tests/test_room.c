@@ -94,20 +94,21 @@ Test(room, canary_stays_inside_its_bytes_and_finds_damage)
 			for (size_t to = from + 1; to <= 200; to++) {
 				memset(buf, 0x00, sizeof buf);
 				char *b = (char *)buf + base;
-				canary_write(b, from, to);
+				uint64_t pat = canary_pattern(0x243f6a8885a308d3ULL * (base + 1), b, to);
+				canary_write(b, from, to, pat);
 				for (size_t i = 0; i < sizeof buf - base; i++)
 					if (i < from || i >= to)
 						cr_assert_eq(b[i], 0, "byte %zu changed writing [%zu, %zu)", i, from, to);
 					else
 						cr_assert_neq(b[i], 0, "canary byte %zu is zero", i);
-				cr_assert_eq(canary_damage(b, from, to), NO_DAMAGE,
+				cr_assert_eq(canary_damage(b, from, to, pat), NO_DAMAGE,
 					     "[%zu, %zu) is not the byte-wise pattern", from, to);
-				cr_assert(canary_intact(b, from, to));
+				cr_assert(canary_intact(b, from, to, pat));
 				for (size_t hit = from; hit < to; hit++) {
 					b[hit] ^= 0x40;
-					cr_assert(!canary_intact(b, from, to),
+					cr_assert(!canary_intact(b, from, to, pat),
 						  "damage at %zu of [%zu, %zu) missed", hit, from, to);
-					cr_assert_eq(canary_damage(b, from, to), hit);
+					cr_assert_eq(canary_damage(b, from, to, pat), hit);
 					b[hit] ^= 0x40;
 				}
 			}

@@ -1,0 +1,392 @@
+/*
+ * Fork: a child shares no secret with its parent or its siblings (placement,
+ * canaries), one leaked canary predicts no other room's, and fork works in
+ * every shape (threads, vfork, posix_spawn, a raw clone).
+ */
+#include "helpers.h"
+#include "lab.h"
+#include "labyrinth.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define SMALL 24                /* class 32: the canary is the word at +24 */
+#define LARGE (65536 + 96)      /* the canary starts at an 8-aligned offset */
+#define ALLOCS 8
+
+/* Reads and writes of the canary, which ASan (sanitizer build) would stop. */
+__attribute__((no_sanitize("address"))) static uint64_t peek(const void *at)
+{
+	const volatile unsigned char *p = at;
+	uint64_t w = 0;
+	for (int i = 0; i < 8; i++)
+		w |= (uint64_t)p[i] << (8 * i);
+	return w;
+}
+
+__attribute__((no_sanitize("address"))) static void poke(void *at, uint64_t w)
+{
+	volatile unsigned char *p = at;
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(w >> (8 * i));
+}
+
+static void write_all(int fd, const void *buf, size_t n)
+{
+	cr_assert_eq(write(fd, buf, n), (ssize_t)n);
+}
+
+static void read_all(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+	ssize_t r;
+	while (got < n && (r = read(fd, (char *)buf + got, n - got)) > 0)
+		got += (size_t)r;
+	cr_assert_eq(got, n, "a child sent %zu of %zu bytes", got, n);
+}
+
+static void wait_ok(pid_t pid)
+{
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+}
+
+/* Some history before the fork: a thread cache with batches, a quarantine. */
+static void warm_up(void)
+{
+	void *keep[16];
+	for (int i = 0; i < 16; i++)
+		keep[i] = labyrinth_malloc(NULL, SMALL);
+	for (int i = 0; i < 16; i += 2)
+		labyrinth_free(NULL, keep[i]);
+}
+
+/* ---- what children make after the fork ---------------------------------- */
+
+struct made {
+	uintptr_t addr[ALLOCS];
+	uint64_t canary[ALLOCS];
+	uint64_t large_canary;
+};
+
+static void make_some(struct made *m)
+{
+	for (int i = 0; i < ALLOCS; i++) {
+		char *p = labyrinth_malloc(NULL, SMALL);
+		m->addr[i] = (uintptr_t)p;
+		m->canary[i] = peek(p + SMALL);
+	}
+	char *l = labyrinth_malloc(NULL, LARGE);
+	m->large_canary = peek(l + LARGE);
+}
+
+static void expect_apart(const struct made *a, const struct made *b, const char *who)
+{
+	cr_assert(memcmp(a->addr, b->addr, sizeof a->addr) != 0,
+		  "%s placed %d allocations at the same addresses", who, ALLOCS);
+	for (int i = 0; i < ALLOCS; i++)
+		cr_assert_neq(a->canary[i], b->canary[i], "%s: allocation %d has the same canary",
+			      who, i);
+	cr_assert_neq(a->large_canary, b->large_canary, "%s: the large block's canary", who);
+}
+
+Test(fork, children_place_and_key_apart_from_each_other_and_the_parent)
+{
+	warm_up();
+	struct made m[4];
+	int fds[3][2];
+	pid_t pid[3];
+	for (int c = 0; c < 3; c++) {
+		cr_assert_eq(pipe(fds[c]), 0);
+		pid[c] = fork();
+		cr_assert_geq(pid[c], 0);
+		if (pid[c] == 0) {
+			struct made mine;
+			make_some(&mine);
+			write_all(fds[c][1], &mine, sizeof mine);
+			_exit(0);
+		}
+		close(fds[c][1]);
+	}
+	make_some(&m[3]);
+	for (int c = 0; c < 3; c++) {
+		read_all(fds[c][0], &m[c], sizeof m[c]);
+		close(fds[c][0]);
+		wait_ok(pid[c]);
+	}
+	expect_apart(&m[0], &m[1], "children 1 and 2");
+	expect_apart(&m[0], &m[2], "children 1 and 3");
+	expect_apart(&m[1], &m[2], "children 2 and 3");
+	for (int c = 0; c < 3; c++)
+		expect_apart(&m[c], &m[3], "a child and its parent");
+}
+
+/* ---- a pre-forking server: what one child leaks, the next must not accept */
+
+struct leak {
+	uintptr_t addr;
+	uint64_t canary;
+};
+
+static void request_overflow(void *arg)
+{
+	const struct leak *learned = arg;
+	char *req = labyrinth_malloc(NULL, SMALL);
+	memset(req, 'A', SMALL);
+	poke(req + SMALL, learned->canary);     /* overflow, "keeping" the canary */
+	labyrinth_free(NULL, req);
+}
+
+Test(fork, a_canary_learned_from_one_child_is_caught_in_the_next)
+{
+	warm_up();
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		char *req = labyrinth_malloc(NULL, SMALL);
+		struct leak l = { (uintptr_t)req, peek(req + SMALL) };
+		write_all(fds[1], &l, sizeof l);
+		labyrinth_free(NULL, req);
+		_exit(0);
+	}
+	close(fds[1]);
+	struct leak learned;
+	read_all(fds[0], &learned, sizeof learned);
+	close(fds[0]);
+	wait_ok(pid);
+	struct outcome o = run_in_child(request_overflow, &learned);
+	cr_assert_eq(o.signal, SIGABRT, "the overflow went unnoticed (signal %d, exit %d): %s",
+		     o.signal, o.exit_code, o.err);
+	cr_assert(strncmp(o.err, "labyrinth: heap overflow of 0x", 30) == 0, "got: %s", o.err);
+}
+
+/* ---- one canary and its address say nothing of another room's ----------- */
+
+/* The canary mix before per-room keys: secret ^ address through
+ * xorshift-multiply-xorshift, every step invertible. */
+static uint64_t old_pattern(uint64_t secret, uintptr_t addr)
+{
+	uint64_t x = secret ^ addr;
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 29;
+	return x | 0x0101010101010101ULL;
+}
+
+static uint64_t mul_inverse(uint64_t a)
+{
+	uint64_t x = a;                 /* Newton: 5 steps give 64 bits for odd a */
+	for (int i = 0; i < 5; i++)
+		x *= 2 - a * x;
+	return x;
+}
+
+/* The 256 secrets the old mix allows for one canary and its address. */
+static uint64_t old_secret(uint64_t canary, uintptr_t addr, unsigned low_bits)
+{
+	uint64_t x = canary & ~0x0101010101010101ULL;
+	for (int b = 0; b < 8; b++)
+		x |= (uint64_t)((low_bits >> b) & 1) << (8 * b);
+	x ^= (x >> 29) ^ (x >> 58);
+	x *= mul_inverse(0xbf58476d1ce4e5b9ULL);
+	x ^= (x >> 31) ^ (x >> 62);
+	return x ^ addr;
+}
+
+Test(fork, one_leaked_canary_does_not_predict_another_rooms)
+{
+	char *a = labyrinth_malloc(NULL, SMALL);        /* class 32 */
+	char *b = labyrinth_malloc(NULL, 40);           /* class 48: another room */
+	uint64_t ca = peek(a + SMALL), cb = peek(b + 40);
+	for (unsigned m = 0; m < 256; m++) {
+		uint64_t secret = old_secret(ca, (uintptr_t)a, m);
+		cr_assert_neq(old_pattern(secret, (uintptr_t)b), cb,
+			      "the canary of %p predicts the canary of %p", (void *)a, (void *)b);
+	}
+	/* The same slot's next allocation is keyed anew too. */
+	labyrinth_free(NULL, a);
+	labyrinth_trim(NULL);
+	char *again = NULL;
+	for (int i = 0; i < 4096 && again != a; i++) {
+		again = labyrinth_malloc(NULL, SMALL);
+		if (again != a)
+			labyrinth_free(NULL, again);
+	}
+	if (again == a)
+		cr_assert_neq(peek(a + SMALL), ca, "a slot's next allocation has its old canary");
+	labyrinth_free(NULL, b);
+}
+
+/* ---- fork from a process whose threads allocate -------------------------- */
+
+#define THREADS 4
+#define TABLE 64
+
+static _Atomic(void *) table[THREADS][TABLE];
+static atomic_int stop;
+
+static void *churn(void *arg)
+{
+	unsigned long long seed = (uintptr_t)arg + 1;
+	_Atomic(void *) *mine = table[(uintptr_t)arg];
+	while (!atomic_load(&stop)) {
+		unsigned i = (unsigned)(test_rand(&seed) % TABLE);
+		void *old = atomic_exchange(&mine[i], NULL);
+		if (old)
+			labyrinth_free(NULL, old);
+		atomic_store(&mine[i], labyrinth_malloc(NULL, 16 + test_rand(&seed) % 500));
+	}
+	return NULL;
+}
+
+/* The rooms that hold the dead threads' objects, as the child sees them. */
+static uint64_t rooms_in_use(void)
+{
+	struct labyrinth *lab = lab_default_if_open();
+	uint64_t seen[THREADS * TABLE];
+	unsigned n = 0;
+	for (int t = 0; t < THREADS; t++)
+		for (int i = 0; i < TABLE; i++) {
+			void *p = atomic_load(&table[t][i]);
+			struct wing *w = p ? maze_wing_of(&lab->maze, p) : NULL;
+			size_t off;
+			uint32_t cell = w ? wing_cell_of(w, p, &off) : CELL_NONE;
+			if (cell == CELL_NONE)
+				continue;
+			uint64_t room = (uint64_t)w->index << 32 | cell;
+			unsigned k = 0;
+			while (k < n && seen[k] != room)
+				k++;
+			if (k == n)
+				seen[n++] = room;
+		}
+	return n;
+}
+
+/*
+ * In the child only this thread lives. Its threads' objects stay (what the
+ * child inherited is its own to free), but whatever their caches held, in
+ * batches and quarantines, must come back: after trim no slot waits in a
+ * quarantine and no room stays open but those holding objects. A thread
+ * caught between malloc and its table, or table and free, pins at most
+ * two more; so do the spare rooms trim keeps (none) and the child's own.
+ */
+static int child_after_fork(const labyrinth_stats_t *before)
+{
+	void *mine[64];
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < 64; i++)
+			mine[i] = labyrinth_malloc(NULL, 16 + (size_t)(round * 64 + i) % 700);
+		for (int i = 0; i < 64; i++)
+			labyrinth_free(NULL, mine[i]);
+	}
+	labyrinth_trim(NULL);
+	labyrinth_stats_t s;
+	labyrinth_get_stats(NULL, &s);
+	if (s.quarantined_slots)
+		return 2;
+	if (s.live_rooms > before->live_rooms + rooms_in_use() + 2 * THREADS)
+		return 3;
+	return 0;
+}
+
+Test(fork, from_threads_that_allocate_without_deadlock_or_leak, .timeout = 120)
+{
+	labyrinth_stats_t before;
+	labyrinth_trim(NULL);
+	labyrinth_get_stats(NULL, &before);
+	pthread_t th[THREADS];
+	for (uintptr_t t = 0; t < THREADS; t++)
+		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
+	for (int i = 0; i < 200; i++) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0)
+			_exit(child_after_fork(&before));
+		int status;
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			  "fork %d: child status %#x (2: quarantine kept, 3: rooms kept open)", i,
+			  status);
+	}
+	atomic_store(&stop, 1);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+}
+
+/* ---- vfork, posix_spawn, and a clone that runs no fork handler ----------- */
+
+Test(fork, vfork_and_posix_spawn_run_no_allocator_code, .timeout = 60)
+{
+	pthread_t th[2];
+	atomic_store(&stop, 0);
+	for (uintptr_t t = 0; t < 2; t++)
+		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
+	char *argv[] = { "true", NULL };
+	for (int i = 0; i < 50; i++) {
+		pid_t pid;
+		cr_assert_eq(posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ), 0);
+		wait_ok(pid);
+		pid = vfork();
+		if (pid == 0) {
+			execve("/bin/true", argv, environ);
+			_exit(127);
+		}
+		cr_assert_geq(pid, 0);
+		wait_ok(pid);
+	}
+	atomic_store(&stop, 1);
+	for (int t = 0; t < 2; t++)
+		pthread_join(th[t], NULL);
+}
+
+/*
+ * A raw clone runs no atfork handler, but the page that holds the process
+ * generation comes to the child as zeros (MADV_WIPEONFORK): its first
+ * allocation renews the generation, its thread cache gives back its batches
+ * and its arena draws a new generator, so two such children and their
+ * parent place and key their allocations apart too.
+ */
+Test(fork, raw_clone_children_place_and_key_apart)
+{
+	warm_up();
+	struct made m[3];
+	int fds[2][2];
+	long pid[2];
+	for (int c = 0; c < 2; c++) {
+		cr_assert_eq(pipe(fds[c]), 0);
+		pid[c] = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+		cr_assert_geq(pid[c], 0);
+		if (pid[c] == 0) {
+			struct made mine;
+			make_some(&mine);
+			if (write(fds[c][1], &mine, sizeof mine) != sizeof mine)
+				_exit(1);
+			_exit(0);
+		}
+		close(fds[c][1]);
+	}
+	make_some(&m[2]);
+	for (int c = 0; c < 2; c++) {
+		read_all(fds[c][0], &m[c], sizeof m[c]);
+		close(fds[c][0]);
+		wait_ok((pid_t)pid[c]);
+	}
+	expect_apart(&m[0], &m[1], "raw clone children 1 and 2");
+	expect_apart(&m[0], &m[2], "raw clone child 1 and its parent");
+	expect_apart(&m[1], &m[2], "raw clone child 2 and its parent");
+}
