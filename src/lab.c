@@ -309,7 +309,7 @@ static void lab_reseed(struct labyrinth *lab, struct rng *seed)
 		rng_derive(&lab->arenas[i].rng, seed);
 	rng_derive(&lab->key_rng, seed);
 	guarded_fork_child(lab->guarded, seed);
-	maze_reseed(&lab->maze);        /* wings redraw their keys at their next placement */
+	maze_reseed(&lab->maze, seed);  /* wings redraw their keys at their next placement */
 }
 
 /*

@@ -579,9 +579,9 @@ void maze_release(struct maze *m)
 	m->meta = NULL;
 }
 
-void maze_reseed(struct maze *m)
+void maze_reseed(struct maze *m, struct rng *seed)
 {
-	rng_seed(&m->epoch_rng);
+	rng_derive(&m->epoch_rng, seed);
 	atomic_fetch_add_explicit(&m->reseeds, 1, memory_order_relaxed);
 }
 

@@ -133,10 +133,10 @@ bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end);
 
 /*
  * In a forked child (an atfork handler: async-signal-safe, no lock taken):
- * draw a new epoch stream from getrandom, so that every wing redraws its
+ * key a new epoch stream from seed, so that every wing redraws its
  * placement key from it at its next placement. Retired cells stay retired.
  */
-void maze_reseed(struct maze *m);
+void maze_reseed(struct maze *m, struct rng *seed);
 
 /* An old kernel, or an mlocked range, refuses markers: mprotect from now on. */
 static inline void maze_fall_back(struct maze *m)
