@@ -125,7 +125,7 @@ void lab_free_sized(struct labyrinth *lab, void *p, size_t expect)
 		struct slot_ref ref;
 		if (!tc)
 			small_free(lab, w, p, ERR_INVALID_FREE, expect);
-		else if (slot_retire(lab, w, p, ERR_INVALID_FREE, expect, &ref))
+		else if (slot_retire(lab, w, p, ERR_INVALID_FREE, expect, &ref, &tc->quarantine))
 			tcache_free(lab, tc, ref);
 	} else if (wing_is_page(lab, w))
 		page_malloc_free(lab, w, p, ERR_INVALID_FREE, expect);

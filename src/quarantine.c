@@ -9,6 +9,7 @@ void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n)
 	q->stage = storage;
 	q->fifo = storage + q->nstage;
 	q->head = q->count = 0;
+	q->resident = 0;
 	/* The stage's storage is zero (fresh pages) or was emptied by pops. */
 }
 

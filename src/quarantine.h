@@ -23,6 +23,17 @@ struct slot_ref {
 	uint16_t slot;
 };
 
+/*
+ * A slot held with its pages still resident (cleared in place) carries this
+ * bit in its cell number, which no cell uses. The bytes of such slots are
+ * bounded per quarantine: past QUARANTINE_RESIDENT_MAX a freed slot gives
+ * its whole pages back to the kernel instead (they read as zero, and are
+ * checked as zero on reuse all the same), so a quarantine of 1,024 slots
+ * pins at most about a mebibyte however big its slots are.
+ */
+#define SLOT_REF_RESIDENT 0x80000000u
+#define QUARANTINE_RESIDENT_MAX (1UL << 20)
+
 struct quarantine {
 	struct slot_ref *stage;   /* random stage, cells stored plus one: 0 is empty */
 	struct slot_ref *fifo;
@@ -35,6 +46,7 @@ struct quarantine {
 		};
 		_Atomic uint64_t ends;
 	};
+	uint64_t resident;      /* bytes of the slots held with SLOT_REF_RESIDENT */
 };
 
 /*
@@ -100,6 +112,17 @@ static inline bool quarantine_push(struct quarantine *q, struct rng *r, struct s
 /* Slots held, read without the owner's lock: a count for the statistics,
  * where a value a moment old is as good as an exact one. */
 uint64_t quarantine_held(struct quarantine *q);
+
+/* A slot that left q: its bytes leave q's resident count, its bit goes. */
+static inline struct slot_ref quarantine_leave(struct quarantine *q, const struct maze *m,
+					       struct slot_ref ref)
+{
+	if (ref.cell & SLOT_REF_RESIDENT) {
+		ref.cell &= ~SLOT_REF_RESIDENT;
+		q->resident -= m->wings[ref.cls].class_size;
+	}
+	return ref;
+}
 /* Take any entry (to empty the quarantine); false when it is empty. */
 bool quarantine_pop(struct quarantine *q, struct slot_ref *out);
 

@@ -80,7 +80,12 @@ struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref)
 /* A slot rejoins its room's free list; the bytes of the room if that closes
  * it. An empty room that is not the bin's current one becomes the bin's
  * spare, kept open for the next refill (so a steady load does not open and
- * close rooms over and over); a second empty room is closed. */
+ * close rooms over and over); a second empty room is closed. A spare of
+ * SPARE_DISCARD_MIN or more gives its pages back (they read as zero, as
+ * its free slots must): every class a program passes through would
+ * otherwise keep a room's worth of cleared pages, which fork copies (bash
+ * growing a string through every class: 13 MiB). */
+#define SPARE_DISCARD_MIN (64UL << 10)
 static inline size_t room_put(struct labyrinth *lab, struct arena *a, struct wing *w,
 			      struct room *r, struct slot_ref ref)
 {
@@ -94,6 +99,8 @@ static inline size_t room_put(struct labyrinth *lab, struct arena *a, struct win
 		if (b->spare == CELL_NONE) {
 			b->spare = ref.cell;
 			b->spare_epoch = epoch_now(&lab->maze);
+			if (w->room_bytes >= SPARE_DISCARD_MIN)
+				os_discard(cell_addr(w, ref.cell), w->room_bytes);
 			return 0;
 		}
 		room_close(lab, w, ref.cell);
@@ -255,7 +262,7 @@ void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t s
 void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t expect)
 {
 	struct slot_ref ref, out;
-	if (!slot_retire(lab, w, p, kind, expect, &ref))
+	if (!slot_retire(lab, w, p, kind, expect, &ref, NULL))
 		return;
 	struct arena *a = slot_arena(lab, ref);
 	pthread_mutex_lock(&a->lock);

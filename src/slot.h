@@ -152,31 +152,41 @@ static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, stru
 }
 
 /*
- * Zero a freed slot. In the largest class (16 KiB slots) the whole pages go
- * back to the kernel instead (they read as zero), so that the biggest slots
- * waiting in quarantine pin no memory. Smaller slots are cleared in place:
- * giving their pages back costs a system call at free and a fault at reuse,
- * which gave a compiler (gcc -O2) 2.3 times the page faults of clearing
- * them; the quarantine can then pin its slots of up to 14 KiB.
+ * Zero a freed slot that is about to enter quarantine q. In the largest
+ * class (16 KiB slots) the whole pages go back to the kernel instead (they
+ * read as zero), so that the biggest slots waiting in quarantine pin no
+ * memory. Smaller slots are cleared in place while q's resident bytes allow
+ * (giving pages back costs a system call at free and a fault at reuse,
+ * which gave a compiler, gcc -O2, 2.3 times the page faults of clearing
+ * them); past QUARANTINE_RESIDENT_MAX their whole pages go back too. True
+ * if the slot stays resident and counts in q. Private labyrinths (q NULL)
+ * clear in place.
  */
 #define SLOT_DISCARD_MIN 16384
-static inline void slot_zero(struct wing *w, char *p)
+static inline bool slot_zero(struct wing *w, char *p, struct quarantine *q)
 {
 	size_t size = w->class_size;
 	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
 	char *hi = (char *)(((uintptr_t)p + size) & ~(PAGE_SIZE - 1));
-	if (size < SLOT_DISCARD_MIN || hi <= lo) {
+	if (hi <= lo || (size < SLOT_DISCARD_MIN && !q)) {
 		memset(p, 0, size);
-		return;
+		return false;
+	}
+	if (size < SLOT_DISCARD_MIN && q->resident + size <= QUARANTINE_RESIDENT_MAX) {
+		memset(p, 0, size);
+		q->resident += size;
+		return true;
 	}
 	memset(p, 0, (size_t)(lo - p));
 	os_discard(lo, (size_t)(hi - lo));
 	memset(hi, 0, (size_t)(p + size - hi));
+	return false;
 }
 
-/* Retire a freed slot: false (after a report) if p is not a live slot. */
+/* Retire a freed slot on its way into quarantine q (NULL: an arena's):
+ * false (after a report) if p is not a live slot. */
 static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, int kind,
-			       size_t expect, struct slot_ref *out)
+			       size_t expect, struct slot_ref *out, struct quarantine *q)
 {
 	uint32_t cell;
 	uint16_t slot;
@@ -196,10 +206,10 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 	if (__builtin_expect(expect != SIZE_MAX && expect != req, 0))
 		report_wrong_size_if(p, expect, req, w->class_size);
 	slot_check_canary(lab, w, r, p, req, seen, v_gen(seen) + 1);
-	if (lab->prot.zero)
-		slot_zero(w, p);
+	bool resident = lab->prot.zero && slot_zero(w, p, lab->prot.quarantine ? q : NULL);
 	annotate_free(p, w->class_size);
-	*out = (struct slot_ref){ .cell = cell, .cls = (uint16_t)wing_index(lab, w), .slot = slot };
+	*out = (struct slot_ref){ .cell = cell | (resident ? SLOT_REF_RESIDENT : 0),
+				  .cls = (uint16_t)wing_index(lab, w), .slot = slot };
 	return true;
 }
 

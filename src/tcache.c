@@ -109,13 +109,16 @@ static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 {
 	struct quarantine *q = &tc->quarantine;
 	size_t closed = 0;
-	for (uint32_t i = 0; i < at_most(q->count, q->nfifo); i++)
-		closed += slot_salvage_all(lab, &q->fifo[(q->head + i) % q->nfifo], 1, true);
+	for (uint32_t i = 0; i < at_most(q->count, q->nfifo); i++) {
+		struct slot_ref ref = q->fifo[(q->head + i) % q->nfifo];
+		ref.cell &= ~SLOT_REF_RESIDENT;
+		closed += slot_salvage_all(lab, &ref, 1, true);
+	}
 	for (uint32_t i = 0; i < q->nstage; i++) {
 		struct slot_ref ref = q->stage[i];
 		if (ref.cell == 0)
 			continue;
-		ref.cell--;     /* the stage stores cells plus one */
+		ref.cell = (ref.cell - 1) & ~SLOT_REF_RESIDENT;    /* stored plus one */
 		closed += slot_salvage_all(lab, &ref, 1, true);
 		q->stage[i].cell = 0;   /* cache_clear leaves the stage as it is */
 	}
@@ -200,7 +203,7 @@ static size_t cache_empty(struct labyrinth *lab, struct thread_cache *tc)
 	struct slot_ref ref;
 	size_t closed = tcache_release_flush(lab, tc);
 	while (quarantine_pop(&tc->quarantine, &ref))
-		closed += release_one(lab, tc, ref);
+		closed += release_one(lab, tc, quarantine_leave(&tc->quarantine, &lab->maze, ref));
 	return closed + tcache_release_flush(lab, tc) + batches_put_back(lab, tc);
 }
 

@@ -107,6 +107,7 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 	if (lab->prot.quarantine) {
 		if (!quarantine_push(&tc->quarantine, &tc->rng, ref, &out))
 			return;
+		out = quarantine_leave(&tc->quarantine, &lab->maze, out);
 		/* Long out of use and chosen by the quarantine's random stage:
 		 * reuse it directly, skipping a lock and a room round trip. */
 		struct batch *b = &tc->batch[out.cls];
