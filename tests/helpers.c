@@ -74,17 +74,26 @@ long count_maps(void)
 	return n;
 }
 
-long vm_pte_kib(void)
+long status_kib(const char *field)
 {
 	char line[128];
+	size_t n = strlen(field);
 	long kib = -1;
 	FILE *f = fopen("/proc/self/status", "r");
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
+	while (f && fgets(line, sizeof line, f)) {
+		if (strncmp(line, field, n) == 0 && line[n] == ':') {
+			kib = strtol(line + n + 1, NULL, 10);
 			break;
+		}
+	}
 	if (f)
 		fclose(f);
 	return kib;
+}
+
+long vm_pte_kib(void)
+{
+	return status_kib("VmPTE");
 }
 
 labyrinth_t *open_private(size_t wing_bytes)

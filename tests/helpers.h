@@ -23,6 +23,8 @@ bool write_faults(void *addr);
 
 /* Lines of /proc/self/maps. */
 long count_maps(void);
+/* A field of /proc/self/status in KiB ("VmRSS", "VmPTE"), or -1. */
+long status_kib(const char *field);
 /* The process's page tables (VmPTE) in KiB, or -1. */
 long vm_pte_kib(void);
 

@@ -126,19 +126,6 @@ Test(pagetables, a_busy_wing_keeps_every_guard, .timeout = 120)
 	labyrinth_close(lab);
 }
 
-static long vm_rss_kib(void)
-{
-	char line[128];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /*
  * Fork copies an entry for every resident page. 2,048 blocks of 12,000
  * bytes freed one after another leave 1,024 of them in the thread's
@@ -148,14 +135,14 @@ static long vm_rss_kib(void)
 Test(pagetables, a_quarantine_pins_at_most_a_mebibyte_of_cleared_slots, .timeout = 60)
 {
 	labyrinth_t *lab = labyrinth_default();
-	long before = vm_rss_kib();
+	long before = status_kib("VmRSS");
 	for (int i = 0; i < 2048; i++) {
 		char *p = labyrinth_malloc(lab, 12000);
 		cr_assert_not_null(p);
 		memset(p, 0x5a, 12000);
 		labyrinth_free(lab, p);
 	}
-	long after = vm_rss_kib();
+	long after = status_kib("VmRSS");
 	cr_log_info("VmRSS %ld kB before, %ld kB after 2,048 x 12,000 bytes", before, after);
 	cr_assert_leq(after - before, 4096, "the quarantine pins %ld kB", after - before);
 }
