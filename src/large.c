@@ -45,6 +45,7 @@ void large_specs(struct wing_spec *out, unsigned n)
 		out[k].room_bytes = class_pages(k) * PAGE_SIZE;
 		out[k].class_size = class_pages(k) * PAGE_SIZE;
 		out[k].record_bytes = sizeof(struct large);
+		out[k].joinable = false;        /* its overflow must fault (maze.c) */
 	}
 }
 

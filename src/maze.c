@@ -234,10 +234,19 @@ static bool over_island_budget_lit(void)
 	return n >= 64 && n >= island_limit();
 }
 
-static bool over_island_budget(struct maze *m)
+/*
+ * mprotect mode: past the island budget a small room joins a live
+ * neighbour, losing the guard page between them. A large block or page
+ * block, whose guard pages are what make its overflow fault, joins only past
+ * seven quarters of the budget, near the map count's limit, where the
+ * choice is a lost guard or a refused allocation.
+ */
+static bool should_join(struct maze *m, const struct wing *w)
 {
-	return !markers_mode(m) &&
-	       atomic_load_explicit(&islands, memory_order_relaxed) >= island_limit();
+	if (markers_mode(m))
+		return false;
+	uint64_t n = atomic_load_explicit(&islands, memory_order_relaxed), limit = island_limit();
+	return n >= (w->joinable ? limit : limit / 4 * 7);
 }
 
 /* Open all of a live room (it is about to share an island with cell + 1). */
@@ -311,7 +320,7 @@ static uint32_t place_once(struct maze *m, struct wing *w, uint32_t pages, size_
 	    (w->open_rooms >= WING_ISLANDS_MAX || over_island_budget_lit()))
 		wing_go_lit(m, w);
 	uint32_t cell = CELL_NONE;
-	if (over_island_budget(m)) {
+	if (should_join(m, w)) {
 		cell = pick_joinable_cell(w);
 		if (cell != CELL_NONE && !open_joined(m, w, cell))
 			cell = CELL_NONE;
@@ -500,6 +509,7 @@ static void wing_setup(struct wing *w, const struct wing_spec *s, char *base, si
 	w->cell_bytes = s->room_bytes + PAGE_SIZE;
 	w->record_bytes = (s->record_bytes + sizeof(struct cell_hdr) + 7) & ~(size_t)7;
 	w->class_size = s->class_size;
+	w->joinable = s->joinable;
 	size_t slots = s->class_size ? s->room_bytes / s->class_size : 0;
 	w->room_slots = slots <= UINT16_MAX ? (uint16_t)slots : 0;
 	w->cell_magic = div_magic((uint32_t)(w->cell_bytes / PAGE_SIZE));

@@ -32,6 +32,10 @@ struct wing_spec {
 	size_t room_bytes;      /* page multiple */
 	size_t record_bytes;    /* the upper layer's part of a cell record */
 	size_t class_size;      /* slot size, or the largest request of a large class */
+	/* mprotect mode past the island budget: may a room share an island
+	 * with the room before it, losing the guard page between them? Small
+	 * rooms; large blocks and page blocks only near the map count's limit. */
+	bool joinable;
 };
 
 /* The maze's part of a cell record. */
@@ -53,6 +57,7 @@ struct wing {
 	size_t record_bytes;    /* cell_hdr included */
 	size_t class_size;
 	uint16_t room_slots;    /* slots per room (small wings); 0 if over 65535 */
+	bool joinable;          /* see struct wing_spec */
 	unsigned index;         /* in the maze's wings: the size class */
 	uint64_t cell_magic;    /* divides page offsets by the cell's pages */
 	uint64_t class_magic;   /* divides offsets in a cell by class_size */

@@ -48,6 +48,7 @@ void page_specs(struct wing_spec *out)
 		out[k].room_bytes = PAGE_SIZE << k;
 		out[k].class_size = PAGE_SIZE << k;
 		out[k].record_bytes = sizeof(struct page_rec);
+		out[k].joinable = false;
 	}
 }
 

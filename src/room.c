@@ -62,6 +62,7 @@ void room_specs(struct wing_spec *out)
 		size_t room = room_bytes_for(size);
 		size_t nslots = room / size;
 		out[c].room_bytes = room;
+		out[c].joinable = true;
 		out[c].class_size = size;
 		out[c].record_bytes = room_record_bytes((uint16_t)nslots);
 	}

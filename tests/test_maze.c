@@ -98,20 +98,29 @@ Test(maze, page_tables_follow_use_not_class_size)
 	labyrinth_close(lab);
 }
 
-/* Past the island budget, rooms of any size are joined rather than refused. */
+/*
+ * Near the map count's limit, rooms of any size are joined rather than
+ * refused. Large blocks hold out longer than small rooms (seven quarters of
+ * the island budget): 20,000 of them keep the guard page past their end,
+ * even with mprotect guards, where the budget is 16,382 islands.
+ */
 Test(maze, many_large_rooms_fit_the_map_count, .timeout = 300)
 {
-	enum { N = 40000 };
+	enum { N = 40000, GUARDED = 20000 };
 	labyrinth_t *lab = open_private(8UL << 30);
 	static char *p[N];
 	for (int i = 0; i < N; i++) {
+		if (i == GUARDED)       /* before any join: later ones may pick them */
+			for (int j = 0; j < GUARDED; j += 199)
+				cr_assert(write_faults(p[j] + 36 * 1024),
+					  "block %d of %d has no guard after it", j, i);
 		p[i] = labyrinth_malloc(lab, 36 * 1024);
 		cr_assert_not_null(p[i], "allocation %d of 36 KiB failed", i);
 		p[i][0] = 1;
 	}
 	long maps = count_maps();
 	cr_log_info("%d rooms of 36 KiB: %ld mappings", N, maps);
-	cr_assert_lt(maps, 65530 * 3 / 4);
+	cr_assert_lt(maps, 65530 - 2048);
 	for (int i = 0; i < N; i++) {
 		cr_assert_eq(p[i][0], 1);
 		labyrinth_free(lab, p[i]);
