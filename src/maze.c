@@ -237,16 +237,16 @@ static bool over_island_budget_lit(void)
 /*
  * mprotect mode: past the island budget a small room joins a live
  * neighbour, losing the guard page between them. A large block or page
- * block, whose guard pages are what make its overflow fault, joins only past
- * seven quarters of the budget, near the map count's limit, where the
- * choice is a lost guard or a refused allocation.
+ * block, whose guard pages are what make its overflow fault, joins only
+ * past one and a half budgets (three quarters of the map count), keeping
+ * the last quarter for the rest of the process.
  */
 static bool should_join(struct maze *m, const struct wing *w)
 {
 	if (markers_mode(m))
 		return false;
 	uint64_t n = atomic_load_explicit(&islands, memory_order_relaxed), limit = island_limit();
-	return n >= (w->joinable ? limit : limit / 4 * 7);
+	return n >= (w->joinable ? limit : limit / 2 * 3);
 }
 
 /* Open all of a live room (it is about to share an island with cell + 1). */

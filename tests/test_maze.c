@@ -100,8 +100,8 @@ Test(maze, page_tables_follow_use_not_class_size)
 
 /*
  * Near the map count's limit, rooms of any size are joined rather than
- * refused. Large blocks hold out longer than small rooms (seven quarters of
- * the island budget): 20,000 of them keep the guard page past their end,
+ * refused. Large blocks hold out longer than small rooms (one and a half
+ * island budgets): 20,000 of them keep the guard page past their end,
  * even with mprotect guards, where the budget is 16,382 islands.
  */
 Test(maze, many_large_rooms_fit_the_map_count, .timeout = 300)
