@@ -27,7 +27,7 @@ echo "# one allocation: $one_lab; five of five sizes: $five_lab"
 check '[ -n "$none_glibc" ] && [ "$none_glibc" -gt 0 ]' "the counter counts" "'$none_glibc'"
 # Loading the library (and its dependencies) is all a program that never
 # allocates pays: nothing is initialised until the first malloc.
-check '[ $((none_lab - none_glibc)) -le 24 ]' \
+check '[ $((none_lab - none_glibc)) -le 16 ]' \
 	"a program that never allocates pays only for loading the library" \
 	"$none_lab against $none_glibc"
 # The allocator's start-up: its reservations, its seeds, a thread cache
@@ -41,7 +41,7 @@ if [ -x /bin/ls ]; then
 	ls_glibc=$(env_calls ls /)
 	ls_lab=$(lab_calls ls /)
 	echo "# ls /: $ls_glibc calls with glibc, $ls_lab with labyrinth"
-	check '[ $((ls_lab - ls_glibc)) -le 72 ]' "ls / makes at most 72 more system calls" \
+	check '[ $((ls_lab - ls_glibc)) -le 64 ]' "ls / makes at most 64 more system calls" \
 		"$ls_lab against $ls_glibc"
 else
 	skip "ls / (no /bin/ls)"
