@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 
 #define DEFAULT_WING_BYTES (32UL << 30)         /* process heap: 32 GiB per class */
 #define DEFAULT_MAX_ALLOC (64UL << 30)
@@ -274,8 +275,22 @@ uint64_t lab_key_new(struct labyrinth *lab)
 
 /* ---- fork ------------------------------------------------------------- */
 
+/*
+ * A process that never started a second thread (glibc's
+ * __libc_single_threaded: most processes a shell or make runs) has no
+ * other thread that could hold a lock at the fork, so the handlers take
+ * none. Taking them wrote every page that holds an arena's or a wing's
+ * lock, and the parent and the child then each copied those pages at
+ * their next write: 30 page copies a fork for bash (perf, page faults by
+ * address). Set by the forking thread, read by it in the same fork.
+ */
+static bool fork_locked;
+
 static void fork_prepare(void)
 {
+	fork_locked = !__libc_single_threaded;
+	if (!fork_locked)
+		return;
 	tcache_fork_lock();             /* a leaf, like the region quarantine's */
 	pthread_mutex_lock(&open_labs_lock);
 	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
@@ -290,6 +305,8 @@ static void fork_prepare(void)
 
 static void fork_release(void)
 {
+	if (!fork_locked)
+		return;
 	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
 		pthread_mutex_unlock(&lab->key_lock);
 		guarded_unlock(lab->guarded);
@@ -302,7 +319,8 @@ static void fork_release(void)
 	tcache_fork_unlock();
 }
 
-/* Every lock of lab is held: new keys for every generator of it. */
+/* Every lock of lab is held (or no other thread exists): new keys for
+ * every generator of it. */
 static void lab_reseed(struct labyrinth *lab, struct rng *seed)
 {
 	for (unsigned i = 0; i < lab->narenas; i++)

@@ -79,7 +79,7 @@ static void cache_clear(struct labyrinth *lab, struct thread_cache *tc)
 	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
 	tc->nrelease = 0;
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
-		tc->batch[c].n = 0;
+		tc->batch[c].n = tc->batch[c].inherited = 0;
 		tc->batch[c].cap = batch_cap(lab, c);
 	}
 	tc->orphan = false;
@@ -125,7 +125,8 @@ static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 	closed += slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
-		closed += slot_salvage_all(lab, b->ref, at_most(b->n, BATCH_MAX), false);
+		closed += slot_salvage_all(lab, b->ref, at_most(b->n + b->inherited, BATCH_MAX),
+					   false);
 	}
 	cache_clear(lab, tc);
 	return closed;
@@ -164,6 +165,10 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 {
 	struct batch *b = &tc->batch[cls];
 	struct arena *a = tc->arena;
+	if (b->inherited) {
+		slot_put_back_all(lab, b->ref, &b->inherited);
+		b->cap = batch_cap(lab, cls);
+	}
 	pthread_mutex_lock(&a->lock);
 	rng_renew_if_stale(&a->rng);    /* a raw clone's child: not its parent's picks */
 	b->n = (uint16_t)slot_take(lab, a, cls, b->ref, b->cap);
@@ -193,6 +198,10 @@ static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
 		closed += slot_put_back_all(lab, b->ref, &b->n);
+		if (b->inherited) {
+			closed += slot_put_back_all(lab, b->ref, &b->inherited);
+			b->cap = batch_cap(lab, c);
+		}
 	}
 	return closed;
 }
@@ -276,14 +285,24 @@ void tcache_fork_unlock(void)
  * The first malloc of the forking thread's cache in a child (or in a raw
  * clone's child: the generation changed either way). Done here rather than
  * in the fork handler, so that a child that only execs copies none of the
- * cache's pages: a new generator, and the batches go back to their rooms,
+ * cache's pages: a new generator, and the batches are marked inherited,
  * since the parent and every sibling would hand out the same slots in the
- * same order. Until then its frees draw quarantine places from the
- * generator's buffered words, as the parent's would.
+ * same order; each goes back to its rooms at its class's next refill, so a
+ * child writes the records of the classes it uses, not of every class its
+ * parent had a batch of (bash: 40 of them, 14 page copies a subshell).
+ * Until then its frees draw quarantine places from the generator's
+ * buffered words, as the parent's would.
  */
 void tcache_forked(struct labyrinth *lab, struct thread_cache *tc)
 {
-	batches_put_back(lab, tc);
+	(void)lab;
+	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+		struct batch *b = &tc->batch[c];
+		if (b->n) {
+			b->inherited = b->n;
+			b->n = b->cap = 0;
+		}
+	}
 	cache_rekey(tc, tc->arena);
 }
 

@@ -27,6 +27,11 @@
 
 struct batch {
 	uint16_t n, cap;
+	/* In a forked child: slots ref[0, inherited) the parent took, which
+	 * every sibling would hand out too. They go back to their rooms at the
+	 * class's next refill, and cap is 0 until then, so nothing lands on
+	 * them (n is 0). */
+	uint16_t inherited;
 	struct slot_ref ref[BATCH_MAX];
 };
 
