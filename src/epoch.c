@@ -8,11 +8,13 @@
  */
 #include "epoch.h"
 
-static void redraw_key(struct maze *m, struct wing *w)
+void epoch_key_locked(struct maze *m, struct wing *w)
 {
 	pthread_mutex_lock(&m->epoch_lock);
 	rng_derive(w->rng, &m->epoch_rng);
 	pthread_mutex_unlock(&m->epoch_lock);
+	w->epoch = epoch_now(m);
+	w->reseeds = atomic_load_explicit(&m->reseeds, memory_order_relaxed);
 }
 
 void epoch_release_locked(struct maze *m, struct wing *w)
@@ -28,7 +30,7 @@ void epoch_release_locked(struct maze *m, struct wing *w)
 	}
 	w->retired_head = CELL_NONE;
 	w->retired_count = 0;
-	redraw_key(m, w);
+	epoch_key_locked(m, w);
 }
 
 void epoch_enter_locked(struct maze *m, struct wing *w)
@@ -40,9 +42,7 @@ void epoch_enter_locked(struct maze *m, struct wing *w)
 	if (now != w->epoch)
 		epoch_release_locked(m, w);
 	else
-		redraw_key(m, w);       /* a forked child: a new key, the same epoch */
-	w->epoch = now;
-	w->reseeds = reseeds;
+		epoch_key_locked(m, w); /* a forked child: a new key, the same epoch */
 }
 
 bool epoch_retire_locked(struct maze *m, struct wing *w, uint32_t cell)

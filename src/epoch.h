@@ -12,6 +12,9 @@
 
 #include <stdbool.h>
 
+/* Under w's lock: draw w's placement key from the maze's stream, and note
+ * the epoch and the reseeds it was drawn in. */
+void epoch_key_locked(struct maze *m, struct wing *w);
 /* Under w's lock, before a placement: catch the wing up with the maze's
  * epoch (give back its retired cells, redraw its key). */
 void epoch_enter_locked(struct maze *m, struct wing *w);

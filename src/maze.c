@@ -131,10 +131,6 @@ static uint32_t growth_target(const struct wing *w, uint32_t ext)
 }
 
 /*
- * Grow the extent so that it is at most half full after one more room. Only
- * the index grows: the extent's pages stay PROT_NONE until rooms open.
- */
-/*
  * A wing's first placement draws its key from the maze's epoch stream and,
  * with it, the cell where its extent starts (at random in the wing's first
  * quarter, so that one wing's addresses say little about another's). Not at
@@ -142,20 +138,18 @@ static uint32_t growth_target(const struct wing *w, uint32_t ext)
  */
 static void wing_first_use(struct maze *m, struct wing *w)
 {
-	pthread_mutex_lock(&m->epoch_lock);
-	rng_derive(w->rng, &m->epoch_rng);
-	pthread_mutex_unlock(&m->epoch_lock);
-	w->epoch = epoch_now(m);
-	w->reseeds = atomic_load_explicit(&m->reseeds, memory_order_relaxed);
+	epoch_key_locked(m, w);
 	w->ext_lo = rng_below(w->rng, w->cells / 4 + 1);
 	w->max_cells = w->cells - w->ext_lo;
 }
 
-static bool extent_grow(struct maze *m, struct wing *w)
+/*
+ * Grow the extent so that it is at most half full after one more room. Only
+ * the index grows: the extent's pages stay PROT_NONE until rooms open.
+ */
+static bool extent_grow(struct wing *w)
 {
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
-	if (!w->max_cells)
-		wing_first_use(m, w);
 	if ((uint64_t)(w->live_cells + 1) * 2 <= ext || ext == w->max_cells)
 		return w->live_cells < ext;
 	uint32_t next = growth_target(w, ext);
@@ -215,7 +209,8 @@ static uint32_t pick_joinable_cell(struct wing *w)
 }
 
 /* Half the process's map count for the maze, each island costing two; read
- * the first time mprotect mode needs it, so markers mode never reads it. */
+ * only when needed (mprotect mode, or past 64 islands with markers), so a
+ * small process never opens the file. */
 static uint64_t island_limit(void)
 {
 	uint64_t b = atomic_load_explicit(&island_budget, memory_order_relaxed);
@@ -314,7 +309,7 @@ static void wing_go_lit(struct maze *m, struct wing *w)
 
 static uint32_t place_once(struct maze *m, struct wing *w, uint32_t pages, size_t align)
 {
-	if (!extent_grow(m, w))
+	if (!extent_grow(w))
 		return CELL_NONE;
 	if (markers_mode(m) && !w->lit &&
 	    (w->open_rooms >= WING_ISLANDS_MAX || over_island_budget_lit()))
@@ -338,6 +333,8 @@ static uint32_t place_once(struct maze *m, struct wing *w, uint32_t pages, size_
 
 static uint32_t place_locked(struct maze *m, struct wing *w, uint32_t pages, size_t align)
 {
+	if (!w->max_cells)
+		wing_first_use(m, w);   /* keyed now: the epoch has nothing to redraw */
 	epoch_enter_locked(m, w);
 	uint32_t cell = place_once(m, w, pages, align);
 	if (cell == CELL_NONE && w->retired_count) {

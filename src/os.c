@@ -88,7 +88,7 @@ bool os_replace_none(void *p, size_t bytes)
  * for the range, so on the unmapped page at address 0 a kernel that knows
  * guard markers answers ENOMEM and an older one EINVAL. (A process whose
  * future mappings are all locked refuses markers later: the maze then falls
- * back to mprotect at its first room.)
+ * back to mprotect at the first span it lights.)
  */
 bool os_kernel_has_guards(void)
 {
