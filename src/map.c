@@ -38,19 +38,15 @@ static void walk_cells(struct wing *w, unsigned index, uint32_t ext,
 		       const struct map_visitor *v)
 {
 	uint32_t room_pages = (uint32_t)(w->room_bytes / PAGE_SIZE);
-	for (uint32_t word = 0; word < (ext + 63) / 64; word++) {
-		for (uint64_t bits = *map_word(w, word); bits; bits &= bits - 1) {
-			uint32_t cell = word * 64 + (uint32_t)__builtin_ctzll(bits);
-			if (cell >= ext)
-				break;
-			const struct cell_hdr *h = cell_hdr(w, cell);
-			struct cell_view c = {
-				.wing = index, .cell = cell, .room_pages = room_pages,
-				.open_first = h->open_first, .open_end = h->open_end,
-				.joined_prev = h->joined_prev != 0, .retired = h->retired != 0,
-			};
-			v->cell(v->ctx, &c);
-		}
+	for (uint32_t cell = cell_next_taken(w, 0, ext); cell < ext;
+	     cell = cell_next_taken(w, cell + 1, ext)) {
+		const struct cell_hdr *h = cell_hdr(w, cell);
+		struct cell_view c = {
+			.wing = index, .cell = cell, .room_pages = room_pages,
+			.open_first = h->open_first, .open_end = h->open_end,
+			.joined_prev = h->joined_prev != 0, .retired = h->retired != 0,
+		};
+		v->cell(v->ctx, &c);
 	}
 }
 

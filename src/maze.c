@@ -299,8 +299,8 @@ static void wing_go_lit(struct maze *m, struct wing *w)
 	if (!w->lit)
 		return;
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
-	for (uint32_t c = 0; c < ext; c++) {
-		if (cell_taken(w, c) && cell_hdr(w, c)->island) {
+	for (uint32_t c = cell_next_taken(w, 0, ext); c < ext; c = cell_next_taken(w, c + 1, ext)) {
+		if (cell_hdr(w, c)->island) {
 			cell_hdr(w, c)->island = 0;
 			islands_add(-1);
 		}

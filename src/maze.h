@@ -226,6 +226,21 @@ static inline bool cell_taken(const struct wing *w, uint32_t cell)
 	return (*map_word(w, cell / 64) >> (cell % 64)) & 1;
 }
 
+/* The first taken cell of w in [cell, end), or end: a word of the bitmap
+ * at a time over the cells no room holds. */
+static inline uint32_t cell_next_taken(const struct wing *w, uint32_t cell, uint32_t end)
+{
+	while (cell < end) {
+		uint64_t bits = *map_word(w, cell / 64) >> (cell % 64);
+		if (bits) {
+			cell += (uint32_t)__builtin_ctzll(bits);
+			return cell < end ? cell : end;
+		}
+		cell = (cell | 63) + 1;
+	}
+	return end;
+}
+
 static inline void cell_mark(struct wing *w, uint32_t cell, bool taken)
 {
 	uint64_t bit = 1ULL << (cell % 64);

@@ -26,28 +26,22 @@ static bool next_open(const struct wing *w, const char *from, const char *end,
 	const char *ext_base = cell_addr(w, 0);
 	if (end <= ext_base)
 		return false;
-	size_t c = from > ext_base ? (size_t)(from - ext_base) / w->cell_bytes : 0;
+	size_t first = from > ext_base ? (size_t)(from - ext_base) / w->cell_bytes : 0;
 	size_t last = (size_t)(end - 1 - ext_base) / w->cell_bytes + 1;
 	if (last > ext)
 		last = ext;
-	while (c < last) {
-		uint64_t bits = *map_word(w, (uint32_t)(c / 64)) >> (c % 64);
-		if (!bits) {
-			c = (c | 63) + 1;       /* no taken cell in the rest of the word */
-			continue;
-		}
-		c += (size_t)__builtin_ctzll(bits);
-		if (c >= last)
-			break;
-		const struct cell_hdr *h = cell_hdr(w, (uint32_t)c);
-		char *a = cell_addr(w, (uint32_t)c) + (size_t)h->open_first * PAGE_SIZE;
-		char *b = cell_addr(w, (uint32_t)c) + (size_t)h->open_end * PAGE_SIZE;
+	if (first >= last)
+		return false;
+	for (uint32_t c = cell_next_taken(w, (uint32_t)first, (uint32_t)last); c < last;
+	     c = cell_next_taken(w, c + 1, (uint32_t)last)) {
+		const struct cell_hdr *h = cell_hdr(w, c);
+		char *a = cell_addr(w, c) + (size_t)h->open_first * PAGE_SIZE;
+		char *b = cell_addr(w, c) + (size_t)h->open_end * PAGE_SIZE;
 		if (a < b && a < end && b > from) {
 			*lo = a;
 			*hi = b;
 			return true;
 		}
-		c++;
 	}
 	return false;
 }

@@ -102,13 +102,7 @@ static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
 	size_t damaged = 0;
 	pthread_mutex_lock(&w->lock);
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
-	for (uint32_t c = 0; c < ext; c++) {
-		if (*map_word(w, c / 64) == 0) {
-			c |= 63;
-			continue;
-		}
-		if (!cell_taken(w, c))
-			continue;
+	for (uint32_t c = cell_next_taken(w, 0, ext); c < ext; c = cell_next_taken(w, c + 1, ext)) {
 		if (wing_is_small(lab, w))
 			damaged += sweep_room(w, c);
 		else if (!wing_is_page(lab, w))
