@@ -29,9 +29,7 @@ bool quarantine_pop(struct quarantine *q, struct slot_ref *out)
 		return true;
 	}
 	for (uint32_t i = 0; i < q->nstage; i++) {
-		if (q->stage[i].cell != 0) {
-			*out = q->stage[i];
-			out->cell--;
+		if (quarantine_stage_slot(q->stage[i], out)) {
 			q->stage[i].cell = 0;
 			quarantine_order();
 			return true;

@@ -91,20 +91,28 @@ static inline bool quarantine_fifo_push(struct quarantine *q, struct slot_ref in
 }
 
 /* Hold in; true if an older entry now leaves (*out) and must be released. */
+/* The slot a stage entry holds: the stage stores cells plus one, so that a
+ * stage nobody has written yet (zero pages, never touched) reads as empty.
+ * False for an empty entry. */
+static inline bool quarantine_stage_slot(struct slot_ref stored, struct slot_ref *out)
+{
+	if (stored.cell == 0)
+		return false;
+	*out = stored;
+	out->cell--;
+	return true;
+}
+
 static inline bool quarantine_push(struct quarantine *q, struct rng *r, struct slot_ref in, struct slot_ref *out)
 {
 	if (q->nstage) {
-		/* Cells are stored plus one, so that a stage nobody has written
-		 * yet (zero pages, never touched) reads as empty. */
 		uint32_t i = rng_pick(r, q->nstage);
 		struct slot_ref old = q->stage[i], held = in;
 		held.cell++;
 		q->stage[i] = held;     /* one store: a fork never sees half of it */
 		quarantine_order();
-		if (old.cell == 0)
+		if (!quarantine_stage_slot(old, &in))
 			return false;
-		old.cell--;
-		in = old;
 	}
 	return quarantine_fifo_push(q, in, out);
 }

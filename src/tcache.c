@@ -63,6 +63,15 @@ static uint16_t batch_cap(struct labyrinth *lab, unsigned cls)
 	return (uint16_t)(n < 2 ? 2 : n > BATCH_MAX ? BATCH_MAX : n);
 }
 
+/* A forked child's inherited batch goes back to its rooms, and the batch
+ * may hold slots again; the bytes of rooms closed. */
+static size_t batch_return_inherited(struct labyrinth *lab, struct batch *b, unsigned cls)
+{
+	size_t closed = slot_put_back_all(lab, b->ref, &b->inherited);
+	b->cap = batch_cap(lab, cls);
+	return closed;
+}
+
 /* A cache a thread starts with, new or left by an exited thread, draws its
  * own generator: it never goes on with another thread's stream. */
 static void cache_rekey(struct thread_cache *tc, struct arena *a)
@@ -110,15 +119,14 @@ static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 	struct quarantine *q = &tc->quarantine;
 	size_t closed = 0;
 	for (uint32_t i = 0; i < at_most(q->count, q->nfifo); i++) {
-		struct slot_ref ref = q->fifo[(q->head + i) % q->nfifo];
-		ref.cell &= ~SLOT_REF_RESIDENT;
+		struct slot_ref ref = quarantine_leave(q, &lab->maze, q->fifo[(q->head + i) % q->nfifo]);
 		closed += slot_salvage_all(lab, &ref, 1, true);
 	}
+	struct slot_ref ref;
 	for (uint32_t i = 0; i < q->nstage; i++) {
-		struct slot_ref ref = q->stage[i];
-		if (ref.cell == 0)
+		if (!quarantine_stage_slot(q->stage[i], &ref))
 			continue;
-		ref.cell = (ref.cell - 1) & ~SLOT_REF_RESIDENT;    /* stored plus one */
+		ref = quarantine_leave(q, &lab->maze, ref);
 		closed += slot_salvage_all(lab, &ref, 1, true);
 		q->stage[i].cell = 0;   /* cache_clear leaves the stage as it is */
 	}
@@ -165,10 +173,8 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 {
 	struct batch *b = &tc->batch[cls];
 	struct arena *a = tc->arena;
-	if (b->inherited) {
-		slot_put_back_all(lab, b->ref, &b->inherited);
-		b->cap = batch_cap(lab, cls);
-	}
+	if (b->inherited)
+		batch_return_inherited(lab, b, cls);
 	pthread_mutex_lock(&a->lock);
 	rng_renew_if_stale(&a->rng);    /* a raw clone's child: not its parent's picks */
 	b->n = (uint16_t)slot_take(lab, a, cls, b->ref, b->cap);
@@ -198,10 +204,8 @@ static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
 		closed += slot_put_back_all(lab, b->ref, &b->n);
-		if (b->inherited) {
-			closed += slot_put_back_all(lab, b->ref, &b->inherited);
-			b->cap = batch_cap(lab, c);
-		}
+		if (b->inherited)
+			closed += batch_return_inherited(lab, b, c);
 	}
 	return closed;
 }
