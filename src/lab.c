@@ -81,11 +81,13 @@ static bool reserve_maze(struct labyrinth *lab, size_t wing_bytes, size_t max_al
 	return false;
 }
 
-/* The arenas' generators and the key stream; each is keyed anew in a child. */
+/* The arenas' generators and the key stream; each is keyed anew in a child.
+ * Drawn from the maze's stream, which getrandom just keyed: a second
+ * getrandom at start-up would add nothing but a system call. */
 static void arenas_init(struct labyrinth *lab)
 {
 	struct rng seed;
-	rng_seed(&seed);
+	rng_derive(&seed, &lab->maze.epoch_rng);
 	pthread_mutex_init(&lab->key_lock, NULL);
 	rng_derive(&lab->key_rng, &seed);
 	for (unsigned i = 0; i < lab->narenas; i++) {
