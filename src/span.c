@@ -62,6 +62,27 @@ static char *run_end(const struct wing *w, char *s, const char *hi, bool has_ope
 }
 
 /*
+ * The next run of pages in [*at, end) that no open room of w holds: true
+ * with it in [*lo, *hi), *at moved past it; false when there is none left.
+ */
+static bool next_gap(const struct wing *w, char **at, char *end, char **lo, char **hi)
+{
+	char *a, *b;
+	while (*at < end) {
+		if (!next_open(w, *at, end, &a, &b))
+			a = b = end;
+		if (a > *at) {
+			*lo = *at;
+			*hi = a;
+			*at = b;
+			return true;
+		}
+		*at = b;
+	}
+	return false;
+}
+
+/*
  * Make the empty pages [a, b) of a lit span fault. They hold nothing, so if
  * the kernel refuses markers (an old one, or a process under mlockall) they
  * go back to PROT_NONE and the maze to mprotect mode for good.
@@ -77,16 +98,11 @@ static void guard_gap(struct maze *m, char *a, char *b)
 /* Light the span at s around the open ranges already in it. */
 static bool light_span(struct maze *m, const struct wing *w, char *s)
 {
-	char *end = s + SPAN_BYTES, *at = s, *a, *b;
+	char *end = s + SPAN_BYTES, *at = s, *lo, *hi;
 	if (!os_protect_rw(s, SPAN_BYTES))
 		return false;
-	while (at < end && next_open(w, at, end, &a, &b)) {
-		if (a > at)
-			guard_gap(m, at, a);
-		at = b;
-	}
-	if (at < end)
-		guard_gap(m, at, end);
+	while (next_gap(w, &at, end, &lo, &hi))
+		guard_gap(m, lo, hi);
 	atomic_store_explicit(&m->markers_used, true, memory_order_relaxed);
 	return true;
 }
@@ -103,16 +119,11 @@ static bool light_span(struct maze *m, const struct wing *w, char *s)
  */
 static void share_anon(struct maze *m, const struct wing *w, char *ext_end)
 {
-	char *at = cell_addr(w, 0), *a, *b;
+	char *at = cell_addr(w, 0), *lo, *hi;
 	if (atomic_load_explicit(&m->stale_lit, memory_order_relaxed))
 		return;         /* a gap may hold marked pages, which a write would hit */
-	while (at < ext_end && next_open(w, at, ext_end, &a, &b)) {
-		if (a > at)
-			os_share_anon(at);
-		at = b;
-	}
-	if (at < ext_end)
-		os_share_anon(at);
+	while (next_gap(w, &at, ext_end, &lo, &hi))
+		os_share_anon(lo);
 }
 
 void span_light_wing(struct maze *m, struct wing *w)
