@@ -19,6 +19,11 @@ struct cell_view {
 	uint32_t open_first, open_end;  /* open pages; equal: a held (quarantined) region */
 	bool joined_prev;       /* shares an island with cell-1 (its guard page is open) */
 	bool retired;           /* emptied this epoch: closed, kept out of use until it ends */
+	const char *addr;       /* the cell's first byte */
+	/* What its record says is in use: a small room's live slots of its
+	 * slots; a large or page block's bytes asked for (0: not live). */
+	uint32_t slots_live, slots;
+	uint64_t bytes_live;
 };
 
 struct map_visitor {

@@ -52,10 +52,9 @@ void line_dec(struct line *l, uint64_t v)
 	line_str(l, dec_digits(tmp, v));
 }
 
-void line_hex(struct line *l, uint64_t v)
+const char *hex_digits(char tmp[DEC_DIGITS_MAX], uint64_t v)
 {
-	char tmp[24];
-	int i = sizeof tmp;
+	int i = DEC_DIGITS_MAX;
 	tmp[--i] = 0;
 	do {
 		tmp[--i] = "0123456789abcdef"[v & 15];
@@ -63,7 +62,13 @@ void line_hex(struct line *l, uint64_t v)
 	} while (v);
 	tmp[--i] = 'x';
 	tmp[--i] = '0';
-	line_str(l, tmp + i);
+	return tmp + i;
+}
+
+void line_hex(struct line *l, uint64_t v)
+{
+	char tmp[DEC_DIGITS_MAX];
+	line_str(l, hex_digits(tmp, v));
 }
 
 void line_write(struct line *l, int fd)

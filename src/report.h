@@ -79,6 +79,8 @@ void line_dec(struct line *l, uint64_t v);
 /* v in decimal, written into tmp without allocating (also for the map). */
 #define DEC_DIGITS_MAX 24
 const char *dec_digits(char tmp[DEC_DIGITS_MAX], uint64_t v);
+/* v as 0x and lowercase hex digits, the same way. */
+const char *hex_digits(char tmp[DEC_DIGITS_MAX], uint64_t v);
 void line_hex(struct line *l, uint64_t v);
 void line_write(struct line *l, int fd);
 

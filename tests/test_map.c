@@ -70,6 +70,51 @@ Test(map, svg_is_well_formed_and_shows_every_room)
 	labyrinth_close(lab);
 }
 
+/* Checks a picture a person can read: the height ends at the last thing
+ * drawn, every legend line fits the width (monospace at 11 px: 0.6 em a
+ * character), every live room and held region names its address, and the
+ * states are patterns, which no size class's colour can be mistaken for. */
+static const char readable_svg[] =
+	"import sys, xml.etree.ElementTree as E\n"
+	"S = \"{http://www.w3.org/2000/svg}\"\n"
+	"r = E.parse(sys.argv[1]).getroot()\n"
+	"W, H, bottom, wide = int(r.get(\"width\")), int(r.get(\"height\")), 0, 0\n"
+	"for e in r.iter():\n"
+	"  y = e.get(\"y\")\n"
+	"  if y is None: continue\n"
+	"  if e.tag == S + \"rect\": bottom = max(bottom, int(y) + int(e.get(\"height\")))\n"
+	"  if e.tag == S + \"text\": bottom = max(bottom, int(y) + 3)\n"
+	"  if e.get(\"class\") == \"legend\" and int(e.get(\"x\")) + len(e.text) * 6.6 > W - 10: wide += 1\n"
+	"boxes = [e for e in r.iter(S + \"rect\") if e.get(\"class\") in (\"room\", \"held\")]\n"
+	"named = sum(1 for e in boxes if \"at 0x\" in e.find(S + \"title\").text)\n"
+	"css = r.find(S + \"style\").text\n"
+	"print(H - bottom, wide, len(boxes), named, \"held{fill:url(\" in css and \"retired{fill:url(\" in css)";
+
+Test(map, the_picture_fits_its_content_and_says_what_each_box_is)
+{
+	labyrinth_t *lab = one_arena();
+	for (size_t size = 16; size <= 4096; size *= 2)
+		cr_assert_not_null(labyrinth_malloc(lab, size));
+	void *large = labyrinth_malloc(lab, 100000);
+	cr_assert_not_null(labyrinth_malloc(lab, 300000));
+	labyrinth_free(lab, large);
+	char path[256], out[256];
+	temp_name(path, sizeof path, "readable.svg");
+	cr_assert(map_draw(lab, path));
+	python_on(readable_svg, path, out, sizeof out);
+	int blank, wide, boxes, named;
+	char patterns[16];
+	cr_assert_eq(sscanf(out, "%d %d %d %d %15s", &blank, &wide, &boxes, &named, patterns), 5,
+		     "%s", out);
+	cr_expect(blank >= 0 && blank <= 20, "%d pixels blank below the last box", blank);
+	cr_expect_eq(wide, 0, "%d legend lines wider than the picture", wide);
+	cr_expect_eq(boxes, 9 + 1 + 1, "%d rooms and held regions drawn", boxes);
+	cr_expect_eq(named, boxes, "%d of %d boxes name their address", named, boxes);
+	cr_expect_str_eq(patterns, "True", "held and retired cells are not filled with patterns");
+	unlink(path);
+	labyrinth_close(lab);
+}
+
 Test(map, pid_in_the_file_name)
 {
 	char got[64], want[64];
