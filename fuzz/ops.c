@@ -39,12 +39,9 @@ enum op {
 	OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_ALIGNED, OP_USABLE, OP_WRITE,
 	OP_CHECK, OP_DOUBLE_FREE, OP_INTERIOR_FREE, OP_FOREIGN_FREE, OP_STALE_USABLE,
 	OP_TRIM, OP_STALE_REALLOC, OP_SIZED_FREE,
-	/*
-	 * Page-API operations (issue 5: labyrinth_alloc_page, handles, give)
-	 * go here: take opcode 15 and, when it is used up, widen the opcode
-	 * to 5 bits. Until then opcode 15 runs the canary sweep.
-	 */
-	OP_PAGE_API_RESERVED,
+	/* The last opcode of four bits, kept for the next operation (widen the
+	 * opcode when more are needed); until then a second canary sweep. */
+	OP_SPARE,
 };
 
 struct block {
@@ -397,7 +394,7 @@ static void run_job(const struct job *j)
 		return;
 	case OP_SIZED_FREE: return do_sized_free(j);
 	case OP_CHECK:
-	case OP_PAGE_API_RESERVED: return do_check(j);
+	case OP_SPARE: return do_check(j);
 	default: return do_misuse(j);
 	}
 }

@@ -35,12 +35,39 @@ done
 if [ -z "$missing" ]; then ok "labyrinth(3) names and describes every public function"
 else not_ok "labyrinth(3) lacks:$missing"; fi
 
+# Described under ENVIRONMENT, not merely somewhere in the page.
 missing=""
+environment=$(sed -n '/^\.SH ENVIRONMENT/,/^\.SH /p' "$src/man/labyrinth.7")
 for v in $(grep -o '{ "LABYRINTH_[A-Z_]*"' "$src/src/config.c" | grep -o 'LABYRINTH_[A-Z_]*'); do
-	grep -Eq "^\.B[IR] $v(=| |$)" "$src/man/labyrinth.7" || missing="$missing $v"
+	grep -Eq "^\.B[IR] $v(=| |$)" <<<"$environment" || missing="$missing $v"
 done
-if [ -z "$missing" ]; then ok "labyrinth(7) describes every LABYRINTH_ variable"
-else not_ok "labyrinth(7) lacks:$missing"; fi
+if [ -z "$missing" ]; then ok "labyrinth(7) describes every LABYRINTH_ variable under ENVIRONMENT"
+else not_ok "labyrinth(7) ENVIRONMENT lacks:$missing"; fi
+
+version=$(sed -n 's/^AC_INIT(\[labyrinth\], \[\([^]]*\)\].*/\1/p' "$src/configure.ac")
+stale=""
+for page in "$src"/man/labyrinth.[137]; do
+	grep -q "^\.TH .* \"labyrinth $version\"" "$page" || stale="$stale $(basename "$page")"
+done
+if [ -n "$version" ] && [ -z "$stale" ]; then ok "every page is of version $version"
+else not_ok "pages not of version '$version':$stale"; fi
+
+# Installed, every public function has a page of its own name.
+build=${LAB_TEST_BUILDDIR:-$src}
+dest=$(mktemp -d)
+if make -s -C "$build" install-data DESTDIR="$dest" >/dev/null 2>&1; then
+	mandir=$(find "$dest" -type d -name man3 | head -n 1)
+	missing=""
+	for f in $(grep -o 'labyrinth_[a-z_]*(' "$src/include/labyrinth.h" | tr -d '(' | sort -u); do
+		MANWIDTH=80 man -M "${mandir%/man3}" 3 "$f" 2>/dev/null | grep -q "$f" ||
+			missing="$missing $f"
+	done
+	if [ -n "$mandir" ] && [ -z "$missing" ]; then ok "man FUNCTION finds every public function"
+	else not_ok "no installed page for:$missing"; fi
+else
+	not_ok "make install-data into $dest failed"
+fi
+rm -rf "$dest"
 
 if [ -x "$lab" ]; then
 	missing=""
