@@ -87,8 +87,10 @@ typedef struct labyrinth_stats {
 /*
  * labyrinth_open: create a private labyrinth. Its memory never mixes with the
  * default heap or with other labyrinths; pointers from it must be freed with it.
- * opts may be NULL for the defaults. Returns NULL with errno set (ENOMEM if the
- * maze cannot be reserved, EINVAL for bad options).
+ * opts may be NULL for the defaults. Returns NULL with errno set: ENOMEM if the
+ * maze cannot be reserved; for bad options, after one warning line on stderr
+ * naming the field, EINVAL (an unknown field value or flag, a combination it
+ * cannot serve) or ERANGE (a number out of range).
  */
 labyrinth_t *labyrinth_open(const labyrinth_options_t *opts);
 

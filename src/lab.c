@@ -10,6 +10,7 @@
 #include "large.h"
 #include "os.h"
 #include "page.h"
+#include "report.h"
 #include "room.h"
 #include "stats.h"
 #include "tcache.h"
@@ -369,17 +370,56 @@ __attribute__((constructor)) static void lab_register_fork(void)
 
 #define LAB_API __attribute__((visibility("default")))
 
+/* One warning line that says what was refused and what is accepted; the
+ * errno to fail with. */
+static int refuse(int err, const char *what, const uint64_t *value, const char *accepted)
+{
+	char tmp[DEC_DIGITS_MAX];
+	report_warning(what, value ? dec_digits(tmp, *value) : "", accepted);
+	return err;
+}
+
+/* Options labyrinth_open() cannot take: EINVAL for a field it does not
+ * know or a combination it cannot serve, ERANGE for a number out of range;
+ * 0 when they are good. */
+static int open_refusal(const labyrinth_options_t *o)
+{
+	if (!o)
+		return 0;
+	uint64_t v = o->size, flags = OPT(o, flags);
+	if (v < offsetof(labyrinth_options_t, guard) + sizeof(o->guard))
+		return refuse(EINVAL, "labyrinth_open: .size = ", &v,
+			      ": set it to sizeof(labyrinth_options_t) (EINVAL)");
+	if (flags & ~(uint64_t)(LAB_OPEN_PREFAULT | LAB_OPEN_MLOCK))
+		return refuse(EINVAL, "labyrinth_open: .flags = ", &flags,
+			      ": only LAB_OPEN_PREFAULT and LAB_OPEN_MLOCK are known (EINVAL)");
+	if ((v = (unsigned)o->guard) > LAB_GUARD_MPROTECT)
+		return refuse(EINVAL, "labyrinth_open: .guard = ", &v,
+			      ": LAB_GUARD_DEFAULT, LAB_GUARD_MARKERS or LAB_GUARD_MPROTECT (EINVAL)");
+	if ((v = o->arenas) > MAX_ARENAS)
+		return refuse(ERANGE, "labyrinth_open: .arenas = ", &v, ": at most 64 (ERANGE)");
+	_Static_assert(MAX_ARENAS == 64, "the line above says 64");
+	bool prefault = flags & LAB_OPEN_PREFAULT;
+	if (flags & LAB_OPEN_MLOCK && !prefault)
+		return refuse(EINVAL, "labyrinth_open: LAB_OPEN_MLOCK without LAB_OPEN_PREFAULT, "
+			      "which it needs", NULL, " (EINVAL)");
+	if (prefault && !OPT(o, cap_bytes))
+		return refuse(EINVAL, "labyrinth_open: LAB_OPEN_PREFAULT without .cap_bytes, "
+			      "which it needs", NULL, " (EINVAL)");
+	if (prefault && (v = OPT(o, cap_bytes)) < PAGE_SIZE)
+		return refuse(ERANGE, "labyrinth_open: .cap_bytes = ", &v,
+			      ": LAB_OPEN_PREFAULT needs a cap of at least a page, 4096 (ERANGE)");
+	if (prefault && (v = OPT(o, reserve_pages)) > OPT(o, cap_bytes) / PAGE_SIZE)
+		return refuse(ERANGE, "labyrinth_open: .reserve_pages = ", &v,
+			      ": more pages than .cap_bytes holds (ERANGE)");
+	return 0;
+}
+
 LAB_API labyrinth_t *labyrinth_open(const labyrinth_options_t *opts)
 {
-	unsigned flags = OPT(opts, flags);
-	bool prefault = flags & LAB_OPEN_PREFAULT;
-	if (opts && (opts->size < offsetof(labyrinth_options_t, guard) + sizeof(opts->guard) ||
-		     opts->arenas > MAX_ARENAS || (unsigned)opts->guard > LAB_GUARD_MPROTECT ||
-		     (flags & ~(LAB_OPEN_PREFAULT | LAB_OPEN_MLOCK)) ||
-		     (flags & LAB_OPEN_MLOCK && !prefault) ||
-		     (prefault && OPT(opts, cap_bytes) < PAGE_SIZE) ||
-		     (prefault && OPT(opts, reserve_pages) * PAGE_SIZE > OPT(opts, cap_bytes)))) {
-		errno = EINVAL;
+	int refused = open_refusal(opts);
+	if (refused) {
+		errno = refused;
 		return NULL;
 	}
 	struct labyrinth *lab = lab_create(opts, false);

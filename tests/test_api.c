@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct live {
 	unsigned char *p;
@@ -315,13 +316,47 @@ Test(api, stats_balance_and_trim)
 	labyrinth_close(lab);
 }
 
-Test(api, open_rejects_bad_options)
+/* Each refusal of labyrinth_open() says which option, its value and what
+ * is accepted, in one line, and sets an errno of its kind. */
+struct bad_open {
+	labyrinth_options_t o;
+	int err;
+	const char *says;
+};
+
+static void open_bad(void *arg)
 {
-	labyrinth_options_t o = { .size = 4 };
+	struct bad_open *b = arg;
 	errno = 0;
-	cr_assert_null(labyrinth_open(&o));
-	cr_assert_eq(errno, EINVAL);
-	labyrinth_options_t o2 = { .size = sizeof o2, .arenas = 1000 };
-	cr_assert_null(labyrinth_open(&o2));
-	cr_assert_eq(errno, EINVAL);
+	if (labyrinth_open(&b->o) || errno != b->err)
+		_exit(1);
+	_exit(0);
+}
+
+Test(api, open_rejects_bad_options_each_with_its_reason)
+{
+	const size_t sz = sizeof(labyrinth_options_t);
+	struct bad_open bad[] = {
+		{ { .size = 4 }, EINVAL, ".size = 4: set it to sizeof(labyrinth_options_t)" },
+		{ { .size = sz, .flags = 0x40 }, EINVAL, ".flags = 64: only LAB_OPEN_PREFAULT" },
+		{ { .size = sz, .guard = 7 }, EINVAL, ".guard = 7: LAB_GUARD_DEFAULT" },
+		{ { .size = sz, .arenas = 1000 }, ERANGE, ".arenas = 1000: at most 64" },
+		{ { .size = sz, .flags = LAB_OPEN_MLOCK }, EINVAL,
+		  "LAB_OPEN_MLOCK without LAB_OPEN_PREFAULT" },
+		{ { .size = sz, .flags = LAB_OPEN_PREFAULT }, EINVAL,
+		  "LAB_OPEN_PREFAULT without .cap_bytes, which it needs" },
+		{ { .size = sz, .flags = LAB_OPEN_PREFAULT, .cap_bytes = 1000 }, ERANGE,
+		  ".cap_bytes = 1000: LAB_OPEN_PREFAULT needs a cap of at least a page" },
+		{ { .size = sz, .flags = LAB_OPEN_PREFAULT, .cap_bytes = 8192, .reserve_pages = 3 },
+		  ERANGE, ".reserve_pages = 3: more pages than .cap_bytes holds" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct outcome out = run_in_child(open_bad, &bad[i]);
+		cr_expect(out.signal == 0 && out.exit_code == 0, "case %zu: not refused with errno %d", i,
+			  bad[i].err);
+		cr_expect(strstr(out.err, bad[i].says), "case %zu: '%s' not in: %s", i, bad[i].says,
+			  out.err);
+		cr_expect(strchr(out.err, '\n') == out.err + strlen(out.err) - 1,
+			  "case %zu: not one line: %s", i, out.err);
+	}
 }
