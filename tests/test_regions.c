@@ -131,3 +131,27 @@ Test(regions, trim_keeps_freed_addresses_held)
 	cr_assert_eq(early, 0, "a trimmed address came back %d times within 63 allocations", early);
 	labyrinth_close(lab);
 }
+
+/* Only a full wing takes a held region back: a request the cap refuses
+ * must not drain the quarantine one region per call. */
+Test(regions, refusals_by_the_cap_do_not_drain_the_quarantine)
+{
+	labyrinth_options_t o = { .size = sizeof o, .wing_bytes = 64 * MIB, .cap_bytes = 20 * MIB };
+	labyrinth_t *lab = labyrinth_open(&o);
+	cr_assert_not_null(lab);
+	for (int i = 0; i < 10; i++)    /* more rounds than the wing has cells */
+		labyrinth_free(lab, labyrinth_malloc(lab, 16 * MIB));
+	labyrinth_stats_t s;
+	labyrinth_get_stats(lab, &s);
+	uint64_t held = s.quarantined_regions;
+	cr_assert_geq(held, 3, "%llu regions held", (unsigned long long)held);
+	void *live = labyrinth_malloc(lab, 8 * MIB);
+	cr_assert_not_null(live);
+	for (int i = 0; i < 100; i++)
+		cr_assert_null(labyrinth_malloc(lab, 16 * MIB), "the cap let 24 MiB open");
+	labyrinth_get_stats(lab, &s);
+	cr_assert_geq(s.quarantined_regions + 1, held, "100 refusals took %llu of %llu regions",
+		      (unsigned long long)(held - s.quarantined_regions), (unsigned long long)held);
+	labyrinth_free(lab, live);
+	labyrinth_close(lab);
+}
