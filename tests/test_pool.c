@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -187,5 +188,29 @@ Test(pool, threads_never_share_a_block, .timeout = 60)
 	labyrinth_stats_t s;
 	labyrinth_get_stats(lab, &s);
 	cr_assert_eq(s.reserve_pages, 16, "%llu pages ready", (unsigned long long)s.reserve_pages);
+	labyrinth_close(lab);
+}
+
+/* Forked children share the pool's key and counter, but each draws with its
+ * own generation's key: the order in which freed blocks come back differs. */
+static void churn_and_tell(void *arg)
+{
+	labyrinth_t *lab = arg;
+	uint64_t h = 0;
+	for (int i = 0; i < 300; i++) {
+		void *p = labyrinth_malloc(lab, 100);
+		h = h * 1000003 ^ (uint64_t)(uintptr_t)p;
+		labyrinth_free(lab, p);
+	}
+	fprintf(stderr, "%016llx", (unsigned long long)h);
+}
+
+Test(pool, forked_children_reuse_in_different_orders)
+{
+	labyrinth_t *lab = open_pool(POOL_PAGES * 4096, 0);
+	struct outcome a = run_in_child(churn_and_tell, lab);
+	struct outcome b = run_in_child(churn_and_tell, lab);
+	cr_assert(a.exit_code == 0 && b.exit_code == 0 && a.err[0] && b.err[0]);
+	cr_assert_str_neq(a.err, b.err, "two children reused the pool's blocks in one order");
 	labyrinth_close(lab);
 }
