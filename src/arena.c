@@ -193,7 +193,7 @@ void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 
 size_t lab_trim(struct labyrinth *lab)
 {
-	size_t released = large_trim(lab) + tcache_trim(lab);
+	size_t released = tcache_trim(lab);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		released += small_trim(lab, &lab->arenas[i]);
 	return released;

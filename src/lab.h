@@ -79,6 +79,7 @@ struct labyrinth {
 	bool mlock;             /* lock the reserve's pages in memory */
 	unsigned page_wing0;    /* index of the order-0 page wing; orders follow */
 	struct reserve reserves[PAGE_ORDERS];
+	struct pool_quarantine pool_quarantine;        /* a pool's freed blocks, order 0 */
 	_Atomic uint64_t page_allocs, page_frees, page_live_bytes;
 };
 

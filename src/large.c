@@ -71,6 +71,45 @@ static void tail_canary_check(struct labyrinth *lab, struct wing *w, struct larg
 			     w->class_size, gen);
 }
 
+static bool region_evict(struct labyrinth *lab, struct wing *w);
+
+/* A cell of the first wing from class k up that has one, or CELL_NONE. */
+static uint32_t place_from(struct labyrinth *lab, unsigned k, uint32_t npages, size_t align,
+			   struct wing **wp, uint32_t *first)
+{
+	for (; k < lab->nlarge; k++) {
+		*wp = &lab->maze.wings[SMALL_CLASSES + k];
+		uint32_t cell = wing_place(&lab->maze, *wp, npages, align, first);
+		if (cell != CELL_NONE)
+			return cell;
+	}
+	return CELL_NONE;
+}
+
+/*
+ * A full wing must not fail an allocation that a bigger class's wing can
+ * hold: the block takes a bigger cell, only its own pages open. When every
+ * wing that could hold it is full, the oldest region the quarantine holds
+ * in one of them leaves it: the biggest classes have only a few cells, and
+ * held regions would otherwise refuse every later request of their size.
+ */
+static uint32_t place_cell(struct labyrinth *lab, size_t need, uint32_t npages, size_t align,
+			   struct wing **wp, uint32_t *first)
+{
+	unsigned k0 = class_of_pages(need);
+	uint32_t cell = place_from(lab, k0, npages, align, wp, first);
+	for (unsigned k = k0; cell == CELL_NONE && k < lab->nlarge;) {
+		struct wing *w = &lab->maze.wings[SMALL_CLASSES + k];
+		if (!region_evict(lab, w)) {
+			k++;
+			continue;
+		}
+		*wp = w;
+		cell = wing_place(&lab->maze, w, npages, align, first);
+	}
+	return cell;
+}
+
 /* A room of at least `room` pages, of which the request's are opened. */
 static void *large_place(struct labyrinth *lab, size_t size, size_t align, size_t room)
 {
@@ -81,14 +120,9 @@ static void *large_place(struct labyrinth *lab, size_t size, size_t align, size_
 	size_t need = npages + slack > room ? npages + slack : room;
 	if (need < LARGE_MIN_PAGES)
 		need = LARGE_MIN_PAGES;
-	/* A full wing must not fail an allocation that a bigger class's wing
-	 * can hold: the block takes a bigger cell, only its own pages open. */
 	struct wing *w = NULL;
-	uint32_t first, cell = CELL_NONE;
-	for (unsigned k = class_of_pages(need); k < lab->nlarge && cell == CELL_NONE; k++) {
-		w = &lab->maze.wings[SMALL_CLASSES + k];
-		cell = wing_place(&lab->maze, w, (uint32_t)npages, align, &first);
-	}
+	uint32_t first;
+	uint32_t cell = place_cell(lab, need, (uint32_t)npages, align, &w, &first);
 	if (cell == CELL_NONE)
 		return NULL;
 	struct large *l = cell_record(w, cell);
@@ -185,9 +219,43 @@ static void region_retire(struct labyrinth *lab, uint64_t held)
 }
 
 /*
- * A freed region's pages are closed at once (any access faults), but its
- * cell stays taken for the next few frees, so the address is not handed
- * out again straight away.
+ * A full wing gets a cell back: the oldest region the quarantine holds in
+ * it leaves (the entries before it in the ring move up one place), so its
+ * address comes back as late as the wing allows. Nothing leaves for a wing
+ * with a free cell: a request refused for another reason (the cap) must not
+ * drain the quarantine.
+ */
+static bool region_evict(struct labyrinth *lab, struct wing *w)
+{
+	struct region_quarantine *q = &lab->regions;
+	if (!q->size || !wing_full(&lab->maze, w))
+		return false;
+	uint64_t want = wing_index(lab, w), out = 0;
+	bool found = false;
+	pthread_mutex_lock(&q->lock);
+	for (uint32_t i = 0; i < q->count && !found; i++) {
+		if (q->ring[(q->head + i) % q->size] >> 32 != want)
+			continue;
+		out = q->ring[(q->head + i) % q->size];
+		for (uint32_t j = i; j > 0; j--)
+			q->ring[(q->head + j) % q->size] = q->ring[(q->head + j - 1) % q->size];
+		q->head = (q->head + 1) % q->size;
+		q->count--;
+		found = true;
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (found)
+		region_retire(lab, out);
+	return found;
+}
+
+/*
+ * A freed region's pages are closed at once (any access faults, and the
+ * kernel has its memory and, with its span dark, its page tables back), but
+ * its cell stays taken for the next few frees, so the address is not handed
+ * out again straight away. Holding it costs address space and a record
+ * only, so labyrinth_trim leaves it held: retiring it gave back nothing and
+ * only let its address come back early.
  */
 static void region_quarantine(struct labyrinth *lab, struct wing *w, uint32_t cell)
 {
@@ -273,20 +341,4 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	tail_canary_write(lab, l, p);
 	annotate_resize(p, old_size, size, (size_t)l->npages * PAGE_SIZE);
 	return p;
-}
-
-size_t large_trim(struct labyrinth *lab)
-{
-	struct region_quarantine *q = &lab->regions;
-	size_t released = 0;
-	for (;;) {
-		uint64_t out;
-		pthread_mutex_lock(&q->lock);
-		bool taken = region_take_locked(q, &out);
-		pthread_mutex_unlock(&q->lock);
-		if (!taken)
-			return released;
-		region_retire(lab, out);
-		released += lab->maze.wings[out >> 32].room_bytes;
-	}
 }

@@ -30,7 +30,5 @@ void large_free(struct labyrinth *lab, struct wing *w, void *p, int error_kind, 
 size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int error_kind);
 /* Resize in place if the room allows; NULL if the caller must move it. */
 void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size);
-/* Release every region held in the quarantine; the bytes of their rooms. */
-size_t large_trim(struct labyrinth *lab);
 
 #endif

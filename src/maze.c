@@ -444,6 +444,16 @@ bool wing_close(struct maze *m, struct wing *w, uint32_t cell)
 	return !joined;
 }
 
+bool wing_full(struct maze *m, struct wing *w)
+{
+	(void)m;
+	pthread_mutex_lock(&w->lock);
+	/* Retired cells come back when a placement finds no other. */
+	bool full = w->max_cells && w->live_cells - w->retired_count >= w->max_cells;
+	pthread_mutex_unlock(&w->lock);
+	return full;
+}
+
 bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end)
 {
 	bool ok = true;

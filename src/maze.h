@@ -133,6 +133,8 @@ void wing_retire(struct maze *m, struct wing *w, uint32_t cell);
 /* Close a room's pages but keep its cell taken (quarantine), to retire it
  * later; false (nothing done) for a joined room, which must be retired. */
 bool wing_close(struct maze *m, struct wing *w, uint32_t cell);
+/* Whether every cell w may use is taken (a placement would fail). */
+bool wing_full(struct maze *m, struct wing *w);
 /* Move the end of a live room's open pages to page `end`; false if it cannot. */
 bool wing_resize(struct maze *m, struct wing *w, uint32_t cell, uint32_t end);
 

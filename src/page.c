@@ -168,6 +168,10 @@ static uint32_t take_block(struct labyrinth *lab, unsigned order, lab_gfp_t flag
 	if (!(flags & LAB_GFP_ATOMIC) && !lab->pool)
 		return take_ordinary(lab, order);
 	uint32_t cell = reserve_pop(page_wing(lab, order), r);
+	/* A pool's budget is fixed: with the reserve dry, what its quarantine
+	 * holds is handed out, the oldest first, rather than nothing. */
+	if (cell == CELL_NONE && lab->pool && order == 0)
+		cell = pool_quarantine_take(&lab->pool_quarantine);
 	if (__builtin_expect(cell == CELL_NONE, 0))
 		atomic_fetch_add_explicit(&r->empty, 1, memory_order_relaxed);
 	return cell;
@@ -246,7 +250,8 @@ static bool disown(struct wing *w, void *p, struct page_rec *rec, uint64_t expec
 }
 
 /* A freed block goes back to the reserve (zeroed) if it came from there or
- * the reserve is short, else back to the maze. */
+ * the reserve is short, else back to the maze; a pool's, through its
+ * quarantine (zeroed first: a write while it waits shows at reuse). */
 static void put_block(struct labyrinth *lab, struct wing *w, uint32_t cell, char *p)
 {
 	struct page_rec *rec = page_rec_of(w, cell);
@@ -259,7 +264,10 @@ static void put_block(struct labyrinth *lab, struct wing *w, uint32_t cell, char
 	}
 	memset(p, 0, w->room_bytes);
 	rec->from_reserve = 1;
-	reserve_push(w, r, cell);
+	if (lab->pool && r == &lab->reserves[0])
+		cell = pool_quarantine_push(&lab->pool_quarantine, cell, generation_page()->key);
+	if (cell != CELL_NONE)
+		reserve_push(w, r, cell);
 }
 
 void page_free(struct labyrinth *lab, void *p, uint64_t expect)
@@ -357,7 +365,7 @@ uint64_t page_reserve_total(struct labyrinth *lab)
 	uint64_t pages = 0;
 	for (unsigned k = 0; k < PAGE_ORDERS; k++)
 		pages += reserve_count(&lab->reserves[k]) << k;
-	return pages;
+	return pages + (lab->pool ? pool_quarantine_held(&lab->pool_quarantine) : 0);
 }
 
 uint64_t page_reserve_empty(struct labyrinth *lab)
@@ -373,8 +381,28 @@ size_t page_set_low(struct labyrinth *lab, unsigned order, size_t low)
 	return atomic_exchange_explicit(&lab->reserves[order].low, low, memory_order_relaxed);
 }
 
+/*
+ * A pool's quarantine holds a quarter of its pages, at most the slot
+ * quarantine's length (LABYRINTH_QUARANTINE) and 256: a program that keeps
+ * three quarters of its pool live still gets the whole delay.
+ */
+static void pool_quarantine_open(struct labyrinth *lab, size_t pages)
+{
+	size_t n = pages / 4;
+	if (n > lab->prot.quarantine)
+		n = lab->prot.quarantine;
+	uint64_t k0 = lab_key_new(lab), k1 = lab_key_new(lab);
+	pool_quarantine_init(&lab->pool_quarantine, (uint32_t)(n < UINT32_MAX ? n : UINT32_MAX),
+			     k0, k1);
+}
+
 bool page_open_reserve(struct labyrinth *lab, size_t pages, size_t low)
 {
 	page_set_low(lab, 0, low);
-	return !pages || page_fill(lab, 0, pages) >= pages;
+	if (!pages)
+		return true;
+	size_t filled = page_fill(lab, 0, pages);
+	if (lab->pool)
+		pool_quarantine_open(lab, filled);
+	return filled >= pages;
 }

@@ -5,6 +5,7 @@
  * records in the maze index (never through the pages themselves), and its
  * head carries a tag that every push and pop bumps, so a pop that raced with
  * a pop and push of the same page fails its compare-and-swap (ABA).
+ * A pool's freed blocks pass through a quarantine on their way back.
  */
 #ifndef LAB_RESERVE_H
 #define LAB_RESERVE_H
@@ -36,6 +37,24 @@ struct reserve {
 	_Atomic uint64_t empty; /* atomic allocations that found it empty */
 } __attribute__((aligned(64)));
 
+/*
+ * A pool's quarantine, in front of its order-0 reserve: a freed block lands
+ * at a random place of the stage, pushing the block there into a queue of
+ * nfifo places; the block the queue pushes out goes back to the reserve. So
+ * a freed block waits at least nfifo further frees, and how much longer is
+ * unpredictable. Every move is one atomic exchange: no lock, no wait.
+ */
+#define POOL_STAGE_MAX 128
+#define POOL_FIFO_MAX 128
+
+struct pool_quarantine {
+	_Atomic uint64_t frees;         /* frees so far: the draws' counter, the queue's tail */
+	uint32_t nstage, nfifo;
+	uint64_t key[2];                /* the stage's draws: a keyed hash of the counter */
+	_Atomic uint32_t stage[POOL_STAGE_MAX];         /* cell + 1; 0: empty */
+	_Atomic uint32_t fifo[POOL_FIFO_MAX];
+};
+
 static inline struct page_rec *page_rec_of(const struct wing *w, uint32_t cell)
 {
 	return cell_record(w, cell);
@@ -51,6 +70,17 @@ static inline uint64_t reserve_count(struct reserve *r)
 	int64_t n = atomic_load_explicit(&r->count, memory_order_relaxed);
 	return n < 0 ? 0 : (uint64_t)n;
 }
+
+/* Hold up to n blocks (at most POOL_STAGE_MAX + POOL_FIFO_MAX), half of
+ * them in the stage; the draws keyed with k0 and k1. */
+void pool_quarantine_init(struct pool_quarantine *q, uint32_t n, uint64_t k0, uint64_t k1);
+/* Lock-free: hold cell; the cell that leaves (for the reserve), or CELL_NONE.
+ * gen_key, the process generation's key, keeps siblings' draws apart. */
+uint32_t pool_quarantine_push(struct pool_quarantine *q, uint32_t cell, uint64_t gen_key);
+/* Lock-free: take the oldest held cell, for a reserve that ran dry; CELL_NONE if none. */
+uint32_t pool_quarantine_take(struct pool_quarantine *q);
+/* Cells held now (a moment old: for the statistics). */
+uint64_t pool_quarantine_held(const struct pool_quarantine *q);
 
 /* Whether a freed page that did not come from the reserve may join it. */
 static inline bool reserve_takes_back(struct reserve *r)
