@@ -13,6 +13,7 @@
 #include "room.h"
 #include "slot.h"
 #include "tcache.h"
+#include "zero.h"
 
 #include <errno.h>
 #include <string.h>
@@ -53,14 +54,18 @@ static void *malloc_unguarded(struct labyrinth *lab, size_t size)
 	if (lab->pool)          /* prefaulted: no system call, so no rooms to open */
 		return page_malloc(lab, size);
 	size_t need = small_need(lab, size);
-	if (need <= SMALL_MAX)
+	if (need <= SMALL_MAX) {
+		/* malloc(0): a pointer into the zero region, which never opens. */
+		if (__builtin_expect(size == 0, 0))
+			return zero_alloc(&lab->zero, 0);
 		return small_malloc(lab, small_class(need), size);
+	}
 	return large_alloc(lab, size, PAGE_SIZE);
 }
 
 void *lab_malloc(struct labyrinth *lab, size_t size)
 {
-	if (__builtin_expect(lab->guarded != NULL, 0)) {        /* LABYRINTH_GUARD_ALL/SAMPLE */
+	if (__builtin_expect(lab->guarded != NULL, 0) && size) {  /* LABYRINTH_GUARD_ALL/SAMPLE */
 		void *g = guarded_take(lab, size, 0);
 		if (g)
 			return g;
@@ -71,7 +76,7 @@ void *lab_malloc(struct labyrinth *lab, size_t size)
 /* The guarded region first: its blocks are only as aligned as asked. */
 void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 {
-	if (__builtin_expect(lab->guarded != NULL, 0)) {
+	if (__builtin_expect(lab->guarded != NULL, 0) && size) {
 		void *g = guarded_take(lab, size, align);
 		if (g)
 			return g;
@@ -80,6 +85,8 @@ void *lab_aligned(struct labyrinth *lab, size_t align, size_t size)
 		return malloc_unguarded(lab, size);
 	if (lab->pool)
 		return NULL;
+	if (size == 0 && align <= ZERO_ALIGN_MAX)
+		return zero_alloc(&lab->zero, align);
 	if (align <= PAGE_SIZE && size < SMALL_MAX) {
 		int cls = small_class_aligned(small_need(lab, size), align);
 		if (cls >= 0)
@@ -111,15 +118,27 @@ static struct wing *wing_or_report(struct labyrinth *lab, const void *p, int kin
 	return w;
 }
 
+/* A pointer outside the maze and the guarded region: a zero-size block,
+ * or nothing of ours. Off the fast path: the maze's range check comes first. */
+static void free_outside(struct labyrinth *lab, void *p, size_t expect)
+{
+	if (zero_has(&lab->zero, p))
+		zero_free(&lab->zero, p, ERR_INVALID_FREE, expect);
+	else
+		wing_or_report(lab, p, ERR_INVALID_FREE);
+}
+
 void lab_free_sized(struct labyrinth *lab, void *p, size_t expect)
 {
 	if (__builtin_expect(guarded_has(lab, p), 0)) {
 		guarded_free(lab, p, ERR_INVALID_FREE, expect);
 		return;
 	}
-	struct wing *w = wing_or_report(lab, p, ERR_INVALID_FREE);
-	if (!w)
+	struct wing *w = maze_wing_of(&lab->maze, p);
+	if (__builtin_expect(!w, 0)) {
+		free_outside(lab, p, expect);
 		return;
+	}
 	if (wing_is_small(lab, w)) {
 		struct thread_cache *tc = thread_cache(lab);
 		struct slot_ref ref;
@@ -153,13 +172,16 @@ size_t lab_usable(struct labyrinth *lab, const void *p)
 		size_t n = guarded_usable(lab, p, ERR_INVALID_USABLE_SIZE);
 		return n == SIZE_MAX ? 0 : n;
 	}
-	struct wing *w = wing_or_report(lab, p, ERR_INVALID_USABLE_SIZE);
-	size_t n = w ? usable(lab, w, p, ERR_INVALID_USABLE_SIZE) : SIZE_MAX;
+	struct wing *w = maze_wing_of(&lab->maze, p);
+	size_t n = w ? usable(lab, w, p, ERR_INVALID_USABLE_SIZE)
+		     : zero_has(&lab->zero, p) ? zero_usable(&lab->zero, p, ERR_INVALID_USABLE_SIZE)
+		     : (wing_or_report(lab, p, ERR_INVALID_USABLE_SIZE), SIZE_MAX);
 	return n == SIZE_MAX ? 0 : n;
 }
 
 /* p resized where it is, or NULL if it must move. A guarded block (w NULL)
- * always moves, so a stale pointer to it faults. */
+ * always moves, so a stale pointer to it faults; so does a zero-size one,
+ * into a real block. */
 static void *resize_in_place(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
 	if (!w || wing_is_page(lab, w))
@@ -171,9 +193,10 @@ static void *resize_in_place(struct labyrinth *lab, struct wing *w, void *p, siz
 
 void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 {
-	bool guarded = guarded_has(lab, p);
-	struct wing *w = guarded ? NULL : wing_or_report(lab, p, ERR_INVALID_REALLOC);
+	bool guarded = guarded_has(lab, p), zero = zero_has(&lab->zero, p);
+	struct wing *w = guarded || zero ? NULL : wing_or_report(lab, p, ERR_INVALID_REALLOC);
 	size_t old = guarded ? guarded_usable(lab, p, ERR_INVALID_REALLOC)
+		     : zero ? zero_usable(&lab->zero, p, ERR_INVALID_REALLOC)
 		     : w ? usable(lab, w, p, ERR_INVALID_REALLOC) : SIZE_MAX;
 	if (old == SIZE_MAX) {          /* reported, and LABYRINTH_ON_ERROR=log */
 		errno = EINVAL;

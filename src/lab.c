@@ -189,6 +189,7 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 	}
 	arenas_init(lab);
 	quarantines_init(lab, (char *)lab + head);
+	zero_init(&lab->zero, &lab->key_rng);
 	lab->guarded = guarded_open((enum guard_mode)atomic_load(&lab->maze.guard_mode));
 	canary_init();
 	if (!pages_init(lab, o)) {
@@ -214,6 +215,7 @@ static void lab_destroy(struct labyrinth *lab)
 	}
 	pthread_mutex_unlock(&open_labs_lock);
 	guarded_close(lab->guarded);
+	zero_close(&lab->zero);
 	maze_release(&lab->maze);
 	os_unmap((char *)lab - PAGE_SIZE, lab->self_bytes);
 }
@@ -302,6 +304,7 @@ static void fork_prepare(void)
 		maze_lock_all(&lab->maze);
 		pthread_mutex_lock(&lab->regions.lock);         /* a leaf: held alone */
 		guarded_lock(lab->guarded);                     /* a leaf too */
+		zero_lock(&lab->zero);                          /* a leaf too */
 		pthread_mutex_lock(&lab->key_lock);             /* and this one */
 	}
 }
@@ -312,6 +315,7 @@ static void fork_release(void)
 		return;
 	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
 		pthread_mutex_unlock(&lab->key_lock);
+		zero_unlock(&lab->zero);
 		guarded_unlock(lab->guarded);
 		pthread_mutex_unlock(&lab->regions.lock);
 		maze_unlock_all(&lab->maze);
@@ -330,6 +334,7 @@ static void lab_reseed(struct labyrinth *lab, struct rng *seed)
 		rng_derive(&lab->arenas[i].rng, seed);
 	rng_derive(&lab->key_rng, seed);
 	guarded_fork_child(lab->guarded, seed);
+	zero_fork_child(&lab->zero, seed);
 	maze_reseed(&lab->maze, seed);  /* wings redraw their keys at their next placement */
 }
 

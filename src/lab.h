@@ -9,6 +9,7 @@
 #include "quarantine.h"
 #include "random.h"
 #include "reserve.h"
+#include "zero.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -62,6 +63,7 @@ struct guarded;
 struct labyrinth {
 	struct maze maze;
 	struct guarded *guarded;        /* LABYRINTH_GUARD_ALL/SAMPLE region, or NULL */
+	struct zero_region zero;        /* zero-size blocks: never accessible */
 	struct protections prot;
 	struct region_quarantine regions;
 	struct arena *arenas;

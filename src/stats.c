@@ -35,8 +35,8 @@ void stats_collect(struct labyrinth *lab, labyrinth_stats_t *out)
 	*out = (labyrinth_stats_t){ 0 };
 	uint64_t guarded_live;
 	guarded_counts(lab, &out->allocations, &out->frees, &guarded_live);
-	out->allocations += atomic_load(&lab->large_allocs);
-	out->frees += atomic_load(&lab->large_frees);
+	out->allocations += atomic_load(&lab->large_allocs) + atomic_load(&lab->zero.allocs);
+	out->frees += atomic_load(&lab->large_frees) + atomic_load(&lab->zero.frees);
 	for (unsigned i = 0; i < lab->narenas; i++) {
 		out->allocations += atomic_load(&lab->arenas[i].allocs);
 		out->frees += atomic_load(&lab->arenas[i].frees);

@@ -131,6 +131,8 @@ uint64_t lab_generation(struct labyrinth *lab, const void *p)
 {
 	if (guarded_has(lab, p))
 		return guarded_generation(lab, p);
+	if (zero_has(&lab->zero, p))
+		return zero_generation(&lab->zero, p);
 	struct wing *w = maze_wing_of(&lab->maze, p);
 	size_t off = 0;
 	uint32_t cell = w ? wing_cell_of(w, p, &off) : CELL_NONE;

@@ -4,6 +4,7 @@
  * prints TAP lines; the other modes print one fact for the script to judge.
  */
 #include <dlfcn.h>
+#include <signal.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -94,6 +95,79 @@ static void check_alignment(void)
 	free(m);
 }
 
+/* C23's sized free, if this libc declares none: the preload defines it. */
+extern void free_sized(void *, size_t) __attribute__((weak));
+
+/* Touching p (a read, or a write) kills a child with SIGSEGV. */
+static int access_faults(char *p, int write)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (write)
+			*(volatile char *)p = 1;
+		else
+			sink = (void *)(uintptr_t)*(volatile char *)p;
+		_exit(0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
+}
+
+static void check_zero_faults(const char *what, char *p)
+{
+	char line[128];
+	snprintf(line, sizeof line, "%s: reading and writing fault", what);
+	check(p && access_faults(p, 0) && access_faults(p, 1) && access_faults(p + 15, 1), line);
+}
+
+/* Zero-size blocks own no byte: every access faults, the pointer calls
+ * accept them, and they are unique. */
+static void check_zero(void)
+{
+	void *pm = NULL;
+	char *m = malloc(0), *c = calloc(0, 1), *r = realloc(NULL, 0);
+	char *a = aligned_alloc(64, 0), *ma = memalign(32, 0), *v = valloc(0);
+	int pm_ok = posix_memalign(&pm, 4096, 0) == 0;
+	check_zero_faults("malloc(0)", m);
+	check_zero_faults("calloc(0, 1)", c);
+	check_zero_faults("realloc(NULL, 0)", r);
+	check_zero_faults("aligned_alloc(64, 0)", a);
+	check_zero_faults("memalign(32, 0)", ma);
+	check_zero_faults("valloc(0)", v);
+	check_zero_faults("posix_memalign(4096, 0)", pm_ok ? pm : NULL);
+	check(aligned(a, 64) && aligned(ma, 32) && aligned(v, 4096) && aligned(pm, 4096),
+	      "zero-size blocks are aligned as asked");
+	check(malloc_usable_size(m) == 0, "malloc_usable_size of a zero-size block is 0");
+	free(c);
+	free(a);
+	free(ma);
+	free(v);
+	free(pm);
+	if (free_sized)
+		free_sized(r, 0);
+	else
+		free(r);
+	sink = m;               /* read back opaque: the compiler sees no use after free */
+	free(m);
+	check_zero_faults("a freed zero-size block", (char *)sink);
+	char *g = realloc(malloc(0), 100);
+	check(g && malloc_usable_size(g) >= 100 && !access_faults(g, 1) && !access_faults(g + 99, 0),
+	      "realloc of a zero-size block moves it into a real block");
+	free(g);
+	int same = 0;
+	char *last = malloc(0);
+	for (int i = 0; i < 1000; i++) {
+		free(last);
+		char *q = malloc(0);
+		same += q == last;
+		last = q;
+	}
+	free(last);
+	check(same == 0, "a freed zero-size block does not come back at once");
+}
+
 static int by_ptr(const void *a, const void *b)
 {
 	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
@@ -102,15 +176,15 @@ static int by_ptr(const void *a, const void *b)
 
 static void check_misc(void)
 {
-	uintptr_t z[500];
-	for (int i = 0; i < 500; i++)
+	uintptr_t z[1000];
+	for (int i = 0; i < 1000; i++)
 		z[i] = (uintptr_t)malloc(0);
-	qsort(z, 500, sizeof z[0], by_ptr);
+	qsort(z, 1000, sizeof z[0], by_ptr);
 	int unique = z[0] != 0;
-	for (int i = 1; i < 500; i++)
+	for (int i = 1; i < 1000; i++)
 		unique &= z[i] != z[i - 1];
-	check(unique, "malloc(0) gives unique pointers");
-	for (int i = 0; i < 500; i++)
+	check(unique, "malloc(0) gives 1,000 unique pointers");
+	for (int i = 0; i < 1000; i++)
 		free((void *)z[i]);
 	char *p = malloc(1000);
 	check(malloc_usable_size(p) >= 1000 && malloc_usable_size(NULL) == 0, "malloc_usable_size");
@@ -199,6 +273,7 @@ int main(int argc, char **argv)
 		check_errno();
 		check_alignment();
 		check_misc();
+		check_zero();
 		check_fork_and_threads();
 		return failures != 0;
 	}
@@ -214,6 +289,12 @@ int main(int argc, char **argv)
 		free(sink);
 		return 0;
 	}
-	fprintf(stderr, "usage: shim_probe shim|first|grow MIB|double-free\n");
+	if (strcmp(mode, "zero-double-free") == 0) {
+		sink = malloc(0);
+		free(sink);
+		free(sink);
+		return 0;
+	}
+	fprintf(stderr, "usage: shim_probe shim|first|grow MIB|double-free|zero-double-free\n");
 	return 2;
 }

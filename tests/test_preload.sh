@@ -43,6 +43,14 @@ for mode in markers mprotect; do
 	else
 		not_ok "$mode: double free: status $status, stderr '$err'"
 	fi
+
+	err=$(run zero-double-free 2>&1 >/dev/null)
+	status=$?
+	if [ $status -eq 134 ] && [[ $err == "labyrinth: double free of 0x"* ]] && [ "$(wc -l <<<"$err")" -eq 1 ]; then
+		ok "$mode: double free of a zero-size block aborts with one line"
+	else
+		not_ok "$mode: zero-size double free: status $status, stderr '$err'"
+	fi
 done
 unset LABYRINTH_GUARD
 
@@ -63,8 +71,14 @@ if command -v g++ >/dev/null 2>&1; then
 struct alignas(8192) Page { char bytes[100]; };
 struct alignas(64) Line { char bytes[16384]; };
 struct Counted { std::string s = "x"; ~Counted() {} };
-int main(int argc, char **)
+int main(int argc, char **argv)
 {
+	if (argc > 1 && argv[1][0] == 'z') {    /* the bug: a write to new char[0] */
+		static char *volatile z;        /* kept: the compiler may not drop it */
+		z = new char[argc - 2];         /* 0, unknown to the compiler */
+		z[0] = 1;
+		return 0;
+	}
 	if (argc > 1) {                         /* the bug: a wrong size */
 		void *p = ::operator new(24);
 		::operator delete(p, 32);
@@ -104,6 +118,12 @@ CC
 			ok "C++ sized delete with the wrong size is reported"
 		else
 			not_ok "wrong size: status $st, '$err'"
+		fi
+		{ timeout 60 env LD_PRELOAD="$lib" "$tmp/cxx" zero; st=$?; } 2>/dev/null
+		if [ $st -eq 139 ]; then
+			ok "C++ new char[0]: a write through it faults"
+		else
+			not_ok "new char[0]: a write did not fault (status $st)"
 		fi
 	else
 		not_ok "g++ could not build the C++ probe: $(cat "$tmp/err")"
