@@ -112,7 +112,8 @@ static struct wing *wing_or_report(struct labyrinth *lab, const void *p, int kin
 {
 	struct wing *w = maze_wing_of(&lab->maze, p);
 	if (!w) {
-		struct error_site site = { .addr = p, .why = "not in the heap" };
+		struct error_site site = { .addr = p, .why = lab_other_holds(lab, p)
+							   ? "of another labyrinth" : "not in the heap" };
 		report_heap_error(kind, &site);
 	}
 	return w;

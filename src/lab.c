@@ -220,6 +220,20 @@ static void lab_destroy(struct labyrinth *lab)
 	os_unmap((char *)lab - PAGE_SIZE, lab->self_bytes);
 }
 
+/* Cold, for a report: does another open labyrinth hold p? Never waits:
+ * a report may come from a fork child or a thread that holds the list. */
+bool lab_other_holds(const struct labyrinth *lab, const void *p)
+{
+	if (pthread_mutex_trylock(&open_labs_lock) != 0)
+		return false;
+	bool held = false;
+	for (struct labyrinth *o = open_labs; o && !held; o = o->next)
+		held = o != lab && (maze_wing_of(&o->maze, p) || guarded_has(o, p) ||
+				    zero_has(&o->zero, p));
+	pthread_mutex_unlock(&open_labs_lock);
+	return held;
+}
+
 /* ---- the default labyrinth -------------------------------------------- */
 
 struct labyrinth *_Atomic lab_default_ptr;

@@ -128,6 +128,8 @@ static inline bool wing_is_page(const struct labyrinth *lab, const struct wing *
 	return wing_index(lab, w) >= lab->page_wing0;
 }
 
+/* For a report's reason: p belongs to another open labyrinth. */
+bool lab_other_holds(const struct labyrinth *lab, const void *p);
 /* The default labyrinth if something already created it, else NULL. */
 struct labyrinth *lab_default_if_open(void);
 void lab_note_peak(struct labyrinth *lab);

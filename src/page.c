@@ -67,7 +67,7 @@ uint32_t page_find(struct labyrinth *lab, const void *p, struct wing **wp, const
 	struct wing *w = maze_wing_of(&lab->maze, p);
 	*wp = w;
 	if (!w) {
-		*why = "not in the heap";
+		*why = lab_other_holds(lab, p) ? "of another labyrinth" : "not in the heap";
 		return CELL_NONE;
 	}
 	size_t off = 0;

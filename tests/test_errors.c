@@ -153,6 +153,26 @@ static void free_other_labyrinth(void *arg)
 Test(errors, free_into_the_wrong_labyrinth)
 {
 	expect_report(free_other_labyrinth, NULL, "labyrinth: invalid free of 0x");
+	struct outcome o = run_in_child(free_other_labyrinth, NULL);
+	cr_assert(strstr(o.err, "(of another labyrinth"), "the reason is not named: %s", o.err);
+}
+
+/* A default-heap pointer freed into a private labyrinth, and a pointer of
+ * nobody's: the reason tells the two apart. */
+static void free_default_into_private(void *arg)
+{
+	labyrinth_options_t o = { .size = sizeof o };
+	labyrinth_t *a = labyrinth_open(&o);
+	static char global[64];
+	labyrinth_free(a, arg ? (void *)global : labyrinth_malloc(NULL, 32));
+}
+
+Test(errors, the_reason_says_whose_pointer_it_was)
+{
+	struct outcome o = run_in_child(free_default_into_private, NULL);
+	cr_assert(strstr(o.err, "(of another labyrinth"), "%s", o.err);
+	o = run_in_child(free_default_into_private, "global");
+	cr_assert(strstr(o.err, "(not in the heap"), "%s", o.err);
 }
 
 static void realloc_freed(void *arg)
