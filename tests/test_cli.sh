@@ -117,6 +117,10 @@ err=$("$lab" --stats=json:"$tmp/h.json" bash -c 'x=$(echo hi); kill -HUP $$' 2>&
 st=$?
 check '[ $st -eq 129 ] && grep -q "\"program\": \"bash\"" "$tmp/h.json"' \
 	"SIGHUP: the JSON summary, and still 129" "status $st, '$err'"
+err=$(ulimit -c 0; "$lab" --stats python3 -c 'import os, signal; os.kill(os.getpid(), signal.SIGQUIT)' 2>&1)
+st=$?
+check '[ $st -eq 131 ] && [[ $err == *"labyrinth: stats: python3 (pid "*"): allocations "* ]]' \
+	"SIGQUIT: the summary, and still 131" "status $st, '$err'"
 # The program's own handler is the program's; its exit tells the summary.
 err=$("$lab" --stats bash -c 'trap "exit 3" TERM; kill -TERM $$; sleep 5' 2>&1)
 st=$?
