@@ -159,6 +159,10 @@ static const struct row rows[] = {
 
 static char self[4096];
 
+/* The table's columns; "what happened" is as wide as its longest entry,
+ * "not stopped (exit 255)". */
+#define ROW "%-26s %-36s %-22s %s\n"
+
 static int run_probe(const char *probe, struct ending *e)
 {
 	char *argv[] = { self, "__probe", (char *)probe, NULL };
@@ -182,7 +186,7 @@ static bool check_row(const struct row *r)
 		return false;
 	bool ok = WIFSIGNALED(e.status) && WTERMSIG(e.status) == r->want_signal &&
 		  (!r->want_report || strncmp(e.err, r->want_report, strlen(r->want_report)) == 0);
-	printf("%-26s %-36s %-18s %s\n", r->protection, r->bug, outcome(&e, how, sizeof how),
+	printf(ROW, r->protection, r->bug, outcome(&e, how, sizeof how),
 	       ok ? "ok" : "FAILED");
 	if (!ok && e.err[0])
 		printf("    its stderr: %.200s\n", e.err);
@@ -201,7 +205,7 @@ static bool check_random(void)
 	if (g)
 		pclose(g);
 	bool ok = la[0] && lb[0] && strcmp(la, lb) != 0;
-	printf("%-26s %-36s %-18s %s\n", "random placement", "first malloc(64) of two runs",
+	printf(ROW, "random placement", "first malloc(64) of two runs",
 	       ok ? "differ" : "same", ok ? "ok" : "FAILED");
 	return ok;
 }
@@ -225,7 +229,7 @@ static bool check_wx(void)
 	line[strcspn(line, "\n")] = 0;
 	bool ok = strcmp(line, "mprotect Operation not permitted, pkey_mprotect Operation not "
 			       "permitted, mmap Operation not permitted") == 0;
-	printf("%-26s %-36s %-18s %s\n", "seccomp W^X (--seccomp)", "make a heap page executable",
+	printf(ROW, "seccomp W^X (--seccomp)", "make a heap page executable",
 	       ok ? "refused: EPERM" : "allowed", ok ? "ok" : "FAILED");
 	if (!ok)
 		printf("    it said: %s\n", line);
@@ -254,7 +258,7 @@ static void describe_machine(const char *lib)
 	       forced && strcmp(forced, "mprotect") == 0 ? "mprotect (LABYRINTH_GUARD)"
 	       : markers ? "guard markers (MADV_GUARD_INSTALL, no mapping each)"
 			 : "mprotect (this kernel has no guard markers)");
-	printf("%-26s %-36s %-18s %s\n", "protection", "planted bug", "what happened", "result");
+	printf(ROW, "protection", "planted bug", "what happened", "result");
 }
 
 int check_main(const char *lib)

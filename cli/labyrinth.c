@@ -1,10 +1,12 @@
 /*
  * labyrinth: run a program with the labyrinth preloaded, options mapped to
  * the LABYRINTH_* variables, and say which report, if any, ended it. The
- * library reads and validates the variables; this command only sets them,
- * so both always agree.
+ * command checks options and variables with the library's own table and
+ * parser (src/config.c, built in), so both always agree: a bad option is
+ * refused, a bad variable told once for every process of the program.
  */
 #include "cli.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,11 +80,65 @@ static const char *absolute(const char *value, char *buf, size_t size)
 	return buf;
 }
 
-static void set_var(const struct option_var *o, const char *value)
+/* Why the program could not write file (a pattern: "%p" becomes its pid),
+ * or NULL if it could as far as we can tell from here. */
+static const char *unwritable(const char *file, char *why, size_t size)
 {
-	char buf[PATH_MAX + 16];
-	if (strcmp(o->var, "LABYRINTH_STATS") == 0 || strcmp(o->var, "LABYRINTH_MAP") == 0)
+	struct stat st;
+	if (stat(file, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return "it is a directory";
+		return access(file, W_OK) == 0 ? NULL : strerror(errno);
+	}
+	char dir[PATH_MAX];
+	const char *slash = strrchr(file, '/');
+	snprintf(dir, sizeof dir, "%.*s", !slash ? 1 : slash == file ? 1 : (int)(slash - file),
+		 slash ? file : ".");
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(why, size, "no directory %s", dir);
+		return why;
+	}
+	return access(dir, W_OK | X_OK) == 0 ? NULL : strerror(errno);
+}
+
+/* A refused option: one line naming it, what the option o accepts (if o),
+ * and the command ends with 125. */
+__attribute__((noreturn))
+static void refuse(const char *arg, const char *why, const struct option_var *o, bool help)
+{
+	char accepted[128] = "";
+	const struct cfg_var *v = o ? config_var_named(o->var) : NULL;
+	if (v)
+		config_accepted(v, accepted, sizeof accepted);
+	fprintf(stderr, "labyrinth: %s: %s%s%s%s\n", arg, why, v ? "; accepted: " : "",
+		accepted, help ? " (labyrinth --help)" : "");
+	exit(125);
+}
+
+/* The file a LABYRINTH_STATS or LABYRINTH_MAP value names, or NULL. */
+static const char *file_of(const char *var, const char *value)
+{
+	if (strcmp(var, "LABYRINTH_STATS") == 0)
+		return strncmp(value, "json:", 5) == 0 ? value + 5 : NULL;
+	if (strcmp(var, "LABYRINTH_MAP") == 0)
+		return strcmp(value, "0") == 0 ? NULL : value;
+	return NULL;
+}
+
+static void set_var(const char *arg, const struct option_var *o, const char *value)
+{
+	char buf[PATH_MAX + 16], why[PATH_MAX + 32];
+	if (!config_value_ok(config_var_named(o->var), value))
+		refuse(arg, "invalid value", o, true);
+	if (file_of(o->var, value)) {
 		value = absolute(value, buf, sizeof buf);
+		const char *bad = unwritable(file_of(o->var, value), why, sizeof why);
+		if (bad) {
+			char msg[sizeof why + 32];
+			snprintf(msg, sizeof msg, "cannot write the file: %s", bad);
+			refuse(arg, msg, NULL, false);
+		}
+	}
 	setenv(o->var, value, 1);
 }
 
@@ -90,20 +147,33 @@ static bool take_option(const char *arg)
 {
 	const char *eq = strchr(arg, '=');
 	size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+	const struct option_var *named = NULL;
 	for (size_t i = 0; i < NOPTIONS; i++) {
 		const struct option_var *o = &options[i];
 		if (strlen(o->option) != len || strncmp(arg, o->option, len) != 0)
 			continue;
+		named = o;
 		bool takes_value = o->value == NULL;
 		if (takes_value == (eq != NULL)) {
-			set_var(o, eq ? eq + 1 : o->value);
+			set_var(arg, o, eq ? eq + 1 : o->value);
 			return true;
 		}
 		/* --seccomp=wx: a switch that may also name its value */
 		if (eq && o->value && strcmp(eq + 1, o->value) == 0) {
-			set_var(o, o->value);
+			set_var(arg, o, o->value);
 			return true;
 		}
+	}
+	if (named) {
+		char why[128];
+		if (!eq)        /* the help reads "FILE.svg: the heap map ..." */
+			snprintf(why, sizeof why, "needs a value, as in %s=%.*s", named->option,
+				 (int)strcspn(named->help, ":"), named->help);
+		else if (strncmp(named->option, "--no-", 5) == 0)
+			snprintf(why, sizeof why, "takes no value");
+		else
+			snprintf(why, sizeof why, "takes no value, or =%s", named->value);
+		refuse(arg, why, NULL, true);
 	}
 	if (strncmp(arg, "--library=", 10) == 0) {
 		library_option = arg + 10;
@@ -114,6 +184,41 @@ static bool take_option(const char *arg)
 		return true;
 	}
 	return false;
+}
+
+/*
+ * Settings the user put in the environment: told once here, before the
+ * program starts, in the library's words; then LABYRINTH_CHECKED tells the
+ * library in every process of the program that this was done, so that a
+ * script of twelve processes does not say it twelve times. A file that
+ * cannot be written is dropped, as a bad value is: the default (off) is kept,
+ * and no process fails at exit to say it again. Only absolute names are
+ * checked: a relative one is the program's, wherever it runs.
+ */
+static void check_environment(void)
+{
+	extern char **environ;
+	struct config c;
+	char why[PATH_MAX + 32];
+	config_read(&c, getenv, environ, CFG_PLAIN);
+	const char *files[2][3] = {
+		{ "LABYRINTH_STATS", "json:", c.stats == CFG_STATS_JSON ? c.stats_file : NULL },
+		{ "LABYRINTH_MAP", "", c.map ? c.map_file : NULL },
+	};
+	for (size_t i = 0; i < 2; i++) {
+		const char *file = files[i][2];
+		if (!file || file[0] != '/')
+			continue;
+		const char *bad = unwritable(file, why, sizeof why);
+		if (!bad)
+			continue;
+		fprintf(stderr, "labyrinth: warning: %s=%s%s: cannot write it: %s; ignored\n",
+			files[i][0], files[i][1], file, bad);
+		unsetenv(files[i][0]);
+	}
+	char mark[16];
+	snprintf(mark, sizeof mark, "%u", config_env_mark(environ));
+	setenv("LABYRINTH_CHECKED", mark, 1);
 }
 
 /* ---- finding the library ---------------------------------------------- */
@@ -195,10 +300,12 @@ static void forward(int sig)
 static void signals_forward(void)
 {
 	static const int sigs[] = { SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM };
-	struct sigaction sa = { .sa_handler = forward };
+	struct sigaction sa = { .sa_handler = forward }, old;
 	sigemptyset(&sa.sa_mask);
+	/* An ignored one (nohup) stays ignored, and the program inherits that. */
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		sigaction(sigs[i], &sa, NULL);
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGQUIT, SIG_IGN);
 }
@@ -386,6 +493,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 125;
 	}
+	check_environment();
 	cli_set_preload(lib);
 	signals_forward();
 	struct ending e;

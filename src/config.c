@@ -6,11 +6,15 @@
 #include "os.h"
 #include "report.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static const char *const guard_words[] = { "auto", "markers", "mprotect", NULL };
 static const char *const bool_words[] = { "0", "1", NULL };
@@ -91,6 +95,11 @@ const struct cfg_var config_vars[] = {
 	  "1: at exit, check the canaries of every live allocation and report "
 	  "overflows of blocks never freed (costs a walk of the heap at exit); auto: "
 	  "only with LABYRINTH_GUARD_ALL or LABYRINTH_SAMPLE; 0: never" },
+	{ "LABYRINTH_CHECKED", NULL, 0, UINT_MAX, 0,
+	  offsetof(struct config, checked),
+	  "set by the labyrinth command once it has told of every bad LABYRINTH_ "
+	  "setting: a process whose LABYRINTH_ variables are still the ones it "
+	  "checked does not tell them again; it changes no setting" },
 };
 const size_t config_var_count = sizeof config_vars / sizeof config_vars[0];
 
@@ -157,19 +166,122 @@ static char *text_of(struct config *c, const struct cfg_var *v)
 	return NULL;
 }
 
-static void parse_one(struct config *c, const struct cfg_var *v, const char *s)
+static bool parse_value(const struct cfg_var *v, const char *s, unsigned *val, char *text)
+{
+	return v->choices ? parse_choice(s, v->choices, val, text)
+			  : parse_number(s, v->min, v->max, val);
+}
+
+/* ---- telling of a bad setting ------------------------------------------ */
+
+/* A value echoed in a warning: printable, and short enough for one line. */
+static void line_value(struct line *l, const char *s)
+{
+	char buf[72];
+	size_t n = 0;
+	for (; *s && n < 64; s++)
+		buf[n++] = *s >= 0x20 && *s < 0x7f ? *s : '?';
+	if (*s) {
+		memcpy(buf + n, "...", 3);
+		n += 3;
+	}
+	buf[n] = 0;
+	line_str(l, buf);
+}
+
+static void line_accepted(struct line *l, const struct cfg_var *v)
+{
+	if (!v->choices) {
+		line_dec(l, v->min);
+		line_str(l, " to ");
+		line_dec(l, v->max);
+		return;
+	}
+	for (unsigned i = 0; v->choices[i]; i++) {
+		line_str(l, i ? ", " : "");
+		line_str(l, v->choices[i]);
+	}
+}
+
+void config_accepted(const struct cfg_var *v, char *out, size_t size)
+{
+	struct line l = { .len = 0 };
+	line_accepted(&l, v);
+	l.buf[l.len] = 0;
+	strncpy(out, l.buf, size - 1);
+	out[size - 1] = 0;
+}
+
+void config_process_name(char out[CFG_NAME_MAX])
+{
+	ssize_t n = -1;
+	int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, out, CFG_NAME_MAX - 1);
+		close(fd);
+	}
+	if (n <= 0 && program_invocation_short_name) {      /* no /proc */
+		n = (ssize_t)strnlen(program_invocation_short_name, CFG_NAME_MAX - 1);
+		memcpy(out, program_invocation_short_name, (size_t)n);
+	}
+	while (n > 0 && out[n - 1] == '\n')
+		n--;
+	if (n <= 0) {
+		out[0] = '?';
+		n = 1;
+	}
+	out[n] = 0;
+	for (ssize_t i = 0; i < n; i++)     /* it goes into JSON and terminals */
+		if (out[i] < 0x20 || out[i] >= 0x7f || out[i] == '"' || out[i] == '\\')
+			out[i] = '?';
+}
+
+void config_line_who(struct line *l)
+{
+	char name[CFG_NAME_MAX];
+	config_process_name(name);
+	line_str(l, name);
+	line_str(l, " (pid ");
+	line_dec(l, (uint64_t)getpid());
+	line_str(l, "): ");
+}
+
+/* One warning line, named after the process when the library tells it. */
+static void tell(enum cfg_voice voice, struct line *l)
+{
+	if (voice == CFG_QUIET)
+		return;
+	l->buf[l->len] = 0;     /* line_str leaves a byte for this */
+	struct line who = { .len = 0 };
+	if (voice == CFG_NAMED)
+		config_line_who(&who);
+	who.buf[who.len] = 0;
+	report_warning(who.buf, l->buf, NULL);
+}
+
+static void parse_one(struct config *c, const struct cfg_var *v, const char *s,
+		      enum cfg_voice voice)
 {
 	unsigned val;
-	bool ok = v->choices ? parse_choice(s, v->choices, &val, text_of(c, v))
-			     : parse_number(s, v->min, v->max, &val);
-	if (ok) {
+	if (parse_value(v, s, &val, text_of(c, v))) {
 		*(unsigned *)((char *)c + v->offset) = val;
 		return;
 	}
-	report_warning(v->name, ": invalid value, keeping the default; ", v->doc);
+	struct line l = { .len = 0 };
+	line_str(&l, v->name);
+	line_str(&l, "=");
+	line_value(&l, s);
+	line_str(&l, ": invalid value, keeping the default ");
+	if (v->choices)
+		line_str(&l, v->choices[v->def]);
+	else
+		line_dec(&l, v->def);
+	line_str(&l, "; accepted: ");
+	line_accepted(&l, v);
+	tell(voice, &l);
 }
 
-void config_parse(struct config *out, cfg_lookup get)
+void config_parse_voice(struct config *out, cfg_lookup get, enum cfg_voice voice)
 {
 	for (size_t i = 0; i < config_var_count; i++) {
 		*(unsigned *)((char *)out + config_vars[i].offset) = config_vars[i].def;
@@ -180,8 +292,39 @@ void config_parse(struct config *out, cfg_lookup get)
 	for (size_t i = 0; i < config_var_count; i++) {
 		const char *s = get(config_vars[i].name);
 		if (s && *s)    /* NAME= (empty) is how shells unset: the default */
-			parse_one(out, &config_vars[i], s);
+			parse_one(out, &config_vars[i], s, voice);
 	}
+}
+
+void config_parse(struct config *out, cfg_lookup get)
+{
+	config_parse_voice(out, get, CFG_PLAIN);
+}
+
+const struct cfg_var *config_var_named(const char *name)
+{
+	for (size_t i = 0; i < config_var_count; i++)
+		if (strcmp(config_vars[i].name, name) == 0)
+			return &config_vars[i];
+	return NULL;
+}
+
+bool config_value_ok(const struct cfg_var *v, const char *s)
+{
+	struct config scratch;
+	unsigned val;
+	return parse_value(v, s, &val, text_of(&scratch, v));
+}
+
+void config_check_together(const struct config *c, cfg_lookup get, enum cfg_voice voice)
+{
+	const char *uaf = get("LABYRINTH_UAF_CHECK");
+	if (c->zero || !uaf || strcmp(uaf, "1") != 0)
+		return;
+	struct line l = { .len = 0 };
+	line_str(&l, "LABYRINTH_UAF_CHECK=1: the check is off, since it needs "
+		     "LABYRINTH_ZERO=1 and LABYRINTH_ZERO=0 is set");
+	tell(voice, &l);
 }
 
 static bool known_name(const char *entry)
@@ -195,19 +338,61 @@ static bool known_name(const char *entry)
 	return false;
 }
 
-void config_check_names(char **envp)
+void config_check_names_voice(char **envp, enum cfg_voice voice)
 {
 	for (; envp && *envp; envp++) {
 		if (strncmp(*envp, "LABYRINTH_", 10) != 0 || known_name(*envp))
 			continue;
+		struct line l = { .len = 0 };
 		char name[64];
 		size_t len = strcspn(*envp, "=");
 		if (len >= sizeof name)
 			len = sizeof name - 1;
 		memcpy(name, *envp, len);
 		name[len] = 0;
-		report_warning(name, ": unknown variable, ignored", NULL);
+		line_value(&l, name);
+		line_str(&l, ": unknown variable, ignored");
+		tell(voice, &l);
 	}
+}
+
+void config_check_names(char **envp)
+{
+	config_check_names_voice(envp, CFG_PLAIN);
+}
+
+void config_read(struct config *out, cfg_lookup get, char **envp, enum cfg_voice voice)
+{
+	config_parse_voice(out, get, voice);
+	if (envp)
+		config_check_names_voice(envp, voice);
+	config_check_together(out, get, voice);
+}
+
+/* The entries the command sets itself are left out: the mark, and the
+ * report pipe, whose number it chooses after checking. */
+static bool marked_entry(const char *e)
+{
+	return strncmp(e, "LABYRINTH_", 10) == 0 &&
+	       strncmp(e, "LABYRINTH_CHECKED=", 18) != 0 &&
+	       strncmp(e, "LABYRINTH_REPORT_FD=", 20) != 0;
+}
+
+/* A sum of each entry's FNV-1a: shells pass the environment on in any order.
+ * Not a secret: the mark only silences warnings, and every setting stays as
+ * it would be without it. */
+unsigned config_env_mark(char **envp)
+{
+	uint32_t sum = 0;
+	for (; envp && *envp; envp++) {
+		if (!marked_entry(*envp))
+			continue;
+		uint32_t h = 2166136261u;
+		for (const unsigned char *p = (const unsigned char *)*envp; *p; p++)
+			h = (h ^ *p) * 16777619u;
+		sum += h;
+	}
+	return sum ? sum : 1;
 }
 
 /* A page of its own, so it can be made read-only without touching neighbours. */
@@ -220,10 +405,14 @@ static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 
 static void config_load(void)
 {
-	config_parse(&config_page.c, secure_getenv);
 	extern char **environ;
-	if (!getauxval(AT_SECURE))     /* set-uid: say nothing about the env */
-		config_check_names(environ);
+	/* Set-uid: secure_getenv gives nothing, so nothing is said or used. */
+	const char *mark = secure_getenv("LABYRINTH_CHECKED");
+	unsigned m;
+	enum cfg_voice voice = mark && parse_number(mark, 1, UINT_MAX, &m) &&
+			       m == config_env_mark(environ) ? CFG_QUIET : CFG_NAMED;
+	config_read(&config_page.c, secure_getenv, getauxval(AT_SECURE) ? NULL : environ,
+		    voice);
 	mprotect(&config_page, sizeof config_page, PROT_READ);
 }
 

@@ -15,7 +15,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -87,7 +89,9 @@ void stats_print(struct labyrinth *lab, int fd)
 	labyrinth_stats_t s;
 	stats_collect_all(lab, &s);
 	struct line l = { .len = 0 };
-	item(&l, "labyrinth: stats: allocations ", s.allocations, "");
+	line_str(&l, "labyrinth: stats: ");
+	config_line_who(&l);    /* a script runs many processes */
+	item(&l, "allocations ", s.allocations, "");
 	item(&l, ", frees ", s.frees, "");
 	item(&l, ", peak live ", s.peak_live_bytes >> 10, " KiB");
 	item(&l, ", peak mapped ", s.peak_mapped_bytes >> 10, " KiB");
@@ -133,7 +137,13 @@ static void json_field(struct json *j, const char *name, uint64_t v)
 static void json_write(const labyrinth_stats_t *s, int fd)
 {
 	struct json j = { .l = { .len = 0 }, .fd = fd, .first = true };
+	char name[CFG_NAME_MAX];
+	config_process_name(name);      /* printable, without quotes or backslashes */
 	line_str(&j.l, "{");
+	json_field(&j, "pid", (uint64_t)getpid());
+	line_str(&j.l, ",\n  \"program\": \"");
+	line_str(&j.l, name);
+	line_str(&j.l, "\"");
 	json_field(&j, "allocations", s->allocations);
 	json_field(&j, "frees", s->frees);
 	json_field(&j, "live_bytes", s->live_bytes);
@@ -174,21 +184,75 @@ bool stats_write_json(struct labyrinth *lab, const char *pattern)
 	return close(fd) == 0;
 }
 
-/* ---- at exit, and on SIGUSR2 ---------------------------------------- */
+/* ---- at exit, when a signal ends the process, and on SIGUSR2 ---------- */
+
+/* A file that cannot be written is said at the end, with the reason, on the
+ * copy of stderr: many programs have closed fd 2 by then. */
+static void cannot_write(const char *setting, const char *file)
+{
+	const char *why = errno ? strerrordesc_np(errno) : NULL;
+	struct line l = { .len = 0 };
+	line_str(&l, "labyrinth: warning: ");
+	config_line_who(&l);
+	line_str(&l, setting);
+	line_str(&l, file);
+	line_str(&l, ": cannot write it");
+	line_str(&l, why ? ": " : "");
+	line_str(&l, why ? why : "");
+	line_str(&l, "\n");
+	line_write(&l, summary_fd >= 0 ? summary_fd : STDERR_FILENO);
+}
+
+static atomic_flag told = ATOMIC_FLAG_INIT;
+
+/* The summary and the map, once: at exit, or when a signal ends the process.
+ * Counters, a walk that skips a wing it cannot lock soon, and write(2): no
+ * heap and no lock held for long, so a signal handler may call it. */
+static void stats_at_end(void)
+{
+	struct labyrinth *lab = lab_default_if_open();
+	const struct config *c = config_get();
+	if (!lab || atomic_flag_test_and_set(&told))
+		return;
+	if (c->stats == CFG_STATS_LINE)
+		stats_print(lab, summary_fd >= 0 ? summary_fd : STDERR_FILENO);
+	errno = 0;
+	if (c->stats == CFG_STATS_JSON && !stats_write_json(lab, c->stats_file))
+		cannot_write("LABYRINTH_STATS=json:", c->stats_file);
+	errno = 0;
+	if (c->map && !map_draw(lab, c->map_file))
+		cannot_write("LABYRINTH_MAP=", c->map_file);
+}
 
 /* Runs when the library unloads or the process exits. */
 __attribute__((destructor)) static void stats_at_exit(void)
 {
-	struct labyrinth *lab = lab_default_if_open();
-	const struct config *c = config_get();
-	if (!lab)
-		return;
-	if (c->stats == CFG_STATS_LINE)
-		stats_print(lab, summary_fd >= 0 ? summary_fd : STDERR_FILENO);
-	if (c->stats == CFG_STATS_JSON && !stats_write_json(lab, c->stats_file))
-		report_warning("LABYRINTH_STATS: cannot write ", c->stats_file, NULL);
-	if (c->map && !map_draw(lab, c->map_file))
-		report_warning("LABYRINTH_MAP: cannot write ", c->map_file, NULL);
+	stats_at_end();
+}
+
+/*
+ * The signals that stop a service (systemd sends SIGTERM, a terminal's hang-up
+ * SIGHUP, Ctrl-backslash SIGQUIT). Not SIGINT: Python, among others, raises
+ * KeyboardInterrupt only where it finds SIGINT at its default, and a program
+ * that exits on Ctrl-C gets the summary from exit anyway.
+ */
+static const int ending_signals[] = { SIGTERM, SIGHUP, SIGQUIT };
+
+/* Tells, then dies of the same signal by its default action: the exit status
+ * (and a core for SIGQUIT) are what they would have been without us. */
+static void stats_on_signal(int sig)
+{
+	int saved = errno;
+	stats_at_end();
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	sigemptyset(&dfl.sa_mask);
+	sigaction(sig, &dfl, NULL);
+	raise(sig);             /* blocked while we run: pending until ... */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);       /* ... now */
+	errno = saved;
 }
 
 /* Draws the map now. The walk takes each wing's lock only if it comes free
@@ -204,19 +268,35 @@ static void map_on_signal(int sig)
 	errno = saved;
 }
 
-/* With LABYRINTH_MAP set, SIGUSR2 draws the map, unless the program has a
- * use of its own for the signal (its disposition is not the default). */
-__attribute__((constructor)) static void map_signal_install(void)
+/* Only where the program left the default: a signal it ignores or handles is
+ * its own (a handler it installs later replaces ours, and its exit tells). */
+static void handle_if_default(int sig, void (*handler)(int))
 {
 	struct sigaction old;
-	/* A glance first: the configuration is parsed when it is first needed. */
-	if (!secure_getenv("LABYRINTH_MAP") || !config_get()->map ||
-	    sigaction(SIGUSR2, NULL, &old) != 0 ||
-	    old.sa_handler != SIG_DFL)
+	if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL)
 		return;
-	struct sigaction sa = { .sa_handler = map_on_signal, .sa_flags = SA_RESTART };
+	struct sigaction sa = { .sa_handler = handler, .sa_flags = SA_RESTART };
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGUSR2, &sa, NULL);
+	for (size_t i = 0; i < sizeof ending_signals / sizeof ending_signals[0]; i++)
+		sigaddset(&sa.sa_mask, ending_signals[i]);
+	sigaction(sig, &sa, NULL);
+}
+
+/* With LABYRINTH_MAP set, SIGUSR2 draws the map; with it or LABYRINTH_STATS,
+ * the ending signals tell the summary and the map before the process dies. */
+__attribute__((constructor)) static void stats_signals_install(void)
+{
+	/* A glance first: the configuration is parsed when it is first needed. */
+	if (!secure_getenv("LABYRINTH_MAP") && !secure_getenv("LABYRINTH_STATS"))
+		return;
+	const struct config *c = config_get();
+	if (c->map || c->stats != CFG_STATS_OFF)
+		stats_hold_stderr();
+	if (c->map)
+		handle_if_default(SIGUSR2, map_on_signal);
+	if (c->map || c->stats != CFG_STATS_OFF)
+		for (size_t i = 0; i < sizeof ending_signals / sizeof ending_signals[0]; i++)
+			handle_if_default(ending_signals[i], stats_on_signal);
 }
 
 #define LAB_API __attribute__((visibility("default")))

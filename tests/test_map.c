@@ -197,7 +197,7 @@ Test(stats, the_summary_is_one_line_with_every_field)
 	cr_assert_not_null(labyrinth_malloc(lab, 100));
 	struct outcome o = run_in_child(print_summary, lab);
 	static const char *const fields[] = {
-		"labyrinth: stats: allocations 1,", "frees 0", "peak live", "peak mapped",
+		"labyrinth: stats: ", "): allocations 1,", "frees 0", "peak live", "peak mapped",
 		"rooms placed 1", "live rooms 1", "guard pages 1", "mappings ", " of ",
 		"epochs 0", "quarantine 0 slots and 0 regions", "reserve 0 pages",
 		"guards ",

@@ -98,7 +98,7 @@ if [ "$(uname -m)" = x86_64 ]; then
 fi
 
 err=$(env LD_PRELOAD="$lib" LABYRINTH_SECCOMP=yes "$lab" __probe wx 2>&1 >/dev/null)
-check '[[ $err == "labyrinth: warning: LABYRINTH_SECCOMP: invalid value"* ]]' \
+check '[[ $err == "labyrinth: warning: labyrinth (pid "*"): LABYRINTH_SECCOMP=yes: invalid value"* ]]' \
 	"a bad LABYRINTH_SECCOMP warns (and installs nothing)" "'$err'"
 
 out=$("$lab" --seccomp "$lab" __probe wx 2>&1)
