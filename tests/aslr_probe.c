@@ -4,8 +4,10 @@
  *
  *   aslr_probe one
  *       run under the preload: allocate 64 bytes, print the maze's base, that
- *       allocation, and the load addresses of the C library, the preload
- *       library, the program and the dynamic loader, in hex.
+ *       allocation, the maze index's and the guarded region's addresses
+ *       (LABYRINTH_SAMPLE set; else 0), and the load addresses of the C
+ *       library, the preload library, the program and the dynamic loader,
+ *       in hex.
  *   aslr_probe runs N LIB [norandom]
  *       run `aslr_probe one` N times with LD_PRELOAD=LIB (with the kernel's
  *       address randomisation off for them if norandom: the attacker's best
@@ -14,6 +16,7 @@
  *       agreed: BITS is all that N runs can show), the collision entropy over
  *       the runs.
  */
+#include "guarded.h"
 #include "lab.h"
 #include "labyrinth.h"
 
@@ -31,7 +34,7 @@
 
 extern char **environ;
 
-enum { MAZE, FIRST, LIBC, PRELOAD, PROG, LDSO, FIELDS };
+enum { MAZE, FIRST, INDEX, GUARDED, LIBC, PRELOAD, PROG, LDSO, FIELDS };
 
 static uintptr_t load_base(const void *addr)
 {
@@ -49,8 +52,10 @@ static int one(void)
 		return 1;
 	}
 	struct labyrinth *lab = (struct labyrinth *)get();
-	printf("%lx %lx %lx %lx %lx %lx\n", (unsigned long)(uintptr_t)lab->maze.base,
-	       (unsigned long)(uintptr_t)p, (unsigned long)load_base((void *)fputs),
+	const struct guarded_span *g = (const struct guarded_span *)lab->guarded;  /* its first field */
+	printf("%lx %lx %lx %lx %lx %lx %lx %lx\n", (unsigned long)(uintptr_t)lab->maze.base,
+	       (unsigned long)(uintptr_t)p, (unsigned long)(uintptr_t)lab->maze.index,
+	       (unsigned long)(g ? (uintptr_t)g->base : 0), (unsigned long)load_base((void *)fputs),
 	       (unsigned long)load_base((void *)get), (unsigned long)load_base((void *)one),
 	       (unsigned long)getauxval(AT_BASE));
 	return 0;
@@ -107,7 +112,8 @@ static bool run_one(char *self, char *lib, uintptr_t out[FIELDS])
 	}
 	FILE *f = fdopen(fds[0], "r");
 	unsigned long v[FIELDS];
-	int got = fscanf(f, "%lx %lx %lx %lx %lx %lx", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
+	int got = fscanf(f, "%lx %lx %lx %lx %lx %lx %lx %lx", &v[0], &v[1], &v[2], &v[3], &v[4],
+			 &v[5], &v[6], &v[7]);
 	fclose(f);
 	int st;
 	waitpid(pid, &st, 0);
@@ -130,24 +136,25 @@ static int runs(size_t n, char *self, char *lib, bool norandom)
 			return 1;
 		}
 	}
-	static const char *names[FIELDS] = { "maze", "first", "libc", "preload", "program",
-					     "loader" };
+	static const char *names[FIELDS] = { "maze", "first", "index", "guarded", "libc",
+					     "preload", "program", "loader" };
 	for (int f = 0; f < FIELDS; f++) {
-		char name[64];
 		for (size_t i = 0; i < n; i++)
 			v[i] = r[i][f];
-		snprintf(name, sizeof name, "%s", names[f]);
-		print_bits(name, v, n);
-		if (f <= FIRST)
-			continue;
-		for (size_t i = 0; i < n; i++)
-			v[i] = r[i][MAZE] - r[i][f];
-		snprintf(name, sizeof name, "maze-%s", names[f]);
-		print_bits(name, v, n);
-		for (size_t i = 0; i < n; i++)
-			v[i] = r[i][FIRST] - r[i][f];
-		snprintf(name, sizeof name, "first-%s", names[f]);
-		print_bits(name, v, n);
+		print_bits(names[f], v, n);
+	}
+	/* Each of the allocator's reservations from each library, and the
+	 * maze from the other two. */
+	for (int a = MAZE; a <= GUARDED; a++) {
+		for (int b = a + 1; b < FIELDS; b++) {
+			if (a == MAZE && b == FIRST)
+				continue;
+			char name[64];
+			snprintf(name, sizeof name, "%s-%s", names[a], names[b]);
+			for (size_t i = 0; i < n; i++)
+				v[i] = r[i][a] - r[i][b];
+			print_bits(name, v, n);
+		}
 	}
 	/* What the kernel adds to the distance from the C library: its place
 	 * in a span (the maze's base is a multiple of one). */
