@@ -17,7 +17,7 @@ if [ ! -f "$lib" ] || [ ! -x "$probe" ]; then
 	exit 1
 fi
 . "$(dirname "$0")/tap.sh"
-runs=${LAB_TEST_ASLR_RUNS:-10000}
+runs=${LAB_TEST_ASLR_RUNS:-10000}    # fewer than 2,000 cannot show 20 bits
 
 # at_least FILE NAME BITS: the entropy NAME in FILE is BITS or more.
 at_least() {
