@@ -20,6 +20,7 @@
  * the map count and hands the rest back to the ordinary allocator.
  */
 #include "guarded.h"
+#include "aslr.h"
 #include "annotate.h"
 #include "canary.h"
 #include "config.h"
@@ -27,6 +28,7 @@
 #include "report.h"
 #include "version.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -100,7 +102,9 @@ static bool index_map(struct guarded *g)
 	size_t bits = GUARDED_PAGES / 8;
 	size_t recs = GUARDED_PAGES * sizeof(struct grec);
 	g->index_bytes = bits + recs + 3 * PAGE_SIZE;
-	g->index = os_reserve(g->index_bytes);
+	g->index = aslr_reserve(&g->rng, g->index_bytes, PAGE_SIZE, false);
+	if (!g->index && errno != ENOMEM)
+		g->index = os_reserve(g->index_bytes);
 	if (!g->index)
 		return false;
 	/* Guard pages around and between the bitmap and the records. */
@@ -114,7 +118,10 @@ static bool index_map(struct guarded *g)
 
 static bool region_map(struct guarded *g, enum guard_mode mode)
 {
-	g->span.base = os_reserve(GUARDED_BYTES);
+	/* Its blocks are heap memory: at a random place, like the maze. */
+	g->span.base = aslr_reserve(&g->rng, GUARDED_BYTES, PAGE_SIZE, false);
+	if (!g->span.base && errno != ENOMEM)
+		g->span.base = os_reserve(GUARDED_BYTES);
 	if (!g->span.base)
 		return false;
 	g->span.bytes = GUARDED_BYTES;
@@ -137,6 +144,7 @@ struct guarded *guarded_open(enum guard_mode mode)
 		return NULL;
 	}
 	struct guarded *g = (struct guarded *)(mem + PAGE_SIZE);
+	rng_seed(&g->rng);
 	if (!index_map(g) || !region_map(g, mode)) {
 		report_warning("LABYRINTH_GUARD_ALL", ": cannot reserve its region, off", NULL);
 		guarded_close(g);
@@ -144,7 +152,6 @@ struct guarded *guarded_open(enum guard_mode mode)
 	}
 	g->sample = c->guard_all ? 0 : c->sample;
 	pthread_mutex_init(&g->lock, NULL);
-	rng_seed(&g->rng);
 	/* A random start in the first 1/64 of the region; the ring is [lo, end). */
 	g->lo = 1 + rng_below64(&g->rng, GUARDED_PAGES / 64);
 	g->cursor = g->marked = g->lo;

@@ -15,7 +15,10 @@
  * then per wing its bitmap tail, record tail and a guard page.
  */
 #include "maze.h"
+#include "aslr.h"
 #include "os.h"
+
+#include <errno.h>
 
 /* The extent's first growth (growth_target's minimum). */
 #define HEAD_EXTENT_BYTES (4UL << 20)
@@ -76,6 +79,17 @@ static void index_lay_out(struct maze *m, size_t maps, size_t head)
 	}
 }
 
+/* At a random place of its own, like the maze (aslr.c): the records are
+ * what an attacker with a write would aim at, and an index beside the maze,
+ * where mmap puts it, would say where the maze is. */
+static char *reserve(struct maze *m, size_t bytes, bool rw)
+{
+	char *p = aslr_reserve(&m->epoch_rng, bytes, PAGE_SIZE, rw);
+	if (!p && errno != ENOMEM)
+		p = rw ? os_reserve_rw(bytes) : os_reserve(bytes);
+	return p;
+}
+
 bool index_open(struct maze *m)
 {
 	size_t maps, head = head_bytes(m, &maps), total = PAGE_SIZE + head + PAGE_SIZE;
@@ -85,10 +99,10 @@ bool index_open(struct maze *m)
 	 * index grows with no system call or mapping per wing. A kernel that
 	 * counts it against a strict overcommit limit gets the old way:
 	 * PROT_NONE, made read-write as the extents grow. */
-	m->index = os_reserve_rw(total);
+	m->index = reserve(m, total, true);
 	m->index_rw = m->index != NULL;
 	if (!m->index) {
-		m->index = os_reserve(total);
+		m->index = reserve(m, total, false);
 		if (!m->index)
 			return false;
 		if (!os_protect_rw(m->index + PAGE_SIZE, head)) {

@@ -59,27 +59,35 @@ static enum guard_mode pick_guard(enum lab_guard_mode asked)
 	return GUARD_MPROTECT;
 }
 
-/* Reserve the maze, halving it while the address space says no (ulimit -v). */
+/*
+ * Reserve the maze, halving it while the address space says no (ulimit -v).
+ * One getrandom keys the maze's stream, whatever the attempts: the maze
+ * draws its place from it (aslr.c), then its wings their keys.
+ */
 static bool reserve_maze(struct labyrinth *lab, size_t wing_bytes, size_t max_alloc,
 			 enum guard_mode mode)
 {
 	struct wing_spec specs[MAX_SPECS];
 	room_specs(specs);
-	for (; wing_bytes >= MIN_WING_BYTES; wing_bytes /= 2, max_alloc /= 2) {
+	struct rng seed;
+	rng_seed(&seed);
+	bool ok = false;
+	for (; !ok && wing_bytes >= MIN_WING_BYTES; wing_bytes /= 2, max_alloc /= 2) {
 		unsigned nlarge = large_class_count(max_alloc);
 		if (SMALL_CLASSES + nlarge + PAGE_ORDERS > MAX_SPECS)
 			continue;
 		large_specs(specs + SMALL_CLASSES, nlarge);
 		page_specs(specs + SMALL_CLASSES + nlarge);     /* the page wings come last */
-		if (maze_reserve(&lab->maze, specs, SMALL_CLASSES + nlarge + PAGE_ORDERS,
-				 wing_bytes, mode)) {
+		ok = maze_reserve(&lab->maze, specs, SMALL_CLASSES + nlarge + PAGE_ORDERS,
+				  wing_bytes, mode, &seed);
+		if (ok) {
 			lab->nlarge = nlarge;
 			lab->page_wing0 = SMALL_CLASSES + nlarge;
 			lab->max_alloc = max_alloc;
-			return true;
 		}
 	}
-	return false;
+	memset(&seed, 0, sizeof seed);
+	return ok;
 }
 
 /* The arenas' generators and the key stream; each is keyed anew in a child.

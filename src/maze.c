@@ -14,11 +14,13 @@
  *    the maze loses spread instead of failing allocations.
  */
 #include "maze.h"
+#include "aslr.h"
 #include "epoch.h"
 #include "os.h"
 #include "report.h"
 #include "span.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* Islands of the mprotect mode, over every maze of the process. */
@@ -530,11 +532,16 @@ static void wing_setup(struct wing *w, const struct wing_spec *s, char *base, si
 	pthread_mutex_init(&w->lock, NULL);
 }
 
-/* The maze starts at a span boundary, so that no span crosses a wing. */
+/* The maze starts at a span boundary, so that no span crosses a wing: a
+ * random one (aslr.c), else where mmap puts it, with a span of slack. */
 static bool maze_map(struct maze *m, size_t total)
 {
-	m->reserved_bytes = total + SPAN_BYTES;
-	m->reserved = os_reserve(m->reserved_bytes);
+	m->reserved_bytes = total;
+	m->reserved = aslr_reserve(&m->epoch_rng, total, SPAN_BYTES, false);
+	if (!m->reserved && errno != ENOMEM) {
+		m->reserved_bytes = total + SPAN_BYTES;
+		m->reserved = os_reserve(m->reserved_bytes);
+	}
 	if (!m->reserved)
 		return false;
 	m->base = (char *)(((uintptr_t)m->reserved + SPAN_BYTES - 1) & ~(SPAN_BYTES - 1));
@@ -543,9 +550,10 @@ static bool maze_map(struct maze *m, size_t total)
 }
 
 bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
-		  size_t wing_bytes, enum guard_mode mode)
+		  size_t wing_bytes, enum guard_mode mode, struct rng *seed)
 {
 	memset(m, 0, sizeof *m);
+	rng_derive(&m->epoch_rng, seed);        /* first draws: where the maze and index go */
 	size_t total = 0;
 	for (unsigned i = 0; i < n; i++)
 		total += wing_size(&specs[i], wing_bytes);
@@ -580,7 +588,6 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 		return false;
 	}
 	pthread_mutex_init(&m->epoch_lock, NULL);
-	rng_seed(&m->epoch_rng);
 	return true;
 }
 

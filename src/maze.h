@@ -116,9 +116,10 @@ struct maze {
 bool index_open(struct maze *m);
 bool index_grow(struct wing *w, uint32_t cells);
 
-/* Reserve a maze for the given wings; wing_bytes must be a power of two. */
+/* Reserve a maze for the given wings; wing_bytes must be a power of two.
+ * Its stream is derived from seed, and draws where the maze and its index go. */
 bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
-		  size_t wing_bytes, enum guard_mode mode);
+		  size_t wing_bytes, enum guard_mode mode, struct rng *seed);
 void maze_release(struct maze *m);
 
 /*

@@ -20,6 +20,31 @@ void *os_reserve(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+/*
+ * Never over a mapping: the kernel refuses a range in use (EEXIST). A kernel
+ * older than 4.17 does not know the flag and takes the address as a hint,
+ * which it may ignore: such a mapping is given back, and that counts as in
+ * use too.
+ */
+void *os_reserve_at(void *at, size_t bytes, bool rw)
+{
+	int prot = rw ? PROT_READ | PROT_WRITE : PROT_NONE;
+	void *p = mmap(at, bytes, prot,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (p != at) {
+		os_unmap(p, bytes);
+		errno = EEXIST;
+		return NULL;
+	}
+	return p;
+}
+
 void *os_reserve_rw(size_t bytes)
 {
 	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,

@@ -18,6 +18,9 @@
 void *os_reserve(size_t bytes);                 /* PROT_NONE, NULL on failure */
 /* Read-write, MAP_NORESERVE: NULL where the kernel counts it (strict overcommit). */
 void *os_reserve_rw(size_t bytes);
+/* The same at exactly `at`, never replacing a mapping: NULL with errno
+ * EEXIST if the range is in use, another errno if the size is refused. */
+void *os_reserve_at(void *at, size_t bytes, bool rw);
 void os_unmap(void *p, size_t bytes);
 /* Give the PROT_NONE mapping holding page p an anon_vma (touch p, then undo). */
 void os_share_anon(void *p);
