@@ -27,46 +27,104 @@
 
 #include <time.h>
 
+/* A block that looks damaged may be one another thread is handing out or
+ * freeing at this moment (its version word moves first, its bytes after):
+ * it is looked at again after this pause. */
+static void settle(void)
+{
+	struct timespec pause = { 0, 2 * 1000 * 1000 };
+	nanosleep(&pause, NULL);
+}
+
 /*
  * The canary [from, to) of the block at base is damaged, and stays so while
  * *v reads the same: then report it (class_size and the generation go into
  * the line) and say so. key is the block's key; a small slot's version word
- * also names the generation whose key is mixed in (slot).
+ * also names the generation whose key is mixed in (slot). next is the slot
+ * that follows base in its room, or NULL: damage near the end names it too.
  */
 static bool check_block(char *base, size_t from, size_t to, version_t *v, size_t class_size,
-			uint64_t key, bool slot)
+			uint64_t key, bool slot, const char *next)
 {
 	uint64_t seen = version_read(v);
 	uint64_t pat = canary_pattern(slot ? key ^ generation_key(v_owner(seen)) : key, base, seen);
 	annotate_open(base + from, to - from);
 	bool bad = canary_damage(base, from, to, pat) != NO_DAMAGE;
 	if (bad) {
-		struct timespec pause = { 0, 2 * 1000 * 1000 };
-		nanosleep(&pause, NULL);
+		settle();
 		bad = canary_damage(base, from, to, pat) != NO_DAMAGE && version_read(v) == seen &&
 		      v_state(seen) == V_OWNED;
 	}
 	if (bad)
-		canary_check(base, from, to, pat, class_size, v_gen(seen));
+		canary_report_near(base, canary_damage_near_end(base, from, to, pat) ? next : NULL,
+				   canary_damage(base, from, to, pat), class_size, v_gen(seen));
 	annotate_noaccess(base + from, to - from);
 	return bad;
 }
 
-static size_t sweep_room(struct wing *w, uint32_t cell)
+/*
+ * Free slots (in a room's free list, a thread's batch or a quarantine) are
+ * all zero: zeroed at free, or fresh pages, or pages given back. Hand-out
+ * checks that, but a slot that is never handed out again would keep a write
+ * into it hidden; the sweep looks at them too. Not under ASan or memcheck,
+ * which poison free slots and catch such a write when it is made; reading
+ * them would also have to unpoison them, racing a thread handing one out.
+ */
+static bool free_slots_checked(const struct labyrinth *lab)
+{
+#ifdef LAB_ASAN
+	(void)lab;
+	return false;
+#else
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+	if (annotate_valgrind)
+		return false;
+#endif
+	return lab->prot.uaf_check;
+#endif
+}
+
+/* The free slot p (version word *v, read as seen) is not zero and stays so
+ * while *v reads the same: report it, naming next if the write is near the
+ * end, and say so. A slot is claimed before it is written, and zeroed right
+ * after it is quarantined: the pause lets either finish. */
+static bool check_free(char *p, size_t size, version_t *v, uint64_t seen, const char *next)
+{
+	if (bytes_all_zero(p, size))
+		return false;
+	settle();
+	atomic_thread_fence(memory_order_acquire);
+	if (version_read(v) != seen || bytes_all_zero(p, size))
+		return false;
+	bool near_end = word_at(p + size - NEAR_END) != 0;
+	free_slot_report(p, near_end ? next : NULL, zero_damage(p, size), size, v_gen(seen));
+	return true;
+}
+
+static size_t sweep_room(struct labyrinth *lab, struct wing *w, uint32_t cell)
 {
 	struct room *r = room_of(w, cell);
 	size_t damaged = 0;
 	if (v_state(version_read(&r->version)) != V_OWNED)
 		return 0;
+	bool free_too = free_slots_checked(lab);
 	uint16_t n = r->nslots;
 	for (uint16_t s = 0; s < n; s++) {
 		version_t *v = &slot_versions(r)[s];
-		if (v_state(version_read(v)) != V_OWNED)
-			continue;
+		uint64_t seen = version_read(v);
 		char *p = cell_addr(w, cell) + (size_t)s * w->class_size;
+		char *next = s + 1 < n ? p + w->class_size : NULL;
+		if (v_state(seen) == V_FREE || v_state(seen) == V_QUARANTINED) {
+			if (free_too)
+				damaged += check_free(p, w->class_size, v, seen, next);
+			continue;
+		}
+		if (v_state(seen) != V_OWNED || !lab->prot.canary)
+			continue;
 		size_t req = slot_req(r, n)[s];
 		if (req < w->class_size)
-			damaged += check_block(p, req, w->class_size, v, w->class_size, r->key, true);
+			damaged += check_block(p, req, w->class_size, v, w->class_size, r->key, true,
+					       next);
 	}
 	return damaged;
 }
@@ -83,7 +141,7 @@ static size_t sweep_large(struct wing *w, uint32_t cell)
 		return 0;
 	char *p = cell_addr(w, cell) + (size_t)l->first_page * PAGE_SIZE;
 	size_t to = (size_t)l->npages * PAGE_SIZE;
-	return check_block(p, l->size, to, &l->version, w->class_size, l->key, false);
+	return check_block(p, l->size, to, &l->version, w->class_size, l->key, false, NULL);
 }
 
 /* A pool's labyrinth_malloc block (the page API's blocks have no canary). */
@@ -94,7 +152,7 @@ static size_t sweep_pool_page(struct wing *w, uint32_t cell)
 	    rec->size >= w->room_bytes)
 		return 0;
 	return check_block(cell_addr(w, cell), rec->size, w->room_bytes, &rec->version,
-			   w->class_size, rec->key ^ gen_keys[rec->gen_tag], false);
+			   w->class_size, rec->key ^ gen_keys[rec->gen_tag], false, NULL);
 }
 
 static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
@@ -104,7 +162,9 @@ static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
 	for (uint32_t c = cell_next_taken(w, 0, ext); c < ext; c = cell_next_taken(w, c + 1, ext)) {
 		if (wing_is_small(lab, w))
-			damaged += sweep_room(w, c);
+			damaged += sweep_room(lab, w, c);
+		else if (!lab->prot.canary)
+			continue;
 		else if (!wing_is_page(lab, w))
 			damaged += sweep_large(w, c);
 		else if (lab->pool)
@@ -116,10 +176,10 @@ static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
 
 size_t lab_sweep(struct labyrinth *lab)
 {
-	if (!lab->prot.canary && !lab->guarded)
+	if (!lab->prot.canary && !free_slots_checked(lab) && !lab->guarded)
 		return 0;
 	size_t damaged = lab->guarded ? guarded_sweep(lab) : 0;
-	if (lab->prot.canary)
+	if (lab->prot.canary || free_slots_checked(lab))
 		for (unsigned i = 0; i < lab->maze.nwings; i++)
 			damaged += sweep_wing(lab, &lab->maze.wings[i]);
 	return damaged;

@@ -438,3 +438,94 @@ Test(detect, quarantine_does_not_keep_freed_memory_resident)
 	cr_log_info("RSS %ld KiB before, %ld KiB after 31 MiB allocated and freed", before, after);
 	cr_assert_lt(after - before, 8192, "%ld KiB still resident", after - before);
 }
+
+/* ---- the sweep: free slots, and the slot before a block ------------------- */
+
+/* The report lines of a child's stderr name addr ("0x..." as %p prints it). */
+static bool reports_name(const char *err, const char *addr)
+{
+	for (const char *l = strstr(err, "labyrinth: "); l; l = strstr(l + 1, "labyrinth: ")) {
+		const char *end = strchr(l, '\n');
+		const char *hit = strstr(l, addr);
+		if (hit && (!end || hit < end) && strncmp(l, "labyrinth: warning", 18) != 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Many live 24-byte blocks (32-byte slots), then one byte written just
+ * before one of them: the last byte of the slot before it, which may be
+ * live (its canary) or free (zero). The byte written is 2: never a canary
+ * byte (those are odd) and not zero, so the write is always visible; with
+ * 1, a live neighbour's canary byte matches one time in 128.
+ */
+static void underflow_before_a_block(void *arg)
+{
+	(void)arg;
+	enum { N = 300 };
+	static char *p[N];
+	setenv("LABYRINTH_ON_ERROR", "log", 1);
+	for (int i = 0; i < N; i++)
+		p[i] = labyrinth_malloc(NULL, 24);
+	struct wing *w = maze_wing_of(&lab_default()->maze, p[0]);
+	char *victim = NULL;
+	for (int i = N / 2; i < N && !victim; i++) {
+		size_t off = 0;
+		if (wing_cell_of(w, p[i], &off) != CELL_NONE && off >= w->class_size)
+			victim = p[i];  /* not its room's first slot: p[-1] is a slot */
+	}
+	if (!victim || labyrinth_check(NULL) != 0)
+		_exit(3);
+	fprintf(stderr, "victim %p\n", (void *)victim);
+	victim[-1] = 2;
+	_exit(labyrinth_check(NULL) == 1 ? 0 : 4);
+}
+
+Test(detect, sweep_names_the_block_whose_underflow_damaged_its_neighbour)
+{
+	int found = 0;
+	for (int run = 0; run < 20; run++) {
+		struct outcome o = run_in_child(underflow_before_a_block, NULL);
+		char victim[32] = "";
+		const char *v = strstr(o.err, "victim ");
+		if (v)
+			sscanf(v, "victim %31s", victim);
+		cr_assert(o.exit_code != 3 && victim[0], "run %d: setup failed: %s", run, o.err);
+		if (o.exit_code == 0 && reports_name(o.err, victim))
+			found++;
+		else
+			cr_log_warn("run %d: exit %d, victim %s not named: %s", run, o.exit_code,
+				    victim, o.err);
+	}
+	cr_assert_eq(found, 20, "the underflow was found and named in %d of 20 runs", found);
+}
+
+/* A block freed (zeroed, in quarantine), then written through its stale
+ * pointer, never allocated again: only the sweep can see it. */
+static void write_after_free_in_quarantine(void *arg)
+{
+	(void)arg;
+	setenv("LABYRINTH_ON_ERROR", "log", 1);
+	char *p = labyrinth_malloc(NULL, 100);
+	keep = labyrinth_malloc(NULL, 100);
+	labyrinth_free(NULL, p);
+	if (labyrinth_check(NULL) != 0)
+		_exit(3);
+	fprintf(stderr, "freed %p\n", (void *)p);
+	p[5] = 'x';
+	_exit(labyrinth_check(NULL) == 1 ? 0 : 4);
+}
+
+Test(detect, sweep_finds_a_write_into_a_quarantined_slot)
+{
+	struct outcome o = run_in_child(write_after_free_in_quarantine, NULL);
+	char freed[32] = "";
+	const char *f = strstr(o.err, "freed ");
+	if (f)
+		sscanf(f, "freed %31s", freed);
+	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
+	cr_assert(reports_name(o.err, freed), "%s not named: %s", freed, o.err);
+	cr_assert(strstr(o.err, "labyrinth: write after free or wild write to 0x"), "got: %s", o.err);
+	cr_assert(strstr(o.err, "(byte changed at +5,"), "got: %s", o.err);
+}
