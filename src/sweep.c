@@ -27,48 +27,157 @@
 
 #include <time.h>
 
-/* A block that looks damaged may be one another thread is handing out or
- * freeing at this moment (its version word moves first, its bytes after):
- * it is looked at again after this pause. */
-static void settle(void)
+/*
+ * Where the sweep reads a block: its version word, then the bounds of its
+ * canary in its record. A block's size is written before its version when
+ * it is handed out, and changed in place by a resize that keeps its
+ * version, so a block is reported only while both read the same.
+ *
+ * A free slot (in a room's free list, a thread's batch or a quarantine) is
+ * a block with no canary: all of it must be zero, as it was zeroed at free
+ * (or is a fresh page, or a page given back), and a write into it would
+ * otherwise stay hidden until the slot is handed out again, if ever.
+ */
+struct block {
+	char *base;
+	version_t *v;
+	const volatile void *from;      /* the size requested: a uint16_t (slot),
+					   uint32_t (pool page), size_t (large);
+					   NULL for a free slot */
+	unsigned from_bytes;
+	const volatile uint32_t *pages; /* to = *pages pages, or NULL: to is fixed */
+	size_t to;
+	uint64_t key;                   /* the block's key; a slot's version also
+					   names a generation's key (slot) */
+	bool slot;
+	size_t class_size;              /* for the report */
+	const char *next;               /* the slot after it in its room, or NULL */
+};
+
+struct look {
+	uint64_t seen;
+	size_t from, to;
+};
+
+static struct look look_at(const struct block *b)
 {
-	struct timespec pause = { 0, 2 * 1000 * 1000 };
-	nanosleep(&pause, NULL);
+	struct look l = { .seen = version_read(b->v), .from = 0, .to = b->to };
+	if (b->from_bytes == 2)
+		l.from = *(const volatile uint16_t *)b->from;
+	else if (b->from_bytes == 4)
+		l.from = *(const volatile uint32_t *)b->from;
+	else if (b->from_bytes == 8)
+		l.from = *(const volatile uint64_t *)b->from;
+	if (b->pages)
+		l.to = (size_t)*b->pages * PAGE_SIZE;
+	return l;
 }
 
-/*
- * The canary [from, to) of the block at base is damaged, and stays so while
- * *v reads the same: then report it (class_size and the generation go into
- * the line) and say so. key is the block's key; a small slot's version word
- * also names the generation whose key is mixed in (slot). next is the slot
- * that follows base in its room, or NULL: damage near the end names it too.
- */
-static bool check_block(char *base, size_t from, size_t to, version_t *v, size_t class_size,
-			uint64_t key, bool slot, const char *next)
+static bool same_look(struct look a, struct look b)
 {
-	uint64_t seen = version_read(v);
-	uint64_t pat = canary_pattern(slot ? key ^ generation_key(v_owner(seen)) : key, base, seen);
-	annotate_open(base + from, to - from);
-	bool bad = canary_damage(base, from, to, pat) != NO_DAMAGE;
-	if (bad) {
-		settle();
-		bad = canary_damage(base, from, to, pat) != NO_DAMAGE && version_read(v) == seen &&
-		      v_state(seen) == V_OWNED;
+	return a.seen == b.seen && a.from == b.from && a.to == b.to;
+}
+
+/* The first damaged byte of b as bounded by l, or NO_DAMAGE; *near_end if
+ * any damage lies in its last NEAR_END bytes. */
+static size_t damage_at(const struct block *b, struct look l, bool *near_end)
+{
+	if (!b->from) {
+		*near_end = word_at(b->base + l.to - NEAR_END) != 0;
+		return bytes_all_zero(b->base, l.to) ? NO_DAMAGE : zero_damage(b->base, l.to);
 	}
-	if (bad)
-		canary_report_near(base, canary_damage_near_end(base, from, to, pat) ? next : NULL,
-				   canary_damage(base, from, to, pat), class_size, v_gen(seen));
-	annotate_noaccess(base + from, to - from);
+	uint64_t key = b->slot ? b->key ^ generation_key(v_owner(l.seen)) : b->key;
+	uint64_t pat = canary_pattern(key, b->base, l.seen);
+	annotate_open(b->base + l.from, l.to - l.from);
+	size_t bad = canary_damage(b->base, l.from, l.to, pat);
+	*near_end = bad != NO_DAMAGE && canary_damage_near_end(b->base, l.from, l.to, pat);
+	annotate_noaccess(b->base + l.from, l.to - l.from);
 	return bad;
 }
 
 /*
- * Free slots (in a room's free list, a thread's batch or a quarantine) are
- * all zero: zeroed at free, or fresh pages, or pages given back. Hand-out
- * checks that, but a slot that is never handed out again would keep a write
- * into it hidden; the sweep looks at them too. Not under ASan or memcheck,
- * which poison free slots and catch such a write when it is made; reading
- * them would also have to unpoison them, racing a thread handing one out.
+ * A block that looks damaged may be one that another thread is handing
+ * out, resizing or freeing at this moment: its version word (or size)
+ * moves first, its bytes after. It is looked at again after a pause, then
+ * after longer ones, and reported only if it stayed the same block and
+ * stayed damaged throughout: a thread preempted halfway through can be
+ * off its CPU for longer than one short pause (on 2 busy cores, a single
+ * 2 ms pause made false reports; 20 ms made none in our runs). Damaged
+ * blocks are gathered per wing, so the pauses are paid once for them all.
+ */
+#define SUSPECTS_MAX 32
+static const unsigned pause_ms[] = { 2, 20, 200 };
+
+struct suspects {
+	unsigned n;
+	struct block b[SUSPECTS_MAX];
+	struct look a[SUSPECTS_MAX];
+};
+
+static void pause_for(unsigned ms)
+{
+	struct timespec t = { 0, (long)ms * 1000 * 1000 };
+	nanosleep(&t, NULL);
+}
+
+/* Look at every suspect again after the pauses; report those that stayed
+ * damaged and the same, and empty the list. How many were reported. */
+static size_t settle(struct suspects *s)
+{
+	for (unsigned k = 0; k < sizeof pause_ms / sizeof pause_ms[0] && s->n; k++) {
+		pause_for(pause_ms[k]);
+		for (unsigned i = 0; i < s->n;) {
+			bool near_end;
+			bool same = same_look(s->a[i], look_at(&s->b[i]));
+			if (same && damage_at(&s->b[i], s->a[i], &near_end) != NO_DAMAGE) {
+				i++;
+				continue;
+			}
+			s->n--;
+			s->b[i] = s->b[s->n];
+			s->a[i] = s->a[s->n];
+		}
+	}
+	size_t reported = 0;
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct block *b = &s->b[i];
+		bool near_end;
+		size_t bad = damage_at(b, s->a[i], &near_end);
+		/* The bytes, then the version: a thread that had taken the slot
+		 * in between changed its version before writing it. */
+		atomic_thread_fence(memory_order_acquire);
+		if (bad == NO_DAMAGE || !same_look(s->a[i], look_at(b)))
+			continue;
+		const char *next = near_end ? b->next : NULL;
+		if (b->from)
+			canary_report_near(b->base, next, bad, b->class_size, v_gen(s->a[i].seen));
+		else
+			free_slot_report(b->base, next, bad, b->class_size, v_gen(s->a[i].seen));
+		reported++;
+	}
+	s->n = 0;
+	return reported;
+}
+
+/* Look at b, whose look a the caller made (and checked the bounds of): a
+ * damaged block joins the suspects (which are settled when full). */
+static size_t check_block(struct suspects *s, const struct block *b, struct look a)
+{
+	bool near_end;
+	bool live = v_state(a.seen) == V_OWNED;
+	bool free_slot = v_state(a.seen) == V_FREE || v_state(a.seen) == V_QUARANTINED;
+	if (!(b->from ? live && a.from < a.to : free_slot) ||
+	    damage_at(b, a, &near_end) == NO_DAMAGE)
+		return 0;
+	s->b[s->n] = *b;
+	s->a[s->n] = a;
+	return ++s->n == SUSPECTS_MAX ? settle(s) : 0;
+}
+
+/*
+ * Free slots are checked unless ASan or memcheck runs: those poison free
+ * slots and catch a write into one when it is made, and the sweep would
+ * have to unpoison a slot to read it, racing a thread that hands it out.
  */
 static bool free_slots_checked(const struct labyrinth *lab)
 {
@@ -84,24 +193,8 @@ static bool free_slots_checked(const struct labyrinth *lab)
 #endif
 }
 
-/* The free slot p (version word *v, read as seen) is not zero and stays so
- * while *v reads the same: report it, naming next if the write is near the
- * end, and say so. A slot is claimed before it is written, and zeroed right
- * after it is quarantined: the pause lets either finish. */
-static bool check_free(char *p, size_t size, version_t *v, uint64_t seen, const char *next)
-{
-	if (bytes_all_zero(p, size))
-		return false;
-	settle();
-	atomic_thread_fence(memory_order_acquire);
-	if (version_read(v) != seen || bytes_all_zero(p, size))
-		return false;
-	bool near_end = word_at(p + size - NEAR_END) != 0;
-	free_slot_report(p, near_end ? next : NULL, zero_damage(p, size), size, v_gen(seen));
-	return true;
-}
-
-static size_t sweep_room(struct labyrinth *lab, struct wing *w, uint32_t cell)
+static size_t sweep_room(struct labyrinth *lab, struct suspects *sus, struct wing *w,
+			 uint32_t cell)
 {
 	struct room *r = room_of(w, cell);
 	size_t damaged = 0;
@@ -110,66 +203,70 @@ static size_t sweep_room(struct labyrinth *lab, struct wing *w, uint32_t cell)
 	bool free_too = free_slots_checked(lab);
 	uint16_t n = r->nslots;
 	for (uint16_t s = 0; s < n; s++) {
-		version_t *v = &slot_versions(r)[s];
-		uint64_t seen = version_read(v);
 		char *p = cell_addr(w, cell) + (size_t)s * w->class_size;
-		char *next = s + 1 < n ? p + w->class_size : NULL;
-		if (v_state(seen) == V_FREE || v_state(seen) == V_QUARANTINED) {
-			if (free_too)
-				damaged += check_free(p, w->class_size, v, seen, next);
-			continue;
+		struct block b = { .base = p, .v = &slot_versions(r)[s], .to = w->class_size,
+				   .key = r->key, .slot = true, .class_size = w->class_size,
+				   .next = s + 1 < n ? p + w->class_size : NULL };
+		struct look a = look_at(&b);
+		if (v_state(a.seen) == V_OWNED && lab->prot.canary) {
+			b.from = &slot_req(r, n)[s];
+			b.from_bytes = 2;
+			damaged += check_block(sus, &b, look_at(&b));
+		} else if (v_state(a.seen) != V_OWNED && free_too) {
+			damaged += check_block(sus, &b, a);
 		}
-		if (v_state(seen) != V_OWNED || !lab->prot.canary)
-			continue;
-		size_t req = slot_req(r, n)[s];
-		if (req < w->class_size)
-			damaged += check_block(p, req, w->class_size, v, w->class_size, r->key, true,
-					       next);
 	}
 	return damaged;
 }
 
-static size_t sweep_large(struct wing *w, uint32_t cell)
+static size_t sweep_large(struct suspects *sus, struct wing *w, uint32_t cell)
 {
 	struct large *l = cell_record(w, cell);
-	if (v_state(version_read(&l->version)) != V_OWNED)
-		return 0;
+	uint32_t first = l->first_page;
+	struct block b = { .base = cell_addr(w, cell) + (size_t)first * PAGE_SIZE, .v = &l->version,
+			   .from = &l->size, .from_bytes = sizeof l->size, .pages = &l->npages,
+			   .key = l->key, .class_size = w->class_size };
+	struct look a = look_at(&b);
 	/* The maze's record of open pages bounds what may be read (a resize
-	 * moves them first, then the block's record). */
-	uint32_t end = l->first_page + l->npages;
-	if (end > cell_hdr(w, cell)->open_end || l->size >= (size_t)l->npages * PAGE_SIZE)
+	 * moves them first, then the block's record); the later looks must
+	 * find the same pages. */
+	if (first + a.to / PAGE_SIZE > cell_hdr(w, cell)->open_end)
 		return 0;
-	char *p = cell_addr(w, cell) + (size_t)l->first_page * PAGE_SIZE;
-	size_t to = (size_t)l->npages * PAGE_SIZE;
-	return check_block(p, l->size, to, &l->version, w->class_size, l->key, false, NULL);
+	return check_block(sus, &b, a);
 }
 
 /* A pool's labyrinth_malloc block (the page API's blocks have no canary). */
-static size_t sweep_pool_page(struct wing *w, uint32_t cell)
+static size_t sweep_pool_page(struct suspects *sus, struct wing *w, uint32_t cell)
 {
 	struct page_rec *rec = page_rec_of(w, cell);
-	if (v_state(version_read(&rec->version)) != V_OWNED || rec->kind != PAGE_MALLOC ||
-	    rec->size >= w->room_bytes)
+	struct block b = { .base = cell_addr(w, cell), .v = &rec->version, .from = &rec->size,
+			   .from_bytes = sizeof rec->size, .to = w->room_bytes,
+			   .key = rec->key ^ gen_keys[rec->gen_tag], .class_size = w->class_size };
+	struct look a = look_at(&b);
+	if (rec->kind != PAGE_MALLOC)
 		return 0;
-	return check_block(cell_addr(w, cell), rec->size, w->room_bytes, &rec->version,
-			   w->class_size, rec->key ^ gen_keys[rec->gen_tag], false, NULL);
+	return check_block(sus, &b, a);
 }
 
+/* The suspects are settled before the wing's lock is let go: its rooms
+ * cannot close while they are looked at. */
 static size_t sweep_wing(struct labyrinth *lab, struct wing *w)
 {
+	struct suspects sus = { .n = 0 };
 	size_t damaged = 0;
 	pthread_mutex_lock(&w->lock);
 	uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
 	for (uint32_t c = cell_next_taken(w, 0, ext); c < ext; c = cell_next_taken(w, c + 1, ext)) {
 		if (wing_is_small(lab, w))
-			damaged += sweep_room(lab, w, c);
+			damaged += sweep_room(lab, &sus, w, c);
 		else if (!lab->prot.canary)
-			continue;
+			break;
 		else if (!wing_is_page(lab, w))
-			damaged += sweep_large(w, c);
+			damaged += sweep_large(&sus, w, c);
 		else if (lab->pool)
-			damaged += sweep_pool_page(w, c);
+			damaged += sweep_pool_page(&sus, w, c);
 	}
+	damaged += settle(&sus);
 	pthread_mutex_unlock(&w->lock);
 	return damaged;
 }

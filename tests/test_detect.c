@@ -12,10 +12,12 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void expect(void (*fn)(void *), void *arg, int sig, const char *line_start)
 {
@@ -528,4 +530,58 @@ Test(detect, sweep_finds_a_write_into_a_quarantined_slot)
 	cr_assert(reports_name(o.err, freed), "%s not named: %s", freed, o.err);
 	cr_assert(strstr(o.err, "labyrinth: write after free or wild write to 0x"), "got: %s", o.err);
 	cr_assert(strstr(o.err, "(byte changed at +5,"), "got: %s", o.err);
+}
+
+/* Threads allocate, resize, write and free while the sweep runs: slots are
+ * handed out, resized and zeroed under its eyes, and none of that is
+ * reported. */
+static _Atomic bool churn_stop;
+
+static void *churn_small(void *arg)
+{
+	enum { HELD = 4096 };      /* many: a block is often left alone for the pause */
+	unsigned long long seed = (uintptr_t)arg;
+	char **held = calloc(HELD, sizeof *held);
+	while (!atomic_load(&churn_stop)) {
+		unsigned i = (unsigned)(test_rand(&seed) % HELD);
+		size_t size = 1 + test_rand(&seed) % 300;
+		if (held[i] && (size & 1)) {    /* often in place: a new size, same version */
+			held[i] = labyrinth_realloc(NULL, held[i], size);
+		} else {
+			labyrinth_free(NULL, held[i]);
+			held[i] = labyrinth_malloc(NULL, size);
+		}
+		memset(held[i], 0xa5, size);
+	}
+	for (unsigned i = 0; i < HELD; i++)
+		labyrinth_free(NULL, held[i]);
+	free(held);
+	return NULL;
+}
+
+static void sweep_while_threads_churn(void *arg)
+{
+	(void)arg;
+	setenv("LABYRINTH_ON_ERROR", "log", 1);
+	pthread_t t[2];
+	for (uintptr_t i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, churn_small, (void *)(i + 1));
+	size_t found = 0;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {                    /* for 300 ms: the heap grows to thousands of blocks */
+		found += labyrinth_check(NULL);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 < 300);
+	atomic_store(&churn_stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	_exit(found == 0 ? 0 : 4);
+}
+
+Test(detect, sweep_reports_nothing_while_threads_allocate_and_free)
+{
+	struct outcome o = run_in_child(sweep_while_threads_churn, NULL);
+	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
+	cr_assert(!strstr(o.err, "labyrinth: "), "got: %s", o.err);
 }
