@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static void expect(void (*fn)(void *), void *arg, int sig, const char *line_start)
@@ -584,4 +585,49 @@ Test(detect, sweep_reports_nothing_while_threads_allocate_and_free)
 	struct outcome o = run_in_child(sweep_while_threads_churn, NULL);
 	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
 	cr_assert(!strstr(o.err, "labyrinth: "), "got: %s", o.err);
+}
+
+static long minor_faults(void)
+{
+	struct rusage u;
+	getrusage(RUSAGE_SELF, &u);
+	return u.ru_minflt;
+}
+
+/* Big freed slots give their pages back: the sweep does not fault them in
+ * to read zeros, and still finds a write into one (which brought its page
+ * back). */
+static void write_into_a_given_back_slot(void *arg)
+{
+	(void)arg;
+	enum { N = 200 };
+	static char *p[N];
+	setenv("LABYRINTH_ON_ERROR", "log", 1);
+	for (int i = 0; i < N; i++) {
+		p[i] = labyrinth_malloc(NULL, 16000);
+		memset(p[i], 1, 16000);
+	}
+	for (int i = 0; i < N; i += 2)
+		labyrinth_free(NULL, p[i]);
+	long before = minor_faults();
+	if (labyrinth_check(NULL) != 0)
+		_exit(3);
+	long faults = minor_faults() - before;
+	fprintf(stderr, "faults %ld, freed %p\n", faults, (void *)p[N / 2]);
+	if (faults > 40)        /* 100 slots of 4 pages read would be 400 */
+		_exit(5);
+	p[N / 2][9000] = 1;
+	_exit(labyrinth_check(NULL) == 1 ? 0 : 4);
+}
+
+Test(detect, sweep_reads_no_page_a_free_slot_gave_back_but_finds_a_write_there)
+{
+	struct outcome o = run_in_child(write_into_a_given_back_slot, NULL);
+	char freed[32] = "";
+	const char *f = strstr(o.err, "freed ");
+	if (f)
+		sscanf(f, "freed %31s", freed);
+	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
+	cr_assert(reports_name(o.err, freed), "%s not named: %s", freed, o.err);
+	cr_assert(strstr(o.err, "(byte changed at +9000,"), "got: %s", o.err);
 }
