@@ -1,14 +1,16 @@
 /*
- * sweep: check the canaries of every live allocation, walking the maze index
- * (never heap memory) for the blocks. An overflow is otherwise found when
- * its block is freed; a block that is never freed needs the sweep, which
- * runs at exit under LABYRINTH_EXIT_CHECK and on demand (labyrinth_check).
+ * sweep: check the canaries of every live allocation, and the zeros of every
+ * free small slot, walking the maze index (never heap memory) for the
+ * blocks. An overflow is otherwise found when its block is freed, and a
+ * write into a freed block when its slot is handed out again; a block never
+ * freed, or a slot never handed out again, needs the sweep, which runs at
+ * exit under LABYRINTH_EXIT_CHECK and on demand (labyrinth_check).
  *
  * A wing's lock is held while its cells are read: rooms and large regions
- * close under that lock, so no page closes under the sweep. Blocks are
- * claimed before their canary is written, outside any lock; a block that
- * looks damaged is looked at again a moment later, and reported only if it
- * is still the same block and still damaged.
+ * close under that lock, so no page closes under the sweep. Blocks change
+ * hands outside any lock; a block that looks damaged is looked at again
+ * after pauses, and reported only if it is still the same block and still
+ * damaged.
  */
 #include "annotate.h"
 #include "canary.h"
