@@ -88,7 +88,12 @@ void canary_report_near(const char *base, const char *next, size_t bad, size_t c
 
 void zero_report(char *p, size_t bad, size_t len, uint64_t gen)
 {
-	report_damage(ERR_WRITE_AFTER_FREE, p, NULL, "byte changed", bad, len, gen);
+	zero_report_near(p, NULL, bad, len, gen);
+}
+
+void zero_report_near(char *p, const char *next, size_t bad, size_t len, uint64_t gen)
+{
+	report_damage(ERR_WRITE_AFTER_FREE, p, next, "byte changed", bad, len, gen);
 	memset(p, 0, len);      /* LABYRINTH_ON_ERROR=log: hand it out clean */
 }
 

@@ -199,6 +199,7 @@ void canary_report(const char *base, size_t bad, size_t class_size, uint64_t gen
 void canary_report_near(const char *base, const char *next, size_t bad, size_t class_size,
 			uint64_t gen);
 void zero_report(char *p, size_t bad, size_t len, uint64_t gen);
+void zero_report_near(char *p, const char *next, size_t bad, size_t len, uint64_t gen);
 /* The sweep found byte bad of a free slot changed (next as above). */
 void free_slot_report(const char *p, const char *next, size_t bad, size_t len, uint64_t gen);
 

@@ -631,3 +631,53 @@ Test(detect, sweep_reads_no_page_a_free_slot_gave_back_but_finds_a_write_there)
 	cr_assert(reports_name(o.err, freed), "%s not named: %s", freed, o.err);
 	cr_assert(strstr(o.err, "(byte changed at +9000,"), "got: %s", o.err);
 }
+
+/* Two live 24-byte blocks side by side in their room (a, then b), or exit 3. */
+static void adjacent_pair(char **a, char **b)
+{
+	enum { N = 600 };
+	static char *p[N];
+	for (int i = 0; i < N; i++)
+		p[i] = labyrinth_malloc(NULL, 24);
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < N; j++)
+			if (p[j] == p[i] + 32) {
+				*a = p[i];
+				*b = p[j];
+				fprintf(stderr, "before %p\nvictim %p\n", (void *)p[i], (void *)p[j]);
+				return;
+			}
+	_exit(3);
+}
+
+/* An underflow of b found when a, before it, is freed (its canary), or when
+ * a's slot, freed first, is handed out again (its zeros). */
+static void underflow_found_at_free_or_reuse(void *arg)
+{
+	char *a, *b;
+	adjacent_pair(&a, &b);
+	if (arg)
+		labyrinth_free(NULL, a);
+	b[-1] = 2;
+	if (!arg)
+		labyrinth_free(NULL, a);
+	labyrinth_trim(NULL);
+	for (int i = 0; i < 2000; i++)
+		keep = labyrinth_malloc(NULL, 24);
+}
+
+Test(detect, an_underflow_found_at_free_or_reuse_names_both_blocks)
+{
+	for (int reuse = 0; reuse < 2; reuse++) {
+		struct outcome o = run_in_child(underflow_found_at_free_or_reuse,
+						(void *)(uintptr_t)reuse);
+		char before[32] = "", victim[32] = "", want[128];
+		const char *v = strstr(o.err, "before ");
+		if (v)
+			sscanf(v, "before %31s victim %31s", before, victim);
+		cr_assert_eq(o.signal, SIGABRT, "exit %d: %s", o.exit_code, o.err);
+		snprintf(want, sizeof want, "labyrinth: %s of %s or underflow of %s (",
+			 reuse ? "write after free" : "heap overflow", before, victim);
+		cr_assert(strstr(o.err, want), "want '%s', got: %s", want, o.err);
+	}
+}
