@@ -241,7 +241,7 @@ static uint8_t slot_absent(const unsigned char *vec, size_t off, size_t size)
 {
 	uint8_t absent = 0;
 	for (size_t pg = off / PAGE_SIZE, i = 0; pg <= (off + size - 1) / PAGE_SIZE; pg++, i++)
-		absent |= (uint8_t)(!(vec[pg] & 1) << i);
+		absent |= (uint8_t)((pg < ROOM_PAGES_MAX && !(vec[pg] & 1)) << i);
 	return absent;
 }
 
