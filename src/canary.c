@@ -65,23 +65,39 @@ void canary_init(void)
 	pthread_once(&cpu_once, cpu_probe);
 }
 
-static void report_damage(enum heap_error kind, const char *base, const char *why,
-			  size_t offset, size_t class_size, uint64_t gen)
+static void report_damage(enum heap_error kind, const char *base, const char *next,
+			  const char *why, size_t offset, size_t class_size, uint64_t gen)
 {
 	struct error_site site = {
-		.addr = base, .why = why, .offset = offset, .has_offset = 1,
-		.class_size = class_size, .version = gen, .has_version = 1,
+		.addr = base, .next = next, .why = why, .offset = offset, .has_offset = 1,
+		.class_size = class_size, .version = gen, .has_version = gen != 0,
 	};
 	report_heap_error(kind, &site);
 }
 
 void canary_report(const char *base, size_t bad, size_t class_size, uint64_t gen)
 {
-	report_damage(ERR_OVERFLOW, base, "canary changed", bad, class_size, gen);
+	canary_report_near(base, NULL, bad, class_size, gen);
+}
+
+void canary_report_near(const char *base, const char *next, size_t bad, size_t class_size,
+			uint64_t gen)
+{
+	report_damage(ERR_OVERFLOW, base, next, "canary changed", bad, class_size, gen);
 }
 
 void zero_report(char *p, size_t bad, size_t len, uint64_t gen)
 {
-	report_damage(ERR_WRITE_AFTER_FREE, p, "byte changed", bad, len, gen);
+	zero_report_near(p, NULL, bad, len, gen);
+}
+
+void zero_report_near(char *p, const char *next, size_t bad, size_t len, uint64_t gen)
+{
+	report_damage(ERR_WRITE_AFTER_FREE, p, next, "byte changed", bad, len, gen);
 	memset(p, 0, len);      /* LABYRINTH_ON_ERROR=log: hand it out clean */
+}
+
+void free_slot_report(const char *p, const char *next, size_t bad, size_t len, uint64_t gen)
+{
+	report_damage(ERR_FREE_SLOT_WRITE, p, next, "byte changed", bad, len, gen);
 }

@@ -177,8 +177,31 @@ static inline size_t zero_damage(const char *p, size_t len)
 	return NO_DAMAGE;
 }
 
+/*
+ * The last bytes of a slot are also the bytes just before the next slot: a
+ * write there may be an overflow of this block or an underflow of the next,
+ * and a report of damage that reaches them names both (next), so that the
+ * user looks at both. NEAR_END is how far from the end that holds: one
+ * word, the widest store a program makes through a pointer one element
+ * before its block.
+ */
+#define NEAR_END 8
+
+/* Whether bytes [from, to) differ from the canary within the last NEAR_END. */
+static inline bool canary_damage_near_end(const char *base, size_t from, size_t to, uint64_t pat)
+{
+	return canary_damage(base, to - from > NEAR_END ? to - NEAR_END : from, to, pat) != NO_DAMAGE;
+}
+
 void canary_report(const char *base, size_t bad, size_t class_size, uint64_t gen);
+/* The same, naming next too (NULL: nothing follows, or the damage is not
+ * near the end). */
+void canary_report_near(const char *base, const char *next, size_t bad, size_t class_size,
+			uint64_t gen);
 void zero_report(char *p, size_t bad, size_t len, uint64_t gen);
+void zero_report_near(char *p, const char *next, size_t bad, size_t len, uint64_t gen);
+/* The sweep found byte bad of a free slot changed (next as above). */
+void free_slot_report(const char *p, const char *next, size_t bad, size_t len, uint64_t gen);
 
 /* Check bytes [from, to) of the block at base against pattern pat; report
  * a heap overflow if the canary was changed. class_size and gen go into the

@@ -101,6 +101,11 @@ void os_discard(void *p, size_t bytes)
 	(void)madvise(p, bytes, MADV_DONTNEED);
 }
 
+bool os_resident(void *p, size_t bytes, unsigned char *vec)
+{
+	return mincore(p, bytes, vec) == 0;
+}
+
 bool os_replace_none(void *p, size_t bytes)
 {
 	void *r = mmap(p, bytes, PROT_NONE,

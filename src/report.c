@@ -24,6 +24,9 @@ static const char *const error_words[] = {
 	[ERR_WRONG_SIZE] = "invalid sized free",
 	[ERR_INVALID_PAGE_FREE] = "invalid page free",
 	[ERR_STALE_HANDLE] = "stale page handle",
+	/* A free slot has no owner to blame: the write came through a stale
+	 * pointer, or from anywhere (an overflow, an underflow, a wild index). */
+	[ERR_FREE_SLOT_WRITE] = "write after free or wild write",
 };
 
 void line_str(struct line *l, const char *s)
@@ -140,8 +143,12 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 	struct line l = { .len = 0 };
 	line_str(&l, "labyrinth: ");
 	line_str(&l, error_words[kind]);
-	line_str(&l, " of ");
+	line_str(&l, kind == ERR_FREE_SLOT_WRITE ? " to " : " of ");
 	line_hex(&l, (uintptr_t)site->addr);
+	if (site->next) {
+		line_str(&l, " or underflow of ");
+		line_hex(&l, (uintptr_t)site->next);
+	}
 	const char *sep = " (";
 	if (site->why) {
 		line_str(&l, sep);

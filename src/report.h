@@ -17,11 +17,14 @@ enum heap_error {
 	ERR_WRONG_SIZE,
 	ERR_INVALID_PAGE_FREE,
 	ERR_STALE_HANDLE,
+	ERR_FREE_SLOT_WRITE,    /* the sweep found a free slot that is not zero */
 };
 
 /* What is known about the address at the time of the report. */
 struct error_site {
 	const void *addr;
+	const void *next;       /* the block after addr, when the damage is at
+				   addr's last bytes and may be next's underflow */
 	const char *why;        /* short reason, or NULL */
 	size_t class_size;      /* 0 if unknown */
 	uint64_t version;       /* 0 if unknown */

@@ -35,6 +35,30 @@ void slot_bad_release(struct wing *w, struct room *r, void *p, int kind, uint64_
 	report_failed_release(kind, p, w->class_size, r->nslots ? v_gen(seen) : 0);
 }
 
+/* The slot after p in its room, or NULL if p is the room's last. */
+static const char *slot_next(struct wing *w, struct room *r, const char *p)
+{
+	size_t off = 0;
+	if (wing_cell_of(w, p, &off) == CELL_NONE)
+		return NULL;
+	return off / w->class_size + 1 < r->nslots ? p + w->class_size : NULL;
+}
+
+void slot_canary_report(struct wing *w, struct room *r, const char *p, size_t req, uint64_t pat,
+			uint64_t gen)
+{
+	size_t to = w->class_size;
+	const char *next = canary_damage_near_end(p, req, to, pat) ? slot_next(w, r, p) : NULL;
+	canary_report_near(p, next, canary_damage(p, req, to, pat), to, gen);
+}
+
+void slot_zero_report(struct wing *w, struct room *r, char *p, uint64_t gen)
+{
+	size_t len = w->class_size;
+	const char *next = word_at(p + len - NEAR_END) ? slot_next(w, r, p) : NULL;
+	zero_report_near(p, next, zero_damage(p, len), len, gen);
+}
+
 void slot_corrupt(void)
 {
 	report_fatal("heap corruption: a free-listed slot was owned");

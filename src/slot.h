@@ -48,6 +48,12 @@ struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
 /* The out-of-line reports of the inline steps below. */
 void slot_bad_pointer(struct wing *w, const void *p, int kind, const char *why);
 void slot_bad_release(struct wing *w, struct room *r, void *p, int kind, uint64_t seen);
+/* A slot's damaged canary (pattern pat), or its bytes changed since it was
+ * freed: the report names the next slot too when the damage is near the
+ * end (canary.h, NEAR_END). */
+void slot_canary_report(struct wing *w, struct room *r, const char *p, size_t req, uint64_t pat,
+			uint64_t gen);
+void slot_zero_report(struct wing *w, struct room *r, char *p, uint64_t gen);
 void slot_corrupt(void) __attribute__((noreturn));
 void slot_corrupt_quarantine(void) __attribute__((noreturn));
 
@@ -115,7 +121,8 @@ static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, si
 	annotate_open(p, w->class_size);
 	if (lab->prot.uaf_check) {
 		slot_touch(p, w->class_size);
-		zero_check(p, w->class_size, v_gen(v));
+		if (__builtin_expect(!bytes_all_zero(p, w->class_size), 0))
+			slot_zero_report(w, r, p, v_gen(v));
 	}
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size, canary_pattern(r->key ^ g->key, p, v));
@@ -147,8 +154,11 @@ static inline struct room *slot_of(struct wing *w, const void *p, int kind, uint
 static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, struct room *r,
 				     char *p, size_t req, uint64_t v, uint64_t gen)
 {
-	if (lab->prot.canary)
-		canary_check(p, req, w->class_size, slot_pattern(r, p, v), w->class_size, gen);
+	if (!lab->prot.canary)
+		return;
+	uint64_t pat = slot_pattern(r, p, v);
+	if (__builtin_expect(!canary_intact(p, req, w->class_size, pat), 0))
+		slot_canary_report(w, r, p, req, pat, gen);
 }
 
 /*

@@ -12,10 +12,13 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
 static void expect(void (*fn)(void *), void *arg, int sig, const char *line_start)
 {
@@ -437,4 +440,244 @@ Test(detect, quarantine_does_not_keep_freed_memory_resident)
 	long after = rss_kib();
 	cr_log_info("RSS %ld KiB before, %ld KiB after 31 MiB allocated and freed", before, after);
 	cr_assert_lt(after - before, 8192, "%ld KiB still resident", after - before);
+}
+
+/* ---- the sweep: free slots, and the slot before a block ------------------- */
+
+/* The report lines of a child's stderr name addr ("0x..." as %p prints it). */
+static bool reports_name(const char *err, const char *addr)
+{
+	for (const char *l = strstr(err, "labyrinth: "); l; l = strstr(l + 1, "labyrinth: ")) {
+		const char *end = strchr(l, '\n');
+		const char *hit = strstr(l, addr);
+		if (hit && (!end || hit < end) && strncmp(l, "labyrinth: warning", 18) != 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Many live 24-byte blocks (32-byte slots), then one byte written just
+ * before one of them: the last byte of the slot before it, which may be
+ * live (its canary) or free (zero). The byte written is 2: never a canary
+ * byte (those are odd) and not zero, so the write is always visible; with
+ * 1, a live neighbour's canary byte matches one time in 128.
+ */
+static void underflow_before_a_block(void *arg)
+{
+	(void)arg;
+	enum { N = 300 };
+	static char *p[N];
+	setenv("LABYRINTH_ON_ERROR", "log", 1);
+	for (int i = 0; i < N; i++)
+		p[i] = labyrinth_malloc(NULL, 24);
+	struct wing *w = maze_wing_of(&lab_default()->maze, p[0]);
+	char *victim = NULL;
+	for (int i = N / 2; i < N && !victim; i++) {
+		size_t off = 0;
+		if (wing_cell_of(w, p[i], &off) != CELL_NONE && off >= w->class_size)
+			victim = p[i];  /* not its room's first slot: p[-1] is a slot */
+	}
+	if (!victim || labyrinth_check(NULL) != 0)
+		_exit(3);
+	fprintf(stderr, "victim %p\n", (void *)victim);
+	victim[-1] = 2;
+	_exit(labyrinth_check(NULL) == 1 ? 0 : 4);
+}
+
+Test(detect, sweep_names_the_block_whose_underflow_damaged_its_neighbour)
+{
+	int found = 0;
+	for (int run = 0; run < 20; run++) {
+		struct outcome o = run_in_child(underflow_before_a_block, NULL);
+		char victim[32] = "";
+		const char *v = strstr(o.err, "victim ");
+		if (v)
+			sscanf(v, "victim %31s", victim);
+		cr_assert(o.exit_code != 3 && victim[0], "run %d: setup failed: %s", run, o.err);
+		if (o.exit_code == 0 && reports_name(o.err, victim))
+			found++;
+		else
+			cr_log_warn("run %d: exit %d, victim %s not named: %s", run, o.exit_code,
+				    victim, o.err);
+	}
+	cr_assert_eq(found, 20, "the underflow was found and named in %d of 20 runs", found);
+}
+
+/* A block freed (zeroed, in quarantine), then written through its stale
+ * pointer, never allocated again: only the sweep can see it. */
+static void write_after_free_in_quarantine(void *arg)
+{
+	(void)arg;
+	setenv("LABYRINTH_ON_ERROR", "log", 1);
+	char *p = labyrinth_malloc(NULL, 100);
+	keep = labyrinth_malloc(NULL, 100);
+	labyrinth_free(NULL, p);
+	if (labyrinth_check(NULL) != 0)
+		_exit(3);
+	fprintf(stderr, "freed %p\n", (void *)p);
+	p[5] = 'x';
+	_exit(labyrinth_check(NULL) == 1 ? 0 : 4);
+}
+
+Test(detect, sweep_finds_a_write_into_a_quarantined_slot)
+{
+	struct outcome o = run_in_child(write_after_free_in_quarantine, NULL);
+	char freed[32] = "";
+	const char *f = strstr(o.err, "freed ");
+	if (f)
+		sscanf(f, "freed %31s", freed);
+	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
+	cr_assert(reports_name(o.err, freed), "%s not named: %s", freed, o.err);
+	cr_assert(strstr(o.err, "labyrinth: write after free or wild write to 0x"), "got: %s", o.err);
+	cr_assert(strstr(o.err, "(byte changed at +5,"), "got: %s", o.err);
+}
+
+/* Threads allocate, resize, write and free while the sweep runs: slots are
+ * handed out, resized and zeroed under its eyes, and none of that is
+ * reported. */
+static _Atomic bool churn_stop;
+
+static void *churn_small(void *arg)
+{
+	enum { HELD = 4096 };      /* many: a block is often left alone for the pause */
+	unsigned long long seed = (uintptr_t)arg;
+	char **held = calloc(HELD, sizeof *held);
+	while (!atomic_load(&churn_stop)) {
+		unsigned i = (unsigned)(test_rand(&seed) % HELD);
+		size_t size = 1 + test_rand(&seed) % 300;
+		if (held[i] && (size & 1)) {    /* often in place: a new size, same version */
+			held[i] = labyrinth_realloc(NULL, held[i], size);
+		} else {
+			labyrinth_free(NULL, held[i]);
+			held[i] = labyrinth_malloc(NULL, size);
+		}
+		memset(held[i], 0xa5, size);
+	}
+	for (unsigned i = 0; i < HELD; i++)
+		labyrinth_free(NULL, held[i]);
+	free(held);
+	return NULL;
+}
+
+static void sweep_while_threads_churn(void *arg)
+{
+	(void)arg;
+	setenv("LABYRINTH_ON_ERROR", "log", 1);
+	pthread_t t[2];
+	for (uintptr_t i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, churn_small, (void *)(i + 1));
+	size_t found = 0;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {                    /* for 300 ms: the heap grows to thousands of blocks */
+		found += labyrinth_check(NULL);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 < 300);
+	atomic_store(&churn_stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	_exit(found == 0 ? 0 : 4);
+}
+
+Test(detect, sweep_reports_nothing_while_threads_allocate_and_free)
+{
+	struct outcome o = run_in_child(sweep_while_threads_churn, NULL);
+	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
+	cr_assert(!strstr(o.err, "labyrinth: "), "got: %s", o.err);
+}
+
+static long minor_faults(void)
+{
+	struct rusage u;
+	getrusage(RUSAGE_SELF, &u);
+	return u.ru_minflt;
+}
+
+/* Big freed slots give their pages back: the sweep does not fault them in
+ * to read zeros, and still finds a write into one (which brought its page
+ * back). */
+static void write_into_a_given_back_slot(void *arg)
+{
+	(void)arg;
+	enum { N = 200 };
+	static char *p[N];
+	setenv("LABYRINTH_ON_ERROR", "log", 1);
+	for (int i = 0; i < N; i++) {
+		p[i] = labyrinth_malloc(NULL, 16000);
+		memset(p[i], 1, 16000);
+	}
+	for (int i = 0; i < N; i += 2)
+		labyrinth_free(NULL, p[i]);
+	long before = minor_faults();
+	if (labyrinth_check(NULL) != 0)
+		_exit(3);
+	long faults = minor_faults() - before;
+	fprintf(stderr, "faults %ld, freed %p\n", faults, (void *)p[N / 2]);
+	if (faults > 40)        /* 100 slots of 4 pages read would be 400 */
+		_exit(5);
+	p[N / 2][9000] = 1;
+	_exit(labyrinth_check(NULL) == 1 ? 0 : 4);
+}
+
+Test(detect, sweep_reads_no_page_a_free_slot_gave_back_but_finds_a_write_there)
+{
+	struct outcome o = run_in_child(write_into_a_given_back_slot, NULL);
+	char freed[32] = "";
+	const char *f = strstr(o.err, "freed ");
+	if (f)
+		sscanf(f, "freed %31s", freed);
+	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
+	cr_assert(reports_name(o.err, freed), "%s not named: %s", freed, o.err);
+	cr_assert(strstr(o.err, "(byte changed at +9000,"), "got: %s", o.err);
+}
+
+/* Two live 24-byte blocks side by side in their room (a, then b), or exit 3. */
+static void adjacent_pair(char **a, char **b)
+{
+	enum { N = 600 };
+	static char *p[N];
+	for (int i = 0; i < N; i++)
+		p[i] = labyrinth_malloc(NULL, 24);
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < N; j++)
+			if (p[j] == p[i] + 32) {
+				*a = p[i];
+				*b = p[j];
+				fprintf(stderr, "before %p\nvictim %p\n", (void *)p[i], (void *)p[j]);
+				return;
+			}
+	_exit(3);
+}
+
+/* An underflow of b found when a, before it, is freed (its canary), or when
+ * a's slot, freed first, is handed out again (its zeros). */
+static void underflow_found_at_free_or_reuse(void *arg)
+{
+	char *a, *b;
+	adjacent_pair(&a, &b);
+	if (arg)
+		labyrinth_free(NULL, a);
+	b[-1] = 2;
+	if (!arg)
+		labyrinth_free(NULL, a);
+	labyrinth_trim(NULL);
+	for (int i = 0; i < 2000; i++)
+		keep = labyrinth_malloc(NULL, 24);
+}
+
+Test(detect, an_underflow_found_at_free_or_reuse_names_both_blocks)
+{
+	for (int reuse = 0; reuse < 2; reuse++) {
+		struct outcome o = run_in_child(underflow_found_at_free_or_reuse,
+						(void *)(uintptr_t)reuse);
+		char before[32] = "", victim[32] = "", want[128];
+		const char *v = strstr(o.err, "before ");
+		if (v)
+			sscanf(v, "before %31s victim %31s", before, victim);
+		cr_assert_eq(o.signal, SIGABRT, "exit %d: %s", o.exit_code, o.err);
+		snprintf(want, sizeof want, "labyrinth: %s of %s or underflow of %s (",
+			 reuse ? "write after free" : "heap overflow", before, victim);
+		cr_assert(strstr(o.err, want), "want '%s', got: %s", want, o.err);
+	}
 }
