@@ -105,8 +105,10 @@ Test(entropy, first_small_allocation_of_a_default_sized_labyrinth, .timeout = 60
 	report("room's cell in the first extent", cell, 7);
 	report("slot in the room", slot, 7);
 	/* The parts above overlap: the cell's place in the wing is the extent's
-	 * start plus the cell, about 18.5 bits, not their sum. */
-	report("the address given the maze's base", offset, 24);
+	 * start plus the cell, about 18.5 bits, not their sum: with the slot
+	 * about 26.5, more than 10,000 runs can show (25.6), so a run sees a
+	 * few colliding pairs (3 pairs read as 24.0 bits); 22 leaves room. */
+	report("the address given the maze's base", offset, 22);
 	/* About 25.8 bits: a span of the 116 TiB the maze can start in; where
 	 * mmap put it, each maze came back where the last one had been. */
 	double b = report_n("the maze's base", base, BASE_RUNS, 24);
