@@ -162,6 +162,34 @@ extern int __cxa_thread_atexit_impl(void (*func)(void *), void *obj, void *dso_s
 extern void *__dso_handle __attribute__((visibility("hidden")));
 static void tcache_exit(void *unused);
 
+/*
+ * A second hook, for a thread whose first call comes after glibc ran those
+ * (from a pthread key's destructor, say a free): glibc runs key
+ * destructors after them, and again for keys set while they run. Its
+ * value is a marker, never read, and the hook runs once (tcache_self).
+ * Only a key among the first 32, whose value glibc keeps in the thread's
+ * descriptor: a later key's block would be calloc'd here, and lost (with
+ * its memory) when this comes from inside glibc's own setspecific.
+ */
+#define KEYS_IN_DESCRIPTOR 32
+static pthread_key_t exit_key;
+static bool exit_key_ok;
+
+static void tcache_exit_key(void *marker)
+{
+	tcache_exit(marker);
+}
+
+/* Made at load time, not inside malloc. */
+__attribute__((constructor)) static void tcache_make_key(void)
+{
+	if (pthread_key_create(&exit_key, tcache_exit_key) != 0)
+		return;
+	exit_key_ok = exit_key < KEYS_IN_DESCRIPTOR;
+	if (!exit_key_ok)
+		pthread_key_delete(exit_key);
+}
+
 /* A cache from the pool that no fork touched was emptied at its thread's
  * exit; anything else in it is no slot of ours to hand out. */
 static void cache_check_idle(struct thread_cache *tc)
@@ -199,8 +227,11 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 	cache_rekey(tc, a);
 	tc->arena = a;
 	tcache_self = tc;
-	if (hook)
+	if (hook) {
 		__cxa_thread_atexit_impl(tcache_exit, NULL, &__dso_handle);
+		if (exit_key_ok)
+			pthread_setspecific(exit_key, (void *)1);
+	}
 	return tc;
 }
 

@@ -135,3 +135,35 @@ Test(quarantine, live_and_idle_quarantines_pin_little, .timeout = 120)
 	cr_assert_lt(alive, 64 * 1024, "VmRSS grew by %ld kB with the threads alive", alive);
 	cr_assert_lt(grown, 8 * 1024, "VmRSS grew by %ld kB after they exited", grown);
 }
+
+/* A thread whose first call is a free in a pthread key's destructor, after
+ * glibc ran its thread_local destructors (the first exit hook): its cache
+ * must still come back to the pool. 2,000 such threads. */
+static pthread_key_t handed;
+
+static void free_handed(void *p)
+{
+	labyrinth_free(NULL, p);
+}
+
+static void *hold_until_exit(void *p)
+{
+	pthread_setspecific(handed, p);
+	return NULL;
+}
+
+Test(quarantine, a_cache_made_in_a_key_destructor_comes_back, .timeout = 120)
+{
+	cr_assert_eq(pthread_key_create(&handed, free_handed), 0);
+	long before = 0;
+	for (int i = 0; i < 2001; i++) {
+		if (i == 1)
+			before = status_kib("VmRSS");
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, hold_until_exit, labyrinth_malloc(NULL, 100)), 0);
+		pthread_join(t, NULL);
+	}
+	long grown = status_kib("VmRSS") - before;
+	cr_log_info("2,000 threads whose only call is a free at exit: VmRSS +%ld kB", grown);
+	cr_assert_lt(grown, 8 * 1024, "VmRSS grew by %ld kB", grown);
+}
