@@ -1,6 +1,7 @@
 /* quarantine: a random stage in front of a FIFO; see quarantine.h. */
 #include "quarantine.h"
 #include "maze.h"
+#include "os.h"
 
 void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n)
 {
@@ -44,4 +45,47 @@ uint64_t quarantine_held(struct quarantine *q)
 	for (uint32_t i = 0; i < q->nstage; i++)
 		n += __atomic_load_n(&q->stage[i].cell, __ATOMIC_RELAXED) != 0;
 	return n;
+}
+
+/* The whole pages of the slot ref names, given back; false if it has none. */
+static bool discard_slot(const struct maze *m, struct slot_ref ref)
+{
+	const struct wing *w = &m->wings[ref.cls];
+	char *p = cell_addr(w, ref.cell & ~SLOT_REF_RESIDENT) + (size_t)ref.slot * w->class_size;
+	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
+	char *hi = (char *)(((uintptr_t)p + w->class_size) & ~(PAGE_SIZE - 1));
+	if (hi <= lo)
+		return false;
+	os_discard(lo, (size_t)(hi - lo));
+	return true;
+}
+
+/* One entry (plus: 1 in the stage, which stores cells plus one; 0 there
+ * is empty): its pages go, and a resident one is counted no more: the
+ * entry's bit first, then the count, so a fork between over-counts. */
+static void discard_entry(struct quarantine *q, const struct maze *m, struct slot_ref *e,
+			  uint32_t plus, bool all)
+{
+	struct slot_ref ref = *e;
+	bool resident = ref.cell & SLOT_REF_RESIDENT;
+	if ((!resident && !all) || (plus && ref.cell == 0))
+		return;
+	ref.cell -= plus;
+	if (!discard_slot(m, ref) || !resident)
+		return;
+	e->cell &= ~SLOT_REF_RESIDENT;          /* one store */
+	quarantine_order();
+	q->resident -= m->wings[ref.cls].class_size;
+}
+
+void quarantine_discard(struct quarantine *q, const struct maze *m, bool all)
+{
+	if (q->resident == 0 && !all)
+		return;
+	for (uint32_t i = 0; i < q->count; i++) {
+		uint32_t at = q->head + i;
+		discard_entry(q, m, &q->fifo[at >= q->nfifo ? at - q->nfifo : at], 0, all);
+	}
+	for (uint32_t i = 0; i < q->nstage; i++)
+		discard_entry(q, m, &q->stage[i], 1, all);
 }

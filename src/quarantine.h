@@ -133,5 +133,13 @@ static inline struct slot_ref quarantine_leave(struct quarantine *q, const struc
 }
 /* Take any entry (to empty the quarantine); false when it is empty. */
 bool quarantine_pop(struct quarantine *q, struct slot_ref *out);
+/*
+ * Give the whole pages of q's slots back to the kernel, the slots staying
+ * where they are: they read as zero and are checked as zero on reuse, so
+ * no slot leaves early. Those held resident (every slot, if all: an
+ * arena's quarantine, which marks none) that span a whole page; a slot
+ * smaller than a page shares its pages and stays as it is.
+ */
+void quarantine_discard(struct quarantine *q, const struct maze *m, bool all);
 
 #endif

@@ -354,13 +354,13 @@ static size_t close_if_empty(struct labyrinth *lab, struct wing *w, uint32_t *ce
 	return w->room_bytes;
 }
 
+/* The arena's quarantine keeps its slots (trim must not shorten the delay
+ * before a freed address comes back); their whole pages go back. */
 size_t small_trim(struct labyrinth *lab, struct arena *a)
 {
 	size_t released = 0;
-	struct slot_ref e;
 	pthread_mutex_lock(&a->lock);
-	while (quarantine_pop(&a->quarantine, &e))
-		released += slot_release(lab, a, e);
+	quarantine_discard(&a->quarantine, &lab->maze, true);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct wing *w = &lab->maze.wings[c];
 		released += close_if_empty(lab, w, &a->bins[c].spare);

@@ -2,8 +2,11 @@
  * tcache: per-thread batches and quarantines for the default labyrinth; see
  * tcache.h. Caches live in their own mappings, outside the maze and behind
  * guard pages, like all metadata; they are never unmapped: a thread that
- * exits leaves its cache (with its quarantine still full) to the next new
- * thread, so the quarantine's delay survives thread churn.
+ * exits leaves its cache (with its quarantine still full, its resident
+ * pages given back) to the next new thread, so the quarantine's delay
+ * survives thread churn. A thread finds its cache through tcache_self
+ * (static TLS) only: no pointer to a cache is ever kept where the heap's
+ * own memory is, so no overwrite of a heap block can name a cache.
  */
 #include "tcache.h"
 #include "generation.h"
@@ -14,6 +17,9 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <sys/single_threaded.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* A batch holds about this many bytes of slots: many small ones, few big. */
 #define BATCH_BYTES 8192
@@ -21,8 +27,6 @@
 __thread struct thread_cache *tcache_self __attribute__((tls_model("initial-exec")));
 static __thread bool tcache_gone __attribute__((tls_model("initial-exec")));
 
-static pthread_key_t exit_key;
-static bool exit_key_ok;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct thread_cache *idle;               /* caches of exited threads */
 static struct thread_cache *_Atomic all;        /* every cache: push only */
@@ -140,10 +144,71 @@ static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 	return closed;
 }
 
+/*
+ * The exit hook. A pthread key would do, but glibc keeps the values of keys
+ * past the first 32 in blocks it callocs, that is in this heap: an overflow
+ * into one could hand the key's destructor a cache of the attacker's
+ * making, and a thread whose first malloc came from inside glibc's own
+ * pthread_setspecific lost our value to the block glibc then stored (the
+ * cache never came back: 2,000 such threads, 196 MB). glibc's
+ * __cxa_thread_atexit_impl (what C++ thread_local uses) keeps its list's
+ * head in static TLS and links its node (calloc'd, so a malloc from here:
+ * tcache_self is set first) after that calloc returns, so a registration
+ * made inside another is never lost; the function pointer in the node is
+ * mangled with glibc's pointer guard, and the hook ignores its argument.
+ * It takes the loader's lock: called with no lock of ours held.
+ */
+extern int __cxa_thread_atexit_impl(void (*func)(void *), void *obj, void *dso_symbol);
+extern void *__dso_handle __attribute__((visibility("hidden")));
+static void tcache_exit(void *unused);
+
+/*
+ * A second hook, for a thread whose first call comes after glibc ran those
+ * (from a pthread key's destructor, say a free): glibc runs key
+ * destructors after them, and again for keys set while they run. Its
+ * value is a marker, never read, and the hook runs once (tcache_self).
+ * Only a key among the first 32, whose value glibc keeps in the thread's
+ * descriptor: a later key's block would be calloc'd here, and lost (with
+ * its memory) when this comes from inside glibc's own setspecific.
+ */
+#define KEYS_IN_DESCRIPTOR 32
+static pthread_key_t exit_key;
+static bool exit_key_ok;
+
+static void tcache_exit_key(void *marker)
+{
+	tcache_exit(marker);
+}
+
+/* Made at load time, not inside malloc. */
+__attribute__((constructor)) static void tcache_make_key(void)
+{
+	if (pthread_key_create(&exit_key, tcache_exit_key) != 0)
+		return;
+	exit_key_ok = exit_key < KEYS_IN_DESCRIPTOR;
+	if (!exit_key_ok)
+		pthread_key_delete(exit_key);
+}
+
+/* A cache from the pool that no fork touched was emptied at its thread's
+ * exit; anything else in it is no slot of ours to hand out. */
+static void cache_check_idle(struct thread_cache *tc)
+{
+	bool held = tc->nrelease != 0;
+	for (unsigned c = 0; c < SMALL_CLASSES; c++)
+		held |= tc->batch[c].n != 0 || tc->batch[c].inherited != 0;
+	if (held)
+		report_fatal("heap corruption: an idle thread cache held slots");
+}
+
 struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 {
-	if (!lab->is_default || tcache_gone || tcache_self || !exit_key_ok)
+	if (!lab->is_default || tcache_gone || tcache_self)
 		return NULL;
+	/* The only thread of the process is the main one (or a fork's only
+	 * survivor), whose end is the process's: no hook, so that exit()
+	 * costs a short-lived process (every shell) nothing. */
+	bool hook = !__libc_single_threaded;
 	pthread_mutex_lock(&pool_lock);
 	struct thread_cache *tc = idle;
 	if (tc)
@@ -157,14 +222,15 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 		cache_init(lab, tc);
 	else if (tc->orphan)
 		cache_salvage(lab, tc);
+	else
+		cache_check_idle(tc);
 	cache_rekey(tc, a);
 	tc->arena = a;
 	tcache_self = tc;
-	/* Without the exit hook the cache would be lost with the thread. */
-	if (pthread_setspecific(exit_key, tc) != 0) {
-		tcache_self = NULL;
-		tcache_gone = true;
-		return NULL;
+	if (hook) {
+		__cxa_thread_atexit_impl(tcache_exit, NULL, &__dso_handle);
+		if (exit_key_ok)
+			pthread_setspecific(exit_key, (void *)1);
 	}
 	return tc;
 }
@@ -187,15 +253,6 @@ size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 	return slot_release_all(lab, tc->release, &tc->nrelease);
 }
 
-static size_t release_one(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
-{
-	size_t closed = tc->nrelease == RELEASE_MAX ? tcache_release_flush(lab, tc) : 0;
-	tc->release[tc->nrelease] = ref;
-	tcache_order();
-	tc->nrelease++;
-	return closed;
-}
-
 /* Give the batches' slots back to their rooms: taken from tc->arena, or
  * recycled from the quarantine, so of any arena. */
 static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
@@ -210,22 +267,41 @@ static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
 	return closed;
 }
 
-/* Everything the cache holds goes back to the rooms, the quarantine too. */
-static size_t cache_empty(struct labyrinth *lab, struct thread_cache *tc)
+/*
+ * What a cache gives back without shortening its quarantine: the release
+ * list and the batches go back to their rooms (free slots, never handed
+ * out since they were last quarantined), and the whole pages of the
+ * slots its quarantine holds resident go back to the kernel (they stay
+ * quarantined: they read as zero and are checked as zero on reuse).
+ */
+static size_t cache_give_back(struct labyrinth *lab, struct thread_cache *tc)
 {
-	struct slot_ref ref;
-	size_t closed = tcache_release_flush(lab, tc);
-	while (quarantine_pop(&tc->quarantine, &ref))
-		closed += release_one(lab, tc, quarantine_leave(&tc->quarantine, &lab->maze, ref));
-	return closed + tcache_release_flush(lab, tc) + batches_put_back(lab, tc);
+	size_t closed = tcache_release_flush(lab, tc) + batches_put_back(lab, tc);
+	quarantine_discard(&tc->quarantine, &lab->maze, false);
+	return closed;
 }
 
-/* Thread exit: the batches go back now; the quarantine waits in the pool. */
-static void tcache_exit(void *arg)
+/* True in the process's first thread (or a fork's survivor): see attach. */
+static bool thread_is_leader(void)
 {
-	struct thread_cache *tc = arg;
-	tcache_release_flush(tc->lab, tc);
-	batches_put_back(tc->lab, tc);
+	return syscall(SYS_gettid) == getpid();
+}
+
+/*
+ * Thread exit: the cache gives back what it can and waits in the pool,
+ * quarantine kept, for the next new thread. unused is what glibc stored in
+ * its node, in the heap: never read. The process's leader has a hook only
+ * if it first allocated after other threads started; its hook runs at
+ * exit(), where giving back is wasted work (and a forked child would copy
+ * the pages it writes), so it keeps its cache.
+ */
+static void tcache_exit(void *unused)
+{
+	(void)unused;
+	struct thread_cache *tc = tcache_self;
+	if (!tc || thread_is_leader())
+		return;
+	cache_give_back(tc->lab, tc);
 	tcache_self = NULL;
 	tcache_gone = true;
 	pthread_mutex_lock(&pool_lock);
@@ -234,21 +310,27 @@ static void tcache_exit(void *arg)
 	pthread_mutex_unlock(&pool_lock);
 }
 
+/*
+ * The calling thread's cache and the idle ones give back what they can
+ * without handing out a quarantined slot early: their quarantines keep
+ * every slot (trim must not undo the delay an attacker waits out).
+ * Orphans are salvaged: a fork left their lists unverified.
+ */
 size_t tcache_trim(struct labyrinth *lab)
 {
 	if (!lab->is_default)
 		return 0;
 	size_t closed = 0;
 	if (tcache_self && tcache_self->lab == lab)
-		closed += cache_empty(lab, tcache_self);
+		closed += cache_give_back(lab, tcache_self);
 	pthread_mutex_lock(&pool_lock);
 	struct thread_cache *list = idle;
 	idle = NULL;
 	pthread_mutex_unlock(&pool_lock);
-	/* Exited threads' caches are no thread's now; empty them unlocked. */
+	/* Exited threads' caches are no thread's now; trimmed unlocked. */
 	struct thread_cache *last = NULL;
 	for (struct thread_cache *tc = list; tc; tc = tc->next_idle) {
-		closed += tc->orphan ? cache_salvage(lab, tc) : cache_empty(lab, tc);
+		closed += tc->orphan ? cache_salvage(lab, tc) : cache_give_back(lab, tc);
 		last = tc;
 	}
 	if (last) {
@@ -327,10 +409,4 @@ void tcache_fork_child(void)
 		tc->next_idle = idle;
 		idle = tc;
 	}
-}
-
-/* Made at load time, not inside malloc. */
-__attribute__((constructor)) static void tcache_register_exit(void)
-{
-	exit_key_ok = pthread_key_create(&exit_key, tcache_exit) == 0;
 }

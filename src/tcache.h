@@ -133,7 +133,9 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 	tc->nrelease++;
 }
 
-/* Empty the calling thread's cache and the caches of exited threads; bytes closed. */
+/* The calling thread's cache and those of exited threads give back their
+ * batches, release lists and the pages of their quarantined slots, which
+ * stay quarantined; bytes of rooms closed. */
 size_t tcache_trim(struct labyrinth *lab);
 /* The counters of every cache of lab, added to *allocs, *frees and *live,
  * and the slots in their quarantines to *quarantined (if not NULL). */

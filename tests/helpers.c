@@ -1,4 +1,5 @@
 #include "helpers.h"
+#include "lab.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -155,3 +156,22 @@ const char *__asan_default_options(void)
 	return "allow_user_poisoning=0";
 }
 #endif
+
+void flush_quarantine(labyrinth_t *lab)
+{
+	for (int i = 0; i < 40000; i++)
+		labyrinth_free(lab, labyrinth_malloc(lab, FLUSH_SIZE));
+}
+
+unsigned long long rooms_open_but_flush(labyrinth_t *lab)
+{
+	struct labyrinth *l = (struct labyrinth *)(lab ? lab : labyrinth_default());
+	void *p = labyrinth_malloc(lab, FLUSH_SIZE);
+	const struct wing *flush = maze_wing_of(&l->maze, p);
+	labyrinth_free(lab, p);
+	unsigned long long n = 0;
+	for (unsigned i = 0; i < l->maze.nwings; i++)
+		if (&l->maze.wings[i] != flush)
+			n += l->maze.wings[i].open_rooms;
+	return n;
+}

@@ -41,6 +41,19 @@ labyrinth_t *open_pool(size_t cap, unsigned flags);
 /* True if all n bytes at p are zero. */
 bool all_zero(const char *p, size_t n);
 
+/*
+ * Trim keeps quarantined slots where they are. To have every slot the
+ * calling thread freed so far leave its quarantine (a private labyrinth's:
+ * the thread's arena's), free 40,000 blocks of FLUSH_SIZE bytes after them:
+ * a slot waits in the random stage until a free lands on its place (1 in
+ * 512), then 512 frees in the FIFO, so it is still there with odds e^-77.
+ * The quarantine then holds blocks of FLUSH_SIZE's class only.
+ */
+#define FLUSH_SIZE 8
+void flush_quarantine(labyrinth_t *lab);
+/* Rooms open in every wing of lab but FLUSH_SIZE's (NULL: the default). */
+unsigned long long rooms_open_but_flush(labyrinth_t *lab);
+
 /* xorshift64*, so a failing run can be repeated from its seed. */
 unsigned long long test_rand(unsigned long long *state);
 

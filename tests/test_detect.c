@@ -57,7 +57,7 @@ static void double_free_after_quarantine(void *arg)
 	char *p = labyrinth_malloc(NULL, 100);
 	keep = labyrinth_malloc(NULL, 100);
 	labyrinth_free(NULL, p);
-	labyrinth_trim(NULL);                   /* p's slot leaves the quarantine */
+	flush_quarantine(NULL);                 /* p's slot leaves the quarantine */
 	labyrinth_free(NULL, p);
 }
 
@@ -191,13 +191,13 @@ static void write_after_free_small(void *arg)
 	keep = labyrinth_malloc(lab, 60);       /* keeps the room open */
 	labyrinth_free(lab, p);
 	p[8] = 'x';
-	labyrinth_trim(lab);                    /* p's slot goes back to its room */
+	flush_quarantine(lab);                  /* p's slot goes back to its room */
 	for (int i = 0; i < 1000; i++)
 		labyrinth_malloc(lab, 60);
 }
 
 /* A big slot (scanned by the wide path) in the default labyrinth, through
- * the thread cache: trim empties the calling thread's quarantine. */
+ * the thread cache: p leaves the thread's quarantine into its batch. */
 static void write_after_free_big_default(void *arg)
 {
 	(void)arg;
@@ -205,7 +205,7 @@ static void write_after_free_big_default(void *arg)
 	keep = labyrinth_malloc(NULL, 3000);
 	labyrinth_free(NULL, p);
 	p[2900] = 'x';
-	labyrinth_trim(NULL);
+	flush_quarantine(NULL);
 	for (int i = 0; i < 1000; i++)
 		labyrinth_malloc(NULL, 3000);
 }
@@ -265,7 +265,7 @@ static void poison(void *arg)
 	memcpy(p, &evil, sizeof evil);          /* a freed chunk's "next" pointer */
 	memcpy(q - 16, &evil, sizeof evil);     /* and the bytes before a chunk */
 	memcpy(q - 8, &evil, sizeof evil);
-	labyrinth_trim(NULL);
+	flush_quarantine(NULL);                 /* p is handed out again below */
 	for (int i = 0; i < 20000; i++) {
 		uintptr_t r = (uintptr_t)labyrinth_malloc(NULL, 48);
 		if (r >= ATTACKER - 4096 && r <= ATTACKER + 4096)

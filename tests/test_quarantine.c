@@ -1,0 +1,169 @@
+/*
+ * Quarantines against trim and thread exit: trim gives memory back but
+ * never a quarantined address early; the quarantines of exited threads,
+ * waiting in the pool of idle caches, pin no memory.
+ */
+#include "helpers.h"
+#include "labyrinth.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <string.h>
+
+/* ---- trim ---------------------------------------------------------------- */
+
+/* 2,000 times: free a 64-byte block, trim, then 32 mallocs of 64 bytes,
+ * none of which may be the freed block. A live block keeps the room open,
+ * so a slot trim let go would go back to it (on the old code: 233 times in
+ * 2,000 with the thread cache). */
+static int freed_comes_back_after_trim(labyrinth_t *lab)
+{
+	int back = 0;
+	void *keep = labyrinth_malloc(lab, 64), *p[32];
+	for (int t = 0; t < 2000; t++) {
+		void *freed = labyrinth_malloc(lab, 64);
+		labyrinth_free(lab, freed);
+		labyrinth_trim(lab);
+		for (int i = 0; i < 32; i++) {
+			p[i] = labyrinth_malloc(lab, 64);
+			back += p[i] == freed;
+		}
+		for (int i = 0; i < 32; i++)
+			labyrinth_free(lab, p[i]);
+	}
+	labyrinth_free(lab, keep);
+	return back;
+}
+
+Test(quarantine, trim_keeps_the_thread_caches_quarantine, .timeout = 60)
+{
+	int back = freed_comes_back_after_trim(NULL);
+	cr_assert_eq(back, 0, "a freed block came back right after trim %d times in 2,000", back);
+}
+
+Test(quarantine, trim_keeps_an_arenas_quarantine, .timeout = 60)
+{
+	labyrinth_t *lab = open_private(0);
+	int back = freed_comes_back_after_trim(lab);
+	cr_assert_eq(back, 0, "a freed block came back right after trim %d times in 2,000", back);
+	labyrinth_close(lab);
+}
+
+/* What trim gives back of a quarantine: the whole pages of its slots, which
+ * stay quarantined (a double free of one is still caught, see test_detect)
+ * and read as zero. */
+Test(quarantine, trim_gives_back_the_pages_of_quarantined_slots, .timeout = 60)
+{
+	enum { N = 64, SIZE = 12000 };
+	char *p[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = labyrinth_malloc(NULL, SIZE);
+		memset(p[i], 0x5a, SIZE);
+	}
+	long before = status_kib("VmRSS");
+	for (int i = 0; i < N; i++)
+		labyrinth_free(NULL, p[i]);     /* cleared in place: still resident */
+	labyrinth_trim(NULL);
+	long after = status_kib("VmRSS");
+	cr_assert_lt(after, before - N * 8, "VmRSS %ld kB before the frees, %ld kB after trim",
+		     before, after);
+}
+
+/* ---- threads that exited -------------------------------------------------- */
+
+enum { THREADS = 32, ROUNDS = 2048, BIG = 12000 };
+
+static pthread_barrier_t done, go;
+
+/* The audit's program: each thread fills and frees 12,000-byte blocks
+ * (together: then waits until the main thread has looked). */
+static void *fill_and_free(void *together)
+{
+	for (int i = 0; i < ROUNDS; i++) {
+		char *p = labyrinth_malloc(NULL, BIG);
+		memset(p, 1, BIG);
+		labyrinth_free(NULL, p);
+	}
+	if (together) {
+		pthread_barrier_wait(&done);
+		pthread_barrier_wait(&go);
+	}
+	return NULL;
+}
+
+/* VmRSS growth after the threads were joined; *alive (if together): while
+ * all 32 had freed everything and not yet exited. */
+static long threads_then_rss_growth(long *alive)
+{
+	pthread_t t[THREADS];
+	long before = status_kib("VmRSS");
+	if (alive) {
+		pthread_barrier_init(&done, NULL, THREADS + 1);
+		pthread_barrier_init(&go, NULL, THREADS + 1);
+	}
+	for (int i = 0; i < THREADS; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, fill_and_free, alive), 0);
+	if (alive) {
+		pthread_barrier_wait(&done);
+		*alive = status_kib("VmRSS") - before;
+		pthread_barrier_wait(&go);
+	}
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	return status_kib("VmRSS") - before;
+}
+
+/* The audit's program: 32 threads, joined, nothing live (on an older
+ * commit: 2 MB -> 394 MB). */
+Test(quarantine, exited_threads_quarantines_stay_small, .timeout = 120)
+{
+	long grown = threads_then_rss_growth(NULL);
+	cr_log_info("32 threads of 2,048 blocks of 12,000 bytes: VmRSS +%ld kB", grown);
+	cr_assert_lt(grown, 64 * 1024, "VmRSS grew by %ld kB", grown);
+}
+
+/* The same 32 threads, all alive once they are done: each quarantine holds
+ * at most 1 MiB resident (QUARANTINE_RESIDENT_MAX), where it held its
+ * 1,024 slots, 12 MiB, without that bound: 392 MB. Then they exit together,
+ * so 32 caches go idle at once: a cache that goes idle gives back the
+ * pages of its quarantined slots (they stay quarantined), so the pool pins
+ * nothing, where each idle cache kept its 1 MiB: 35 MB. */
+Test(quarantine, live_and_idle_quarantines_pin_little, .timeout = 120)
+{
+	long alive = 0, grown = threads_then_rss_growth(&alive);
+	cr_log_info("32 threads done and alive: VmRSS +%ld kB; exited: +%ld kB", alive, grown);
+	cr_assert_lt(alive, 64 * 1024, "VmRSS grew by %ld kB with the threads alive", alive);
+	cr_assert_lt(grown, 8 * 1024, "VmRSS grew by %ld kB after they exited", grown);
+}
+
+/* A thread whose first call is a free in a pthread key's destructor, after
+ * glibc ran its thread_local destructors (the first exit hook): its cache
+ * must still come back to the pool. 2,000 such threads. */
+static pthread_key_t handed;
+
+static void free_handed(void *p)
+{
+	labyrinth_free(NULL, p);
+}
+
+static void *hold_until_exit(void *p)
+{
+	pthread_setspecific(handed, p);
+	return NULL;
+}
+
+Test(quarantine, a_cache_made_in_a_key_destructor_comes_back, .timeout = 120)
+{
+	cr_assert_eq(pthread_key_create(&handed, free_handed), 0);
+	long before = 0;
+	for (int i = 0; i < 2001; i++) {
+		if (i == 1)
+			before = status_kib("VmRSS");
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, hold_until_exit, labyrinth_malloc(NULL, 100)), 0);
+		pthread_join(t, NULL);
+	}
+	long grown = status_kib("VmRSS") - before;
+	cr_log_info("2,000 threads whose only call is a free at exit: VmRSS +%ld kB", grown);
+	cr_assert_lt(grown, 8 * 1024, "VmRSS grew by %ld kB", grown);
+}
