@@ -23,7 +23,7 @@
 #define DEFAULT_WING_BYTES (32UL << 30)         /* process heap: 32 GiB per class */
 #define DEFAULT_MAX_ALLOC (64UL << 30)
 #define PRIVATE_WING_BYTES (1UL << 30)
-#define MIN_WING_BYTES (64UL << 20)
+#define MIN_WING_BYTES (2UL << 20)
 #define MAX_SPECS (SMALL_CLASSES + 160 + PAGE_ORDERS)
 
 static struct labyrinth *open_labs;          /* every open labyrinth */

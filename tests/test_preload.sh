@@ -21,6 +21,14 @@ for mode in markers mprotect; do
 		esac
 	done < <(run shim 2>&1)
 
+	# An address-space limit (ulimit -v) shrinks the maze rather than fail:
+	# a 2 GB limit once left every program "memory exhausted".
+	if out=$(ulimit -v 2000000; run first 2>&1) && [ -n "$out" ]; then
+		ok "$mode: a program runs under ulimit -v 2000000"
+	else
+		not_ok "$mode: under ulimit -v 2000000: $out"
+	fi
+
 	a=$(run first); b=$(run first); c=$(run first)
 	if [ -n "$a" ] && [ "$a" != "$b" ] && [ "$b" != "$c" ] && [ "$a" != "$c" ]; then
 		ok "$mode: first allocations differ between runs"
