@@ -24,6 +24,10 @@
 
 #define BATCH_MAX 32
 #define RELEASE_MAX 32
+/* A slot leaving the quarantine joins a batch only among this many others;
+ * else it goes back to its room, where a refill draws among all the free
+ * slots of the arena's rooms. */
+#define RECYCLE_MIN 8
 
 struct batch {
 	uint16_t n, cap;
@@ -114,11 +118,17 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 			return;
 		out = quarantine_leave(&tc->quarantine, &lab->maze, out);
 		/* Long out of use and chosen by the quarantine's random stage:
-		 * reuse it directly, skipping a lock and a room round trip. */
+		 * reuse it directly, skipping a lock and a room round trip, at
+		 * a random place of a batch that holds others. On top of the
+		 * batch, frees of other sizes (which move the quarantine on)
+		 * would make it the very next malloc of its size; into a
+		 * near-empty batch, one of the next few. */
 		struct batch *b = &tc->batch[out.cls];
-		if (b->n < b->cap) {
+		if (b->n >= RECYCLE_MIN && b->n < b->cap) {
 			slot_recycle(lab, out);
-			b->ref[b->n] = out;
+			uint32_t at = rng_pick(&tc->rng, b->n + 1u);
+			b->ref[b->n] = b->ref[at];
+			b->ref[at] = out;
 			tcache_order();
 			b->n++;
 			return;

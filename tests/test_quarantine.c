@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- trim ---------------------------------------------------------------- */
 
@@ -67,6 +68,40 @@ Test(quarantine, trim_gives_back_the_pages_of_quarantined_slots, .timeout = 60)
 	long after = status_kib("VmRSS");
 	cr_assert_lt(after, before - N * 8, "VmRSS %ld kB before the frees, %ld kB after trim",
 		     before, after);
+}
+
+/*
+ * The attack: free X, move the thread's quarantine on with frees of another
+ * size until X leaves it, then allocate X's size once, hoping for X. X must
+ * not be handed out first: it joins a batch at a random place among others,
+ * or goes back to its room. On top of the batch it came back 50 times in 50.
+ */
+static void *sprayed[20000];
+
+/* One try, in a child of its own (a fresh heap, as an attacker's process
+ * would be): exits 1 if the next malloc of X's size was X. */
+static void reclaim_after_flush(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 20000; i++)
+		sprayed[i] = labyrinth_malloc(NULL, 24);
+	char *x = sprayed[10000];
+	labyrinth_free(NULL, x);
+	for (int i = 0; i < 5000; i++)
+		labyrinth_free(NULL, labyrinth_malloc(NULL, 100));
+	_exit(labyrinth_malloc(NULL, 24) == x);
+}
+
+Test(quarantine, frees_of_other_sizes_do_not_aim_the_next_malloc, .timeout = 120)
+{
+	int hits = 0;
+	for (int trial = 0; trial < 50; trial++) {
+		struct outcome o = run_in_child(reclaim_after_flush, NULL);
+		cr_assert_eq(o.signal, 0, "%s", o.err);
+		hits += o.exit_code;
+	}
+	cr_log_info("the freed block was the next malloc of its size %d times in 50", hits);
+	cr_assert_leq(hits, 8, "the freed block came back first %d times in 50", hits);
 }
 
 /* ---- threads that exited -------------------------------------------------- */
