@@ -110,7 +110,8 @@ uint32_t pool_quarantine_push(struct pool_quarantine *q, uint32_t cell, uint64_t
 	uint32_t in = cell + 1;
 	if (q->nstage) {
 		uint32_t i = (uint32_t)(((uint64_t)(uint32_t)draw(q, n, gen_key) * q->nstage) >> 32);
-		in = atomic_exchange_explicit(&q->stage[i], in, memory_order_acq_rel);
+		uint64_t held = n << 32 | in;
+		in = (uint32_t)atomic_exchange_explicit(&q->stage[i], held, memory_order_acq_rel);
 		if (!in)
 			return CELL_NONE;
 	}
@@ -119,10 +120,11 @@ uint32_t pool_quarantine_push(struct pool_quarantine *q, uint32_t cell, uint64_t
 	return in ? in - 1 : CELL_NONE;
 }
 
-static uint32_t take_from(_Atomic uint32_t *places, uint32_t count, uint32_t start)
+/* The queue's places from the oldest (the one the next free overwrites). */
+static uint32_t take_from_fifo(struct pool_quarantine *q, uint64_t n)
 {
-	for (uint32_t k = 0; k < count; k++) {
-		_Atomic uint32_t *at = &places[(start + k) % count];
+	for (uint32_t k = 0; k < q->nfifo; k++) {
+		_Atomic uint32_t *at = &q->fifo[(n + k) % q->nfifo];
 		if (!atomic_load_explicit(at, memory_order_relaxed))
 			continue;
 		uint32_t held = atomic_exchange_explicit(at, 0, memory_order_acq_rel);
@@ -132,14 +134,46 @@ static uint32_t take_from(_Atomic uint32_t *places, uint32_t count, uint32_t sta
 	return CELL_NONE;
 }
 
-/* The queue's oldest first (the place the next free overwrites), then the stage. */
+/*
+ * The stage's longest held block: the one whose free number is furthest
+ * behind n. Taken with a compare-and-swap, so a block that a free put there
+ * meanwhile is not taken in its place; a few lost races, and any will do.
+ */
+static uint32_t take_from_stage(struct pool_quarantine *q, uint64_t n)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		uint64_t best = 0;
+		uint32_t best_age = 0, at = 0;
+		for (uint32_t i = 0; i < q->nstage; i++) {
+			uint64_t v = atomic_load_explicit(&q->stage[i], memory_order_relaxed);
+			uint32_t age = (uint32_t)n - (uint32_t)(v >> 32);
+			if (v && (!best || age > best_age)) {
+				best = v;
+				best_age = age;
+				at = i;
+			}
+		}
+		if (!best)
+			return CELL_NONE;
+		if (atomic_compare_exchange_strong_explicit(&q->stage[at], &best, 0,
+							    memory_order_acq_rel,
+							    memory_order_relaxed))
+			return (uint32_t)best - 1;
+	}
+	for (uint32_t i = 0; i < q->nstage; i++) {
+		uint32_t held = (uint32_t)atomic_exchange_explicit(&q->stage[i], 0,
+								   memory_order_acq_rel);
+		if (held)
+			return held - 1;
+	}
+	return CELL_NONE;
+}
+
 uint32_t pool_quarantine_take(struct pool_quarantine *q)
 {
 	uint64_t n = atomic_load_explicit(&q->frees, memory_order_relaxed);
-	uint32_t cell = q->nfifo ? take_from(q->fifo, q->nfifo, (uint32_t)(n % q->nfifo)) : CELL_NONE;
-	if (cell == CELL_NONE && q->nstage)
-		cell = take_from(q->stage, q->nstage, 0);
-	return cell;
+	uint32_t cell = take_from_fifo(q, n);
+	return cell == CELL_NONE ? take_from_stage(q, n) : cell;
 }
 
 uint64_t pool_quarantine_held(const struct pool_quarantine *q)

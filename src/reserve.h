@@ -51,7 +51,9 @@ struct pool_quarantine {
 	_Atomic uint64_t frees;         /* frees so far: the draws' counter, the queue's tail */
 	uint32_t nstage, nfifo;
 	uint64_t key[2];                /* the stage's draws: a keyed hash of the counter */
-	_Atomic uint32_t stage[POOL_STAGE_MAX];         /* cell + 1; 0: empty */
+	/* Free number << 32 | cell + 1; 0: empty. The number says which is
+	 * oldest when a reserve that ran dry takes from the stage. */
+	_Atomic uint64_t stage[POOL_STAGE_MAX];
 	_Atomic uint32_t fifo[POOL_FIFO_MAX];
 };
 
@@ -77,7 +79,8 @@ void pool_quarantine_init(struct pool_quarantine *q, uint32_t n, uint64_t k0, ui
 /* Lock-free: hold cell; the cell that leaves (for the reserve), or CELL_NONE.
  * gen_key, the process generation's key, keeps siblings' draws apart. */
 uint32_t pool_quarantine_push(struct pool_quarantine *q, uint32_t cell, uint64_t gen_key);
-/* Lock-free: take the oldest held cell, for a reserve that ran dry; CELL_NONE if none. */
+/* Lock-free: take the oldest held cell, for a reserve that ran dry (the
+ * queue's, else the stage's longest held); CELL_NONE if none. */
 uint32_t pool_quarantine_take(struct pool_quarantine *q);
 /* Cells held now (a moment old: for the statistics). */
 uint64_t pool_quarantine_held(const struct pool_quarantine *q);
