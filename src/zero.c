@@ -18,8 +18,11 @@
  * placement and the quarantine. The free's swap is made before it.
  */
 #include "zero.h"
+#include "aslr.h"
 #include "os.h"
 #include "report.h"
+
+#include <errno.h>
 
 #define SLOT_SHIFT 4                            /* malloc(0): 16 bytes apart */
 #define EXTENT_MIN 4096                         /* slots */
@@ -55,10 +58,18 @@ static size_t index_bytes(const struct zero_region *z)
 
 /* Both reservations, at the first zero-size request. The region is aligned
  * to ZERO_ALIGN_MAX so that an aligned block is a multiple of slots. */
+static char *reserve_apart(struct zero_region *z, size_t bytes, size_t align)
+{
+	char *p = aslr_reserve(&z->rng, bytes, align, false);
+	return p || errno == ENOMEM ? p : os_reserve(bytes);
+}
+
+/* Both at addresses of their own draw, as the maze's: where mmap would put
+ * them, a leaked zero-size pointer would say where the libraries are. */
 static bool zero_open(struct zero_region *z)
 {
-	char *mem = os_reserve(ZERO_BYTES + ZERO_ALIGN_MAX);
-	char *index = mem ? os_reserve(index_bytes(z)) : NULL;
+	char *mem = reserve_apart(z, ZERO_BYTES + ZERO_ALIGN_MAX, ZERO_ALIGN_MAX);
+	char *index = mem ? reserve_apart(z, index_bytes(z), PAGE_SIZE) : NULL;
 	if (!index || !os_protect_rw(index + PAGE_SIZE, QUARANTINE * sizeof(uint32_t))) {
 		if (index)
 			os_unmap(index, index_bytes(z));

@@ -5,7 +5,8 @@
  *   aslr_probe one
  *       run under the preload: allocate 64 bytes, print the maze's base, that
  *       allocation, the maze index's and the guarded region's addresses
- *       (LABYRINTH_SAMPLE set; else 0), and the load addresses of the C
+ *       (LABYRINTH_SAMPLE set; else 0), a zero-size block's (malloc(0): the
+ *       zero region), and the load addresses of the C
  *       library, the preload library, the program and the dynamic loader,
  *       in hex.
  *   aslr_probe runs N LIB [norandom]
@@ -34,7 +35,7 @@
 
 extern char **environ;
 
-enum { MAZE, FIRST, INDEX, GUARDED, LIBC, PRELOAD, PROG, LDSO, FIELDS };
+enum { MAZE, FIRST, INDEX, GUARDED, ZERO, LIBC, PRELOAD, PROG, LDSO, FIELDS };
 
 static uintptr_t load_base(const void *addr)
 {
@@ -46,16 +47,17 @@ static int one(void)
 {
 	labyrinth_t *(*get)(void) = (labyrinth_t * (*)(void)) dlsym(RTLD_DEFAULT, "labyrinth_default");
 	void *(*volatile alloc)(size_t) = malloc;
-	char *p = alloc(64);
-	if (!get || !p) {
+	char *p = alloc(64), *z = alloc(0);
+	if (!get || !p || !z) {
 		fprintf(stderr, "aslr_probe: not under the preload\n");
 		return 1;
 	}
 	struct labyrinth *lab = (struct labyrinth *)get();
 	const struct guarded_span *g = (const struct guarded_span *)lab->guarded;  /* its first field */
-	printf("%lx %lx %lx %lx %lx %lx %lx %lx\n", (unsigned long)(uintptr_t)lab->maze.base,
+	printf("%lx %lx %lx %lx %lx %lx %lx %lx %lx\n", (unsigned long)(uintptr_t)lab->maze.base,
 	       (unsigned long)(uintptr_t)p, (unsigned long)(uintptr_t)lab->maze.index,
-	       (unsigned long)(g ? (uintptr_t)g->base : 0), (unsigned long)load_base((void *)fputs),
+	       (unsigned long)(g ? (uintptr_t)g->base : 0), (unsigned long)(uintptr_t)z,
+	       (unsigned long)load_base((void *)fputs),
 	       (unsigned long)load_base((void *)get), (unsigned long)load_base((void *)one),
 	       (unsigned long)getauxval(AT_BASE));
 	return 0;
@@ -112,8 +114,8 @@ static bool run_one(char *self, char *lib, uintptr_t out[FIELDS])
 	}
 	FILE *f = fdopen(fds[0], "r");
 	unsigned long v[FIELDS];
-	int got = fscanf(f, "%lx %lx %lx %lx %lx %lx %lx %lx", &v[0], &v[1], &v[2], &v[3], &v[4],
-			 &v[5], &v[6], &v[7]);
+	int got = fscanf(f, "%lx %lx %lx %lx %lx %lx %lx %lx %lx", &v[0], &v[1], &v[2], &v[3],
+			 &v[4], &v[5], &v[6], &v[7], &v[8]);
 	fclose(f);
 	int st;
 	waitpid(pid, &st, 0);
@@ -136,8 +138,8 @@ static int runs(size_t n, char *self, char *lib, bool norandom)
 			return 1;
 		}
 	}
-	static const char *names[FIELDS] = { "maze", "first", "index", "guarded", "libc",
-					     "preload", "program", "loader" };
+	static const char *names[FIELDS] = { "maze", "first", "index", "guarded", "zero",
+					     "libc", "preload", "program", "loader" };
 	for (int f = 0; f < FIELDS; f++) {
 		for (size_t i = 0; i < n; i++)
 			v[i] = r[i][f];
@@ -145,7 +147,7 @@ static int runs(size_t n, char *self, char *lib, bool norandom)
 	}
 	/* Each of the allocator's reservations from each library, and the
 	 * maze from the other two. */
-	for (int a = MAZE; a <= GUARDED; a++) {
+	for (int a = MAZE; a <= ZERO; a++) {
 		for (int b = a + 1; b < FIELDS; b++) {
 			if (a == MAZE && b == FIRST)
 				continue;

@@ -61,6 +61,12 @@ for mode in randomised norandom; do
 	check "at_least $out guarded-libc 20" \
 		"$mode: the guarded region's address given libc's has 20 bits or more" \
 		"$(value "$out" guarded-libc) bits"
+	check "at_least $out maze-zero 20" \
+		"$mode: the maze's base given a zero-size block's address has 20 bits or more" \
+		"$(value "$out" maze-zero) bits"
+	check "at_least $out zero-libc 20" \
+		"$mode: a zero-size block's address given libc's has 20 bits or more" \
+		"$(value "$out" zero-libc) bits"
 	if [ $mode = norandom ]; then
 		check "[ \"\$(value $out libc)\" = 0.0 ]" \
 			"norandom: the kernel put the C library at one address" "$(value "$out" libc)"
