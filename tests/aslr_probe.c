@@ -5,8 +5,8 @@
  *   aslr_probe one
  *       run under the preload: allocate 64 bytes, print the maze's base, that
  *       allocation, the maze index's and the guarded region's addresses
- *       (LABYRINTH_SAMPLE set; else 0), a zero-size block's (malloc(0): the
- *       zero region), and the load addresses of the C
+ *       (LABYRINTH_SAMPLE set; else 0), the zero region's (made by a
+ *       malloc(0)), and the load addresses of the C
  *       library, the preload library, the program and the dynamic loader,
  *       in hex.
  *   aslr_probe runs N LIB [norandom]
@@ -56,7 +56,7 @@ static int one(void)
 	const struct guarded_span *g = (const struct guarded_span *)lab->guarded;  /* its first field */
 	printf("%lx %lx %lx %lx %lx %lx %lx %lx %lx\n", (unsigned long)(uintptr_t)lab->maze.base,
 	       (unsigned long)(uintptr_t)p, (unsigned long)(uintptr_t)lab->maze.index,
-	       (unsigned long)(g ? (uintptr_t)g->base : 0), (unsigned long)(uintptr_t)z,
+	       (unsigned long)(g ? (uintptr_t)g->base : 0), (unsigned long)atomic_load(&lab->zero.base),
 	       (unsigned long)load_base((void *)fputs),
 	       (unsigned long)load_base((void *)get), (unsigned long)load_base((void *)one),
 	       (unsigned long)getauxval(AT_BASE));

@@ -62,10 +62,10 @@ for mode in randomised norandom; do
 		"$mode: the guarded region's address given libc's has 20 bits or more" \
 		"$(value "$out" guarded-libc) bits"
 	check "at_least $out maze-zero 20" \
-		"$mode: the maze's base given a zero-size block's address has 20 bits or more" \
+		"$mode: the maze's base given the zero region's has 20 bits or more" \
 		"$(value "$out" maze-zero) bits"
 	check "at_least $out zero-libc 20" \
-		"$mode: a zero-size block's address given libc's has 20 bits or more" \
+		"$mode: the zero region's address given libc's has 20 bits or more" \
 		"$(value "$out" zero-libc) bits"
 	if [ $mode = norandom ]; then
 		check "[ \"\$(value $out libc)\" = 0.0 ]" \
