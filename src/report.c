@@ -5,6 +5,7 @@
  */
 #include "report.h"
 #include "config.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -120,7 +121,7 @@ __attribute__((constructor)) static void report_fd_note(void)
 	}
 }
 
-static void line_write_reports(struct line *l)
+void line_write_reports(struct line *l)
 {
 	line_write(l, STDERR_FILENO);
 	struct stat st;
@@ -164,6 +165,7 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 		line_str(&l, ")");
 	line_str(&l, "\n");
 	line_write_reports(&l);
+	fault_report_stacks(site->addr, line_write_reports);
 	if (config_get()->on_error != CFG_ON_ERROR_LOG)
 		abort();
 }
