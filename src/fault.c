@@ -30,8 +30,15 @@
 #include <stdatomic.h>
 #include <sys/auxv.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 static struct sigaction previous[2];    /* SIGSEGV, SIGBUS */
+
+/* Stack lines: stderr only (see fault_report_stacks). */
+static void line_to_stderr(struct line *l)
+{
+	line_write(l, STDERR_FILENO);
+}
 
 /* ---- the blocks around an address ------------------------------------- */
 
@@ -246,9 +253,9 @@ static bool explain(int sig, const siginfo_t *si, const ucontext_t *uc)
 	fault_line(sig, a, (uint64_t)uc->uc_mcontext.gregs[REG_ERR], &sc, kind, rel, b);
 	struct stack s;
 	stack_of_context(&s, uc);
-	stack_print(&s, "stack", line_write_reports);
+	stack_print(&s, "stack", line_to_stderr);
 	if (b && guarded_has(lab, (const void *)b->start))
-		block_stacks(lab, b, &s, line_write_reports);
+		block_stacks(lab, b, &s, line_to_stderr);
 	return true;
 }
 
@@ -309,8 +316,9 @@ void fault_install(void)
 
 /* ---- stacks in heap error reports -------------------------------------- */
 
-__attribute__((noinline)) void fault_report_stacks(const void *addr, void (*write)(struct line *))
+__attribute__((noinline)) void fault_report_stacks(const void *addr)
 {
+	void (*write)(struct line *) = line_to_stderr;
 	struct stack s;
 	stack_here(&s, 2);      /* this function and report_heap_error */
 	stack_print(&s, "stack", write);

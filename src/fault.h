@@ -40,9 +40,11 @@ void fault_install(void);
 
 /*
  * report.c, after a heap error's line: the reporting thread's stack and,
- * for a guarded block, where it was allocated and freed.
+ * for a guarded block, where it was allocated and freed. On stderr only:
+ * LABYRINTH_REPORT_FD carries the report's line, the one the labyrinth
+ * command names when the program dies.
  */
-void fault_report_stacks(const void *addr, void (*write)(struct line *));
+void fault_report_stacks(const void *addr);
 
 /* guarded.c: the scene around a in lab's guarded region (false: not in it);
  * the allocation (or free) stack of the block at start of generation gen. */

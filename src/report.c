@@ -165,7 +165,7 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 		line_str(&l, ")");
 	line_str(&l, "\n");
 	line_write_reports(&l);
-	fault_report_stacks(site->addr, line_write_reports);
+	fault_report_stacks(site->addr);
 	if (config_get()->on_error != CFG_ON_ERROR_LOG)
 		abort();
 }
