@@ -122,7 +122,6 @@ static bool maze_scene(const struct labyrinth *lab, uintptr_t a, struct fault_sc
 	}
 	if (a - (uintptr_t)m->reserved >= m->reserved_bytes)
 		return false;
-	sc->heap = true;
 	const struct wing *w = maze_wing_of(m, (const void *)a);
 	size_t off;
 	uint32_t cell = w ? wing_cell_of(w, (const void *)a, &off) : CELL_NONE;
@@ -147,16 +146,18 @@ static bool maze_scene(const struct labyrinth *lab, uintptr_t a, struct fault_sc
 
 static const char *const kind_words[] = {
 	"heap overflow", "heap underflow", "use after free",
-	"access to never-allocated heap", "access to allocator metadata",
+	"access to never-allocated heap", "access to allocator metadata", "",
 };
-enum { K_OVERFLOW, K_UNDERFLOW, K_AFTER_FREE, K_NEVER, K_METADATA };
+enum { K_OVERFLOW, K_UNDERFLOW, K_AFTER_FREE, K_NEVER, K_METADATA, K_PROGRAMS };
 
 /* An overflow or underflow stops at the first guard page past the block:
  * a fault farther than this from every live block is a wild access. */
 #define NEAR_BYTES (64UL << 10)
 
 /* Which block the fault is about (*b), how the address relates to it
- * (*rel: K_OVERFLOW, K_UNDERFLOW or K_AFTER_FREE), and the kind. */
+ * (*rel: K_OVERFLOW, K_UNDERFLOW or K_AFTER_FREE), and the kind.
+ * K_PROGRAMS: inside a live block's bytes, so the program made the page
+ * fault itself (a guard page of its own, say): its business, not ours. */
 static int verdict(const struct fault_scene *sc, uintptr_t a, const struct heap_block **b,
 		   int *rel)
 {
@@ -168,6 +169,8 @@ static int verdict(const struct fault_scene *sc, uintptr_t a, const struct heap_
 		*b = lo;
 		return *rel = K_AFTER_FREE;
 	}
+	if (lo->start && lo->live && a - lo->start < lo->size)
+		return K_PROGRAMS;
 	uintptr_t over = lo->start && lo->live && a >= lo->start + lo->size
 			 ? a - (lo->start + lo->size) : UINTPTR_MAX;
 	uintptr_t under = hi->start && hi->live ? hi->start - a : UINTPTR_MAX;
@@ -250,6 +253,8 @@ static bool explain(int sig, const siginfo_t *si, const ucontext_t *uc)
 	const struct heap_block *b;
 	int rel = K_NEVER;
 	int kind = verdict(&sc, a, &b, &rel);
+	if (kind == K_PROGRAMS)
+		return false;
 	fault_line(sig, a, (uint64_t)uc->uc_mcontext.gregs[REG_ERR], &sc, kind, rel, b);
 	struct stack s;
 	stack_of_context(&s, uc);

@@ -28,7 +28,6 @@ struct heap_block {
 struct fault_scene {
 	struct heap_block below, above;
 	const char *metadata;   /* which metadata, or NULL */
-	bool heap;              /* in the labyrinth's heap at all */
 };
 
 /*

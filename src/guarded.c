@@ -558,7 +558,6 @@ bool guarded_scene(const struct labyrinth *lab, const void *a, struct fault_scen
 	}
 	if (!guarded_has(lab, a))
 		return false;
-	sc->heap = true;
 	size_t page = (size_t)((const char *)a - g->span.base) / PAGE_SIZE;
 	size_t hi = atomic_load_explicit(&((struct guarded *)g)->hiwater, memory_order_acquire);
 	/* A run covering the page or ending just before it starts at most a

@@ -93,6 +93,9 @@ fi
 run -- foreign
 check 'segv && ! has "labyrinth:"' \
 	"a fault outside the heap dies of SIGSEGV, unexplained" "rc $rc: $err"
+run -- own-guard
+check 'segv && ! has "labyrinth:"' \
+	"a fault inside a live block (the program's own guard page) is the program's" "rc $rc: $err"
 run -- own-handler
 check 'grep -qx "chained" <<<"$out" && grep -qx "after foreign fault" <<<"$out"' \
 	"a handler installed before labyrinth's still gets the program's faults" "rc $rc: $out"
