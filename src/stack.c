@@ -201,6 +201,25 @@ static bool cie_parse(const uint8_t *c, struct cie *out)
 	return true;
 }
 
+/* The module holding pc: its .eh_frame_hdr and link map. */
+static bool object_of(uintptr_t pc, const uint8_t **eh_frame_hdr, const struct link_map **lm)
+{
+#ifdef HAVE__DL_FIND_OBJECT
+	struct dl_find_object dfo;
+	if (_dl_find_object((void *)pc, &dfo) != 0)
+		return false;
+	*eh_frame_hdr = dfo.dlfo_eh_frame;
+	*lm = dfo.dlfo_link_map;
+	return true;
+#else
+	/* Before glibc 2.35 the only ways in take the loader's lock. */
+	(void)pc;
+	(void)eh_frame_hdr;
+	(void)lm;
+	return false;
+#endif
+}
+
 /* ---- running the call frame program ------------------------------------ */
 
 struct cfa_run {
@@ -301,10 +320,11 @@ static bool cfa_program(struct cfa_run *r, const uint8_t *p, const uint8_t *end)
 /* The unwind row that holds at pc (an instruction of the frame's function). */
 static bool row_at(uintptr_t pc, struct row *row)
 {
-	struct dl_find_object dfo;
-	if (_dl_find_object((void *)pc, &dfo) != 0 || !dfo.dlfo_eh_frame)
+	const uint8_t *hdr;
+	const struct link_map *lm;
+	if (!object_of(pc, &hdr, &lm) || !hdr)
 		return false;
-	const uint8_t *f = fde_search(dfo.dlfo_eh_frame, pc);
+	const uint8_t *f = fde_search(hdr, pc);
 	if (!f || LOAD(uint32_t, f) == 0 || LOAD(uint32_t, f) == 0xffffffff)
 		return false;
 	struct cie cie;
@@ -482,12 +502,12 @@ static void frame_line(struct line *l, unsigned i, uintptr_t pc)
 	line_str(l, "labyrinth:     #");
 	line_dec(l, i);
 	line_str(l, " ");
-	struct dl_find_object dfo;
-	if (_dl_find_object((void *)pc, &dfo) != 0 || !dfo.dlfo_link_map) {
+	const uint8_t *hdr;
+	const struct link_map *lm;
+	if (!object_of(pc, &hdr, &lm) || !lm) {
 		line_hex(l, pc);
 		return;
 	}
-	const struct link_map *lm = dfo.dlfo_link_map;
 	uintptr_t start;
 	const char *fn = function_of(lm, pc, &start);
 	if (fn) {
