@@ -73,9 +73,12 @@ check 'grep -A2 "labyrinth: freed by:" <<<"$err" | grep -q "double_free_here+0x"
 	"guard-all: a double free names the first free and the allocation" "$err"
 
 # The report also goes to LABYRINTH_REPORT_FD (a pipe, as the command uses).
+mkfifo "$tmp/fifo"
+cat "$tmp/fifo" >"$tmp/fd7" &
+reader=$!
 env LABYRINTH_REPORT_FD=7 LD_PRELOAD="$lib" "$bin/fault_probe" write 20480 20000 \
-	7> >(cat >"$tmp/fd7") >/dev/null 2>&1
-sleep 0.2
+	7>"$tmp/fifo" >/dev/null 2>&1
+wait $reader
 check '[ "$(wc -l <"$tmp/fd7")" -eq 1 ] && grep -q "^labyrinth: SIGSEGV: heap overflow, write at" "$tmp/fd7"' \
 	"the report's line goes to LABYRINTH_REPORT_FD too, its stack does not" "$(cat "$tmp/fd7")"
 # ... so that the labyrinth command names it when the program dies.
