@@ -24,6 +24,7 @@
 #include "annotate.h"
 #include "canary.h"
 #include "config.h"
+#include "fault.h"
 #include "os.h"
 #include "report.h"
 #include "version.h"
@@ -38,6 +39,7 @@
 #define GUARDED_MAX (64UL << 20)        /* larger requests go the ordinary way */
 #define MARK_CHUNK_PAGES 4096           /* markers installed 16 MiB ahead at a time */
 #define NO_PAGE SIZE_MAX
+#define TRACE_SLOTS 8192                /* blocks whose stacks are kept */
 
 /* Out of line, at the index of the run's first page (the page of the block). */
 struct grec {
@@ -48,8 +50,21 @@ struct grec {
 	uint64_t key;           /* canary key, new for every block */
 };
 
+/*
+ * Where a block was allocated and freed, for its reports. A fixed table,
+ * slot by the run's first page: bounded memory (2.2 MiB of address space,
+ * touched as used), and a slot is taken over by a later run whose first
+ * page shares it, so the stacks of old blocks are lost first. The tag
+ * names the run and the generation of the block the slot holds.
+ */
+struct trace {
+	_Atomic uint64_t tag;
+	struct stack alloc, freed;
+};
+
 struct guarded {
 	struct guarded_span span;       /* first: guarded_has() reads it */
+	struct trace *traces;
 	bool markers;
 	unsigned sample;                /* 0: every allocation */
 	uint64_t *taken;                /* bit per page: part of a live run */
@@ -101,18 +116,20 @@ static bool index_map(struct guarded *g)
 {
 	size_t bits = GUARDED_PAGES / 8;
 	size_t recs = GUARDED_PAGES * sizeof(struct grec);
-	g->index_bytes = bits + recs + 3 * PAGE_SIZE;
+	size_t traces = (TRACE_SLOTS * sizeof(struct trace) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+	g->index_bytes = bits + recs + traces + 4 * PAGE_SIZE;
 	g->index = aslr_reserve(&g->rng, g->index_bytes, PAGE_SIZE, false);
 	if (!g->index && errno != ENOMEM)
 		g->index = os_reserve(g->index_bytes);
 	if (!g->index)
 		return false;
-	/* Guard pages around and between the bitmap and the records. */
-	char *b = g->index + PAGE_SIZE, *r = b + bits + PAGE_SIZE;
-	if (!os_protect_rw(b, bits) || !os_protect_rw(r, recs))
+	/* Guard pages around and between the bitmap, the records and the traces. */
+	char *b = g->index + PAGE_SIZE, *r = b + bits + PAGE_SIZE, *t = r + recs + PAGE_SIZE;
+	if (!os_protect_rw(b, bits) || !os_protect_rw(r, recs) || !os_protect_rw(t, traces))
 		return false;
 	g->taken = (uint64_t *)b;
 	g->recs = (struct grec *)r;
+	g->traces = (struct trace *)t;
 	return true;
 }
 
@@ -310,8 +327,20 @@ static size_t canaries_damage(const struct grec *r, const char *run, uint64_t v)
  * a page), so the run is the block's span rounded up to align, in pages.
  * Under the lock, so the sweep never sees a run before its canaries.
  */
+static uint64_t trace_tag(size_t at, uint64_t gen)
+{
+	return (uint64_t)at << 38 | (gen & ((1ULL << 38) - 1));
+}
+
+static struct trace *trace_of(const struct guarded *g, size_t at)
+{
+	return &g->traces[at % TRACE_SLOTS];
+}
+
 static void *block_alloc(struct guarded *g, size_t size, size_t align)
 {
+	struct stack st;
+	stack_here(&st, 2);     /* block_alloc and guarded_take */
 	size_t span = size ? size : 16;         /* malloc(0): 16 canary bytes */
 	size_t bytes = (span + align - 1) & ~(align - 1);
 	size_t npages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -336,6 +365,12 @@ static void *block_alloc(struct guarded *g, size_t size, size_t align)
 	canaries_write(r, run, p, version_read(&r->version));
 	annotate_noaccess(run, r->in_page);
 	annotate_alloc(p, size, bytes);
+	struct trace *t = trace_of(g, at);
+	atomic_store_explicit(&t->tag, 0, memory_order_relaxed);
+	t->alloc = st;
+	t->freed.n = 0;
+	atomic_store_explicit(&t->tag, trace_tag(at, v_gen(version_read(&r->version))),
+			      memory_order_release);
 	pthread_mutex_unlock(&g->lock);
 	atomic_fetch_add_explicit(&g->allocs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&g->live_bytes, npages * PAGE_SIZE, memory_order_relaxed);
@@ -419,8 +454,13 @@ void guarded_free(struct labyrinth *lab, void *p, int kind, size_t expect)
 	annotate_noaccess(run, r->in_page);
 	atomic_fetch_add_explicit(&g->frees, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&g->live_bytes, n * PAGE_SIZE, memory_order_relaxed);
+	struct stack st;
+	stack_here(&st, 1);
 	/* Closed under the lock, so the sweep never reads a page as it closes. */
 	pthread_mutex_lock(&g->lock);
+	struct trace *t = trace_of(g, at);
+	if (atomic_load_explicit(&t->tag, memory_order_relaxed) == trace_tag(at, v_gen(seen)))
+		t->freed = st;
 	run_close(g, at, n);
 	mark_taken(g, at, n, false);
 	pthread_mutex_unlock(&g->lock);
@@ -510,4 +550,58 @@ void guarded_unlock(struct guarded *g)
 {
 	if (g)
 		pthread_mutex_unlock(&g->lock);
+}
+
+/* ---- explaining faults (fault.c, in a signal handler: no lock) ------- */
+
+bool guarded_scene(const struct labyrinth *lab, const void *a, struct fault_scene *sc)
+{
+	const struct guarded *g = lab->guarded;
+	if (!g)
+		return false;
+	if ((uintptr_t)a - (uintptr_t)g->index < g->index_bytes) {
+		sc->metadata = "the guarded region's records";
+		return true;
+	}
+	if (!guarded_has(lab, a))
+		return false;
+	size_t page = (size_t)((const char *)a - g->span.base) / PAGE_SIZE;
+	size_t hi = atomic_load_explicit(&((struct guarded *)g)->hiwater, memory_order_acquire);
+	/* A run covering the page or ending just before it starts at most a
+	 * largest run and its guard below it; one just after it, one page on. */
+	size_t from = page > GUARDED_MAX / PAGE_SIZE + 1 ? page - GUARDED_MAX / PAGE_SIZE - 1 : 0;
+	for (size_t i = from < g->lo ? g->lo : from; i <= page + 1 && i < hi; i++) {
+		const struct grec *r = &g->recs[i];
+		uint64_t v = version_read((version_t *)&r->version);
+		if (!v_gen(v) || i + r->npages + 1 < page)
+			continue;
+		struct heap_block b = {
+			.start = (uintptr_t)g->span.base + i * PAGE_SIZE + r->in_page,
+			.size = r->size, .span = (size_t)r->npages * PAGE_SIZE - r->in_page,
+			.gen = v_gen(v), .live = v_state(v) == V_OWNED,
+		};
+		struct heap_block *slot = b.start <= (uintptr_t)a ? &sc->below : &sc->above;
+		if (!slot->start || (slot == &sc->below ? b.start > slot->start : b.start < slot->start))
+			*slot = b;
+	}
+	return true;
+}
+
+/* A stack of the block at start whose generation is gen; a slot since
+ * taken over by another run gives none (n = 0). The block's allocation
+ * bumped its generation once, its free once more. One at a time: the
+ * caller may be on a small alternate stack. */
+void guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen, bool freed,
+		   struct stack *out)
+{
+	const struct guarded *g = lab->guarded;
+	size_t at = (start - (uintptr_t)g->span.base) / PAGE_SIZE;
+	const struct trace *t = trace_of(g, at);
+	out->n = 0;
+	uint64_t tag = atomic_load_explicit(&((struct trace *)t)->tag, memory_order_acquire);
+	if (tag != trace_tag(at, gen) && tag != trace_tag(at, gen - 1))
+		return;
+	*out = freed ? t->freed : t->alloc;
+	if (out->n > STACK_FRAMES)
+		out->n = 0;
 }

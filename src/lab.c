@@ -5,6 +5,7 @@
 #include "lab.h"
 #include "canary.h"
 #include "config.h"
+#include "fault.h"
 #include "generation.h"
 #include "guarded.h"
 #include "large.h"
@@ -252,6 +253,7 @@ static void default_create(void)
 	if (config_get()->stats)
 		stats_hold_stderr();
 	atomic_store_explicit(&lab_default_ptr, lab_create(NULL, true), memory_order_release);
+	fault_install();
 }
 
 struct labyrinth *lab_default_create(void)

@@ -13,6 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* fault.c's, in the library; weak, so that the labyrinth command, which
+ * links this file for its warnings, need not bring the unwinder along. */
+void fault_report_stacks(const void *addr) __attribute__((weak));
+
 static const char *const error_words[] = {
 	[ERR_DOUBLE_FREE] = "double free",
 	[ERR_INVALID_FREE] = "invalid free",
@@ -123,7 +127,7 @@ __attribute__((constructor)) static void report_fd_note(void)
 	}
 }
 
-static void line_write_reports(struct line *l)
+void line_write_reports(struct line *l)
 {
 	line_write(l, STDERR_FILENO);
 	struct stat st;
@@ -171,6 +175,8 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 		line_str(&l, ")");
 	line_str(&l, "\n");
 	line_write_reports(&l);
+	if (fault_report_stacks)        /* the labyrinth command has no stacks to add */
+		fault_report_stacks(site->addr);
 	if (config_get()->on_error != CFG_ON_ERROR_LOG)
 		abort();
 }

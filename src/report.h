@@ -86,5 +86,7 @@ const char *dec_digits(char tmp[DEC_DIGITS_MAX], uint64_t v);
 const char *hex_digits(char tmp[DEC_DIGITS_MAX], uint64_t v);
 void line_hex(struct line *l, uint64_t v);
 void line_write(struct line *l, int fd);
+/* To stderr, and to LABYRINTH_REPORT_FD while it is still the same pipe. */
+void line_write_reports(struct line *l);
 
 #endif

@@ -175,3 +175,21 @@ unsigned long long rooms_open_but_flush(labyrinth_t *lab)
 			n += l->maze.wings[i].open_rooms;
 	return n;
 }
+
+bool one_report(const char *err)
+{
+	const char *nl = strchr(err, '\n');
+	if (!nl)
+		return false;
+	for (const char *l = nl + 1; *l; l = nl + 1) {
+		if (strncmp(l, "labyrinth:     #", 16) != 0 &&
+		    strncmp(l, "labyrinth: stack:", 17) != 0 &&
+		    strncmp(l, "labyrinth: allocated by:", 24) != 0 &&
+		    strncmp(l, "labyrinth: freed by:", 20) != 0)
+			return false;
+		nl = strchr(l, '\n');
+		if (!nl)
+			return false;
+	}
+	return true;
+}

@@ -16,6 +16,10 @@ struct outcome {
 /* Run fn(arg) in a forked child; its stderr is captured. */
 struct outcome run_in_child(void (*fn)(void *), void *arg);
 
+/* True if err is one report line, then only the lines of its stacks
+ * ("labyrinth: stack:", "labyrinth: allocated by:", frames "labyrinth:     #"). */
+bool one_report(const char *err);
+
 /* True if reading the byte at addr faults (probed in a child). */
 bool read_faults(const void *addr);
 /* True if writing the byte at addr faults (probed in a child). */

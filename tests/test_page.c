@@ -65,7 +65,7 @@ static void expect_report(void (*fn)(void *), void *arg, const char *start, cons
 	cr_assert(strncmp(o.err, start, strlen(start)) == 0, "expected '%s...', got '%s'", start,
 		  o.err);
 	cr_assert(!part || strstr(o.err, part), "expected '%s' in '%s'", part, o.err);
-	cr_assert(strchr(o.err, '\n') == o.err + strlen(o.err) - 1, "more than one line: %s", o.err);
+	cr_assert(one_report(o.err), "more than one report line: %s", o.err);
 }
 
 static void double_free_page(void *arg)

@@ -123,7 +123,7 @@ static void expect_report(void (*fn)(void *), const char *line_start)
 		     o.signal, o.exit_code, o.err);
 	cr_assert(strncmp(o.err, line_start, strlen(line_start)) == 0,
 		  "expected a line starting '%s', got '%s'", line_start, o.err);
-	cr_assert(strchr(o.err, '\n') == o.err + strlen(o.err) - 1, "more than one line: %s", o.err);
+	cr_assert(one_report(o.err), "more than one report line: %s", o.err);
 }
 
 static void double_free(void *arg)

@@ -1,0 +1,334 @@
+/*
+ * fault: the fault explainer. A guard page that stops an overflow, or a
+ * closed room that stops a use after free, shows up as a bare SIGSEGV; this
+ * handler says what it was: the kind, read or write, the address, the block
+ * it hit or the nearest live one and how far from it, then the stack. Then
+ * the process dies of the signal as it would have without it.
+ *
+ * Everything here runs in a signal handler, possibly on a small alternate
+ * stack, in a thread that may hold any of the allocator's locks: it takes no
+ * lock, allocates nothing, and reads the maze index the way the index
+ * allows without one (records below a wing's extent are mapped; a record
+ * being rewritten reads as one version or the next, and a report from a
+ * moment's old state is still right about the fault).
+ *
+ * Chaining: the handler is installed when the default labyrinth opens. A
+ * fault it does not explain goes to the handler that was there before (or
+ * the default action); one it explains is reported, the previous
+ * disposition is put back, and the handler returns, so the access faults
+ * again and meets what it would have met without labyrinth. A program that
+ * installs its own handler later simply replaces this one.
+ */
+#include "fault.h"
+#include "guarded.h"
+#include "large.h"
+#include "reserve.h"
+#include "room.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/auxv.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+static struct sigaction previous[2];    /* SIGSEGV, SIGBUS */
+
+/* Stack lines: stderr only (see fault_report_stacks). */
+static void line_to_stderr(struct line *l)
+{
+	line_write(l, STDERR_FILENO);
+}
+
+/* ---- the blocks around an address ------------------------------------- */
+
+static void consider(struct fault_scene *sc, uintptr_t a, const struct heap_block *b)
+{
+	if (!b->gen)
+		return;         /* never allocated */
+	if (b->start <= a) {
+		if (!sc->below.start || b->start > sc->below.start)
+			sc->below = *b;
+	} else if (!sc->above.start || b->start < sc->above.start) {
+		sc->above = *b;
+	}
+}
+
+static void version_into(struct heap_block *b, const version_t *v)
+{
+	uint64_t x = version_read((version_t *)v);
+	b->gen = v_gen(x);
+	b->live = v_state(x) == V_OWNED;
+}
+
+/* Slot `slot` of a small room (past its last: the last). */
+static void small_block(const struct wing *w, uint32_t cell, size_t slot, struct heap_block *b)
+{
+	struct room *r = room_of(w, cell);
+	uint16_t n = slots_per_room(w);
+	if (n == 0)
+		return;
+	if (slot >= n)
+		slot = n - 1u;
+	b->start = (uintptr_t)cell_addr(w, cell) + (size_t)slot * w->class_size;
+	b->size = *slot_size(w, r, (uint16_t)slot);
+	b->span = w->class_size;
+	b->class_size = w->class_size;
+	version_into(b, slot_version(r, (uint16_t)slot));
+}
+
+static void large_block(const struct wing *w, uint32_t cell, struct heap_block *b)
+{
+	const struct large *r = cell_record(w, cell);
+	b->start = (uintptr_t)cell_addr(w, cell) + (size_t)r->first_page * PAGE_SIZE;
+	b->size = r->size;
+	b->span = (size_t)r->npages * PAGE_SIZE;
+	b->class_size = w->class_size;
+	version_into(b, &r->version);
+}
+
+static void page_block(const struct wing *w, uint32_t cell, struct heap_block *b)
+{
+	const struct page_rec *r = page_rec_of(w, cell);
+	b->start = (uintptr_t)cell_addr(w, cell);
+	b->size = b->span = w->room_bytes;
+	version_into(b, &r->version);
+}
+
+/* The block of cell `cell` nearest to offset `off` in it (small rooms: the
+ * slot there; past the slots, the last; SIZE_MAX, the first). */
+static void cell_block(const struct labyrinth *lab, const struct wing *w, uint32_t cell,
+		       size_t off, struct heap_block *b)
+{
+	*b = (struct heap_block){ 0 };
+	if (wing_is_page(lab, w))
+		page_block(w, cell, b);
+	else if (!wing_is_small(lab, w))
+		large_block(w, cell, b);
+	else
+		small_block(w, cell, off == SIZE_MAX ? 0 : off / w->class_size, b);
+}
+
+static bool maze_scene(const struct labyrinth *lab, uintptr_t a, struct fault_scene *sc)
+{
+	const struct maze *m = &lab->maze;
+	if (a - (uintptr_t)m->index < m->index_bytes) {
+		sc->metadata = "the maze index";
+		return true;
+	}
+	if (a - ((uintptr_t)lab - PAGE_SIZE) < lab->self_bytes) {
+		sc->metadata = "the labyrinth's arenas";
+		return true;
+	}
+	if (a - (uintptr_t)m->reserved >= m->reserved_bytes)
+		return false;
+	const struct wing *w = maze_wing_of(m, (const void *)a);
+	size_t off;
+	uint32_t cell = w ? wing_cell_of(w, (const void *)a, &off) : CELL_NONE;
+	if (cell == CELL_NONE)
+		return true;    /* outside every extent: never allocated */
+	uint32_t ext = atomic_load_explicit(&((struct wing *)w)->ext_cells, memory_order_acquire);
+	struct heap_block b;
+	cell_block(lab, w, cell, off < w->room_bytes ? off : SIZE_MAX - 1, &b);
+	consider(sc, a, &b);
+	if (cell > 0) {
+		cell_block(lab, w, cell - 1, SIZE_MAX - 1, &b);
+		consider(sc, a, &b);
+	}
+	if (cell + 1 < ext) {
+		cell_block(lab, w, cell + 1, SIZE_MAX, &b);
+		consider(sc, a, &b);
+	}
+	return true;
+}
+
+/* ---- the report --------------------------------------------------------- */
+
+static const char *const kind_words[] = {
+	"heap overflow", "heap underflow", "use after free",
+	"access to never-allocated heap", "access to allocator metadata", "",
+};
+enum { K_OVERFLOW, K_UNDERFLOW, K_AFTER_FREE, K_NEVER, K_METADATA, K_PROGRAMS };
+
+/* An overflow or underflow stops at the first guard page past the block:
+ * a fault farther than this from every live block is a wild access. */
+#define NEAR_BYTES (64UL << 10)
+
+/* Which block the fault is about (*b), how the address relates to it
+ * (*rel: K_OVERFLOW, K_UNDERFLOW or K_AFTER_FREE), and the kind.
+ * K_PROGRAMS: inside a live block's bytes, so the program made the page
+ * fault itself (a guard page of its own, say): its business, not ours. */
+static int verdict(const struct fault_scene *sc, uintptr_t a, const struct heap_block **b,
+		   int *rel)
+{
+	const struct heap_block *lo = &sc->below, *hi = &sc->above;
+	*b = NULL;
+	if (sc->metadata)
+		return K_METADATA;
+	if (lo->start && !lo->live && a - lo->start < lo->span + PAGE_SIZE) {
+		*b = lo;
+		return *rel = K_AFTER_FREE;
+	}
+	if (lo->start && lo->live && a - lo->start < lo->size)
+		return K_PROGRAMS;
+	uintptr_t over = lo->start && lo->live && a >= lo->start + lo->size
+			 ? a - (lo->start + lo->size) : UINTPTR_MAX;
+	uintptr_t under = hi->start && hi->live ? hi->start - a : UINTPTR_MAX;
+	if (over == UINTPTR_MAX && under == UINTPTR_MAX)
+		return K_NEVER;
+	*b = over <= under ? lo : hi;
+	*rel = over <= under ? K_OVERFLOW : K_UNDERFLOW;
+	return (over <= under ? over : under) < NEAR_BYTES ? *rel : K_NEVER;
+}
+
+static void bytes_words(struct line *l, uint64_t n, const char *rest)
+{
+	line_dec(l, n);
+	line_str(l, n == 1 ? " byte" : " bytes");
+	line_str(l, rest);
+}
+
+static void block_words(struct line *l, int kind, int rel, uintptr_t a,
+			const struct heap_block *b)
+{
+	line_str(l, kind == K_NEVER ? " (the nearest live block: " : " (");
+	if (rel == K_OVERFLOW)
+		bytes_words(l, a - (b->start + b->size), " past the end of a ");
+	else if (rel == K_UNDERFLOW)
+		bytes_words(l, b->start - a, " before a ");
+	else if (a < b->start + b->size)
+		bytes_words(l, a - b->start, " into a freed ");
+	else
+		bytes_words(l, a - (b->start + b->size), " past the end of a freed ");
+	line_dec(l, b->size);
+	line_str(l, "-byte block at ");
+	line_hex(l, b->start);
+	if (b->class_size) {
+		line_str(l, ", class ");
+		line_dec(l, b->class_size);
+		line_str(l, " B");
+	}
+	line_str(l, ")");
+}
+
+static void fault_line(int sig, uintptr_t a, uint64_t err, const struct fault_scene *sc,
+		       int kind, int rel, const struct heap_block *b)
+{
+	struct line l = { .len = 0 };
+	line_str(&l, sig == SIGBUS ? "labyrinth: SIGBUS: " : "labyrinth: SIGSEGV: ");
+	line_str(&l, kind_words[kind]);
+	line_str(&l, err & 0x10 ? ", execute at " : err & 2 ? ", write at " : ", read at ");
+	line_hex(&l, a);
+	if (b)
+		block_words(&l, kind, rel, a, b);
+	else if (sc->metadata) {
+		line_str(&l, " (");
+		line_str(&l, sc->metadata);
+		line_str(&l, ")");
+	}
+	line_str(&l, "\n");
+	line_write_reports(&l);
+}
+
+/* Where a guarded block was allocated and, if it was, freed. */
+static void block_stacks(const struct labyrinth *lab, const struct heap_block *b,
+			 struct stack *s, void (*write)(struct line *))
+{
+	guarded_stack(lab, b->start, b->gen, false, s);
+	stack_print(s, "allocated by", write);
+	if (b->live)
+		return;
+	guarded_stack(lab, b->start, b->gen, true, s);
+	stack_print(s, "freed by", write);
+}
+
+/* The report, if a lies in the default labyrinth's memory. */
+static bool explain(int sig, const siginfo_t *si, const ucontext_t *uc)
+{
+	const struct labyrinth *lab = lab_default_if_open();
+	uintptr_t a = (uintptr_t)si->si_addr;
+	struct fault_scene sc = { 0 };
+	if (!lab || !(guarded_scene(lab, si->si_addr, &sc) || maze_scene(lab, a, &sc)))
+		return false;
+	const struct heap_block *b;
+	int rel = K_NEVER;
+	int kind = verdict(&sc, a, &b, &rel);
+	if (kind == K_PROGRAMS)
+		return false;
+	fault_line(sig, a, (uint64_t)uc->uc_mcontext.gregs[REG_ERR], &sc, kind, rel, b);
+	struct stack s;
+	stack_of_context(&s, uc);
+	stack_print(&s, "stack", line_to_stderr);
+	if (b && guarded_has(lab, (const void *)b->start))
+		block_stacks(lab, b, &s, line_to_stderr);
+	return true;
+}
+
+/* ---- the handler ------------------------------------------------------- */
+
+/* What the signal would have met without us. */
+static void chain(int sig, siginfo_t *si, void *uc, struct sigaction *old)
+{
+	bool dfl = !(old->sa_flags & SA_SIGINFO) && old->sa_handler == SIG_DFL;
+	bool ign = !(old->sa_flags & SA_SIGINFO) && old->sa_handler == SIG_IGN;
+	if (!dfl && !ign) {
+		void (*fn)(int, siginfo_t *, void *) = old->sa_sigaction;
+		void (*plain)(int) = old->sa_handler;
+		bool info = old->sa_flags & SA_SIGINFO;
+		if (old->sa_flags & SA_RESETHAND) {
+			old->sa_handler = SIG_DFL;
+			old->sa_flags &= ~(SA_SIGINFO | SA_RESETHAND);
+		}
+		if (info)
+			fn(sig, si, uc);
+		else
+			plain(sig);
+		return;
+	}
+	if (ign && si->si_code <= 0)
+		return;         /* sent and ignored */
+	/* Fault: the access runs again and meets the default action. Sent: it
+	 * is raised again, pending until this handler returns. */
+	sigaction(sig, old, NULL);
+	if (si->si_code <= 0)
+		raise(sig);
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+	int saved = errno;
+	struct sigaction *old = &previous[sig == SIGBUS];
+	if (si->si_code > 0 && si->si_code < SI_KERNEL && explain(sig, si, uc))
+		sigaction(sig, old, NULL);
+	else
+		chain(sig, si, uc, old);
+	errno = saved;
+}
+
+void fault_install(void)
+{
+	static atomic_flag done = ATOMIC_FLAG_INIT;
+	if (atomic_flag_test_and_set(&done) || getauxval(AT_SECURE))
+		return;
+	/* SA_ONSTACK: a program's alternate stack (for its own stack overflows)
+	 * is used if it has one; the handler needs well under 4 KiB of it. */
+	struct sigaction sa = { .sa_sigaction = on_fault,
+				.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &previous[0]);
+	sigaction(SIGBUS, &sa, &previous[1]);
+}
+
+/* ---- stacks in heap error reports -------------------------------------- */
+
+__attribute__((noinline)) void fault_report_stacks(const void *addr)
+{
+	void (*write)(struct line *) = line_to_stderr;
+	struct stack s;
+	stack_here(&s, 2);      /* this function and report_heap_error */
+	stack_print(&s, "stack", write);
+	const struct labyrinth *lab = lab_default_if_open();
+	struct fault_scene sc = { 0 };
+	if (lab && guarded_scene(lab, addr, &sc) && sc.below.start)
+		block_stacks(lab, &sc.below, &s, write);
+}

@@ -1,0 +1,541 @@
+/*
+ * stack: an unwinder of our own, over the .eh_frame tables every x86-64
+ * module carries (the ABI requires them; gcc and clang emit them by
+ * default), so that programs built without frame pointers still unwind.
+ *
+ * Why not a library: libunwind would be loaded into every process that runs
+ * on the allocator, and glibc's backtrace() dlopens libgcc_s at its first
+ * call, which allocates (inside malloc, or in a signal handler) unless it is
+ * warmed at start-up, a dlopen for every shell. This walk needs neither: a
+ * module's unwind table is found with _dl_find_object (glibc 2.35), which
+ * takes no lock and is async-signal-safe, and the tables are only read. It
+ * follows the rules of the call frame that compilers emit for ordinary code
+ * (the CFA from rsp or rbp plus an offset, saved registers at offsets from
+ * it); a frame whose rule is a DWARF expression (PLT stubs, the signal
+ * trampoline, stack-realigning prologues) ends the walk there.
+ *
+ * A corrupt stack must not send the walk into unmapped memory: each frame's
+ * CFA must lie above the last one, within MAX_FRAME, and the slots read must
+ * lie between the two. The outermost frames (_start, a thread's start)
+ * mark the return address undefined, which ends the walk.
+ */
+#include "stack.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <ucontext.h>
+
+#define DW_RBP 6
+#define DW_RSP 7
+#define DW_RA 16
+#define STATE_DEPTH 4
+#define MAX_FRAME (8UL << 20)   /* one frame's locals, at most */
+
+enum rule { R_SAME, R_UNDEF, R_OFFSET, R_VAL_OFFSET, R_OTHER };
+
+/* The rules of the two registers a walk needs: rbp (a CFA may be based on
+ * it) and the return address; the others are never read. Kept small: the
+ * walk may run on a signal's alternate stack. */
+enum { ROW_BP, ROW_RA, ROW_REGS };
+
+struct row {
+	bool cfa_ok;
+	uint8_t cfa_reg;
+	uint8_t how[ROW_REGS];
+	int64_t cfa_off;
+	int64_t off[ROW_REGS];
+};
+
+static int row_reg(uint64_t reg)
+{
+	return reg == DW_RBP ? ROW_BP : reg == DW_RA ? ROW_RA : -1;
+}
+
+struct cie {
+	const uint8_t *insns, *end;
+	uint64_t code_align;
+	int64_t data_align;
+	uint8_t fde_enc;
+	bool aug_z;
+};
+
+struct regs {
+	uintptr_t pc, sp, bp;
+};
+
+/* ---- reading the tables ------------------------------------------------ */
+
+static uint64_t uleb(const uint8_t **pp)
+{
+	const uint8_t *p = *pp;
+	uint64_t v = 0;
+	unsigned shift = 0;
+	uint8_t b;
+	do {
+		b = *p++;
+		if (shift < 64)
+			v |= (uint64_t)(b & 0x7f) << shift;
+		shift += 7;
+	} while (b & 0x80);
+	*pp = p;
+	return v;
+}
+
+static int64_t sleb(const uint8_t **pp)
+{
+	const uint8_t *p = *pp;
+	uint64_t v = 0;
+	unsigned shift = 0;
+	uint8_t b;
+	do {
+		b = *p++;
+		if (shift < 64)
+			v |= (uint64_t)(b & 0x7f) << shift;
+		shift += 7;
+	} while (b & 0x80);
+	if (shift < 64 && (b & 0x40))
+		v |= ~(uint64_t)0 << shift;
+	*pp = p;
+	return (int64_t)v;
+}
+
+#define LOAD(type, p) ({ type v_; memcpy(&v_, (p), sizeof v_); v_; })
+
+/* A pointer in DW_EH_PE encoding `enc`; *ok cleared on one we do not know. */
+static uintptr_t read_enc(const uint8_t **pp, uint8_t enc, uintptr_t datarel, bool *ok)
+{
+	const uint8_t *p = *pp;
+	uintptr_t base = 0, v;
+	if (enc == 0xff)
+		return 0;
+	switch (enc & 0x70) {
+	case 0x00: break;
+	case 0x10: base = (uintptr_t)p; break;
+	case 0x30: base = datarel; break;
+	default: *ok = false; return 0;
+	}
+	switch (enc & 0x0f) {
+	case 0x00: case 0x04: v = LOAD(uint64_t, p); p += 8; break;
+	case 0x01: v = uleb(&p); break;
+	case 0x02: v = LOAD(uint16_t, p); p += 2; break;
+	case 0x03: v = LOAD(uint32_t, p); p += 4; break;
+	case 0x09: v = (uintptr_t)sleb(&p); break;
+	case 0x0a: v = (uintptr_t)(intptr_t)LOAD(int16_t, p); p += 2; break;
+	case 0x0b: v = (uintptr_t)(intptr_t)LOAD(int32_t, p); p += 4; break;
+	case 0x0c: v = LOAD(uint64_t, p); p += 8; break;
+	default: *ok = false; return 0;
+	}
+	*pp = p;
+	v += base;
+	if ((enc & 0x80) && v)
+		v = LOAD(uintptr_t, (const void *)v);
+	return v;
+}
+
+/* The FDE that may cover pc: a binary search of .eh_frame_hdr's table. */
+static const uint8_t *fde_search(const uint8_t *hdr, uintptr_t pc)
+{
+	bool ok = true;
+	if (hdr[0] != 1 || hdr[3] != 0x3b)     /* version 1; datarel sdata4 pairs */
+		return NULL;
+	const uint8_t *p = hdr + 4;
+	(void)read_enc(&p, hdr[1], (uintptr_t)hdr, &ok);
+	size_t count = read_enc(&p, hdr[2], (uintptr_t)hdr, &ok);
+	if (!ok || count == 0)
+		return NULL;
+	size_t lo = 0, hi = count;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if ((uintptr_t)hdr + (intptr_t)LOAD(int32_t, p + 8 * mid) <= pc)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if ((uintptr_t)hdr + (intptr_t)LOAD(int32_t, p + 8 * lo) > pc)
+		return NULL;
+	return hdr + LOAD(int32_t, p + 8 * lo + 4);
+}
+
+static bool cie_parse(const uint8_t *c, struct cie *out)
+{
+	uint32_t len = LOAD(uint32_t, c);
+	if (len == 0 || len == 0xffffffff || LOAD(uint32_t, c + 4) != 0)
+		return false;
+	const uint8_t *p = c + 8;
+	uint8_t version = *p++;
+	const char *aug = (const char *)p;
+	p += strlen(aug) + 1;
+	if (aug[0] == 'e' && aug[1] == 'h')
+		p += sizeof(uintptr_t);
+	out->code_align = uleb(&p);
+	out->data_align = sleb(&p);
+	if (version == 1)
+		p++;
+	else
+		(void)uleb(&p);
+	out->fde_enc = 0;
+	out->aug_z = aug[0] == 'z';
+	if (out->aug_z) {
+		uint64_t n = uleb(&p);
+		const uint8_t *after = p + n;
+		bool ok = true;
+		for (const char *a = aug + 1; *a && ok; a++) {
+			if (*a == 'R')
+				out->fde_enc = *p++;
+			else if (*a == 'P') {
+				uint8_t e = *p++;
+				(void)read_enc(&p, e & 0x7f, 0, &ok);   /* skipped, never read */
+			} else if (*a == 'L')
+				p++;
+			else if (*a != 'S')
+				break;
+		}
+		p = after;
+	}
+	out->insns = p;
+	out->end = c + 4 + len;
+	return true;
+}
+
+/* The module holding pc: its .eh_frame_hdr and link map. */
+static bool object_of(uintptr_t pc, const uint8_t **eh_frame_hdr, const struct link_map **lm)
+{
+#ifdef HAVE__DL_FIND_OBJECT
+	struct dl_find_object dfo;
+	if (_dl_find_object((void *)pc, &dfo) != 0)
+		return false;
+	*eh_frame_hdr = dfo.dlfo_eh_frame;
+	*lm = dfo.dlfo_link_map;
+	return true;
+#else
+	/* Before glibc 2.35 the only ways in take the loader's lock. */
+	(void)pc;
+	(void)eh_frame_hdr;
+	(void)lm;
+	return false;
+#endif
+}
+
+/* ---- running the call frame program ------------------------------------ */
+
+struct cfa_run {
+	const struct cie *cie;
+	uintptr_t loc, pc;
+	struct row *row;
+	const struct row *initial;
+	struct row saved[STATE_DEPTH];
+	unsigned depth;
+};
+
+static void set_rule(struct row *row, uint64_t reg, enum rule how, int64_t off)
+{
+	int i = row_reg(reg);
+	if (i >= 0) {
+		row->how[i] = (uint8_t)how;
+		row->off[i] = off;
+	}
+}
+
+/* One instruction; false ends the program (pc reached, or one we refuse). */
+static bool cfa_step(struct cfa_run *r, const uint8_t **pp, bool *ok)
+{
+	const uint8_t *p = *pp;
+	struct row *row = r->row;
+	int64_t da = r->cie->data_align;
+	uint64_t reg, adv = 0;
+	uint8_t op = *p++;
+	switch (op >> 6) {
+	case 1: adv = op & 0x3f; goto advance;
+	case 2: reg = op & 0x3f; set_rule(row, reg, R_OFFSET, (int64_t)uleb(&p) * da); goto done;
+	case 3: reg = op & 0x3f; goto restore;
+	}
+	switch (op) {
+	case 0x00: break;
+	case 0x01: r->loc = read_enc(&p, r->cie->fde_enc, 0, ok); if (r->loc > r->pc) return false; break;
+	case 0x02: adv = *p++; goto advance;
+	case 0x03: adv = LOAD(uint16_t, p); p += 2; goto advance;
+	case 0x04: adv = LOAD(uint32_t, p); p += 4; goto advance;
+	case 0x05: reg = uleb(&p); set_rule(row, reg, R_OFFSET, (int64_t)uleb(&p) * da); break;
+	case 0x06: reg = uleb(&p); goto restore;
+	case 0x07: set_rule(row, uleb(&p), R_UNDEF, 0); break;
+	case 0x08: set_rule(row, uleb(&p), R_SAME, 0); break;
+	case 0x09: reg = uleb(&p); (void)uleb(&p); set_rule(row, reg, R_OTHER, 0); break;
+	case 0x0a:
+		if (r->depth == STATE_DEPTH)
+			return *ok = false;
+		r->saved[r->depth++] = *row;
+		break;
+	case 0x0b: {
+		if (r->depth == 0)
+			return *ok = false;
+		/* The CFA rule is not part of the remembered state's registers,
+		 * but gcc and the DWARF standard both restore it: do the same. */
+		*row = r->saved[--r->depth];
+		break;
+	}
+	case 0x0c: row->cfa_reg = (uint8_t)uleb(&p); row->cfa_off = (int64_t)uleb(&p); row->cfa_ok = true; break;
+	case 0x0d: row->cfa_reg = (uint8_t)uleb(&p); break;
+	case 0x0e: row->cfa_off = (int64_t)uleb(&p); break;
+	case 0x0f: p += uleb(&p); row->cfa_ok = false; break;
+	case 0x10: case 0x16: reg = uleb(&p); p += uleb(&p); set_rule(row, reg, R_OTHER, 0); break;
+	case 0x11: reg = uleb(&p); set_rule(row, reg, R_OFFSET, sleb(&p) * da); break;
+	case 0x12: row->cfa_reg = (uint8_t)uleb(&p); row->cfa_off = sleb(&p) * da; row->cfa_ok = true; break;
+	case 0x13: row->cfa_off = sleb(&p) * da; break;
+	case 0x14: reg = uleb(&p); set_rule(row, reg, R_VAL_OFFSET, (int64_t)uleb(&p) * da); break;
+	case 0x15: reg = uleb(&p); set_rule(row, reg, R_VAL_OFFSET, sleb(&p) * da); break;
+	case 0x2e: (void)uleb(&p); break;
+	case 0x2f: reg = uleb(&p); set_rule(row, reg, R_OFFSET, -(int64_t)uleb(&p) * da); break;
+	default: return *ok = false;
+	}
+	goto done;
+advance:
+	r->loc += adv * r->cie->code_align;
+	if (r->loc > r->pc)
+		return false;
+	goto done;
+restore: {
+	int i = row_reg(reg);
+	if (i >= 0) {
+		row->how[i] = r->initial->how[i];
+		row->off[i] = r->initial->off[i];
+	}
+}
+done:
+	*pp = p;
+	return true;
+}
+
+static bool cfa_program(struct cfa_run *r, const uint8_t *p, const uint8_t *end)
+{
+	bool ok = true;
+	while (p < end && ok && cfa_step(r, &p, &ok))
+		;
+	return ok;
+}
+
+/* The unwind row that holds at pc (an instruction of the frame's function). */
+static bool row_at(uintptr_t pc, struct row *row)
+{
+	const uint8_t *hdr;
+	const struct link_map *lm;
+	if (!object_of(pc, &hdr, &lm) || !hdr)
+		return false;
+	const uint8_t *f = fde_search(hdr, pc);
+	if (!f || LOAD(uint32_t, f) == 0 || LOAD(uint32_t, f) == 0xffffffff)
+		return false;
+	struct cie cie;
+	if (!cie_parse(f + 4 - LOAD(int32_t, f + 4), &cie))
+		return false;
+	const uint8_t *p = f + 8, *end = f + 4 + LOAD(uint32_t, f);
+	bool ok = true;
+	uintptr_t start = read_enc(&p, cie.fde_enc, 0, &ok);
+	uintptr_t range = read_enc(&p, cie.fde_enc & 0x0f, 0, &ok);
+	if (!ok || pc < start || pc - start >= range)
+		return false;
+	if (cie.aug_z)
+		p += uleb(&p);
+	memset(row, 0, sizeof *row);
+	struct row initial;
+	struct cfa_run run = { .cie = &cie, .loc = start, .pc = UINTPTR_MAX, .row = row,
+			       .initial = row };
+	if (!cfa_program(&run, cie.insns, cie.end))
+		return false;
+	initial = *row;
+	run.initial = &initial;
+	run.loc = start;
+	run.pc = pc;
+	return cfa_program(&run, p, end) && row->cfa_ok;
+}
+
+/* A saved register's slot: between the frame's sp and its CFA. */
+static bool slot_read(uintptr_t at, uintptr_t sp, uintptr_t cfa, uintptr_t *out)
+{
+	if (at < sp || at + 8 > cfa + 64 || at % 8)
+		return false;
+	*out = LOAD(uintptr_t, (const void *)at);
+	return true;
+}
+
+/* From the frame at r to its caller's; false at the end or on doubt.
+ * lookup: r->pc itself for the interrupted instruction, else pc - 1 (inside
+ * the call, not the instruction after it). */
+static bool step(struct regs *r, uintptr_t lookup)
+{
+	struct row row;
+	if (!row_at(lookup, &row))
+		return false;
+	uintptr_t base;
+	if (row.cfa_reg == DW_RSP)
+		base = r->sp;
+	else if (row.cfa_reg == DW_RBP)
+		base = r->bp;
+	else
+		return false;
+	uintptr_t cfa = base + (uintptr_t)row.cfa_off;
+	if (cfa <= r->sp || cfa - r->sp > MAX_FRAME || cfa % 8)
+		return false;
+	uintptr_t ra, bp = r->bp;
+	if (row.how[ROW_RA] != R_OFFSET ||
+	    !slot_read(cfa + (uintptr_t)row.off[ROW_RA], r->sp, cfa, &ra))
+		return false;   /* undefined: the outermost frame */
+	if (row.how[ROW_BP] == R_OFFSET &&
+	    !slot_read(cfa + (uintptr_t)row.off[ROW_BP], r->sp, cfa, &bp))
+		return false;
+	if (row.how[ROW_BP] == R_VAL_OFFSET)
+		bp = cfa + (uintptr_t)row.off[ROW_BP];
+	r->sp = cfa;
+	r->bp = bp;
+	r->pc = ra;
+	return ra > 4096;
+}
+
+/* pc[] holds the address looked up: inside the call instruction. */
+static void walk(struct stack *s, struct regs *r, unsigned skip)
+{
+	uintptr_t lookup = r->pc;
+	s->n = 0;
+	for (unsigned i = 0; i < skip + STACK_FRAMES; i++) {
+		if (i >= skip) {
+			s->pc[s->n++] = lookup;
+			if (s->n == STACK_FRAMES)
+				return;
+		}
+		if (!step(r, lookup))
+			return;
+		lookup = r->pc - 1;
+	}
+}
+
+__attribute__((noinline)) void stack_here(struct stack *s, unsigned skip)
+{
+	struct regs r;
+	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
+			 : "=r"(r.pc), "=r"(r.sp), "=r"(r.bp));
+	walk(s, &r, skip + 1);
+}
+
+void stack_of_context(struct stack *s, const void *ucontext)
+{
+	const ucontext_t *uc = ucontext;
+	struct regs r = {
+		.pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP],
+		.sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
+		.bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
+	};
+	walk(s, &r, 0);
+}
+
+/* ---- naming frames ----------------------------------------------------- */
+
+/* The loader relocates most of a module's dynamic entries in place, but not
+ * those of a read-only dynamic section (the vDSO's). */
+static uintptr_t dyn_ptr(const struct link_map *lm, uintptr_t v)
+{
+	return v < lm->l_addr ? v + lm->l_addr : v;
+}
+
+/* Symbols in the dynamic symbol table: DT_HASH says so; DT_GNU_HASH must be
+ * walked to the end of its longest chain. */
+static size_t dyn_symbols(const uint32_t *hash, const uint32_t *gnu)
+{
+	if (hash)
+		return hash[1];
+	if (!gnu)
+		return 0;
+	uint32_t nbuckets = gnu[0], symoffset = gnu[1], bloom = gnu[2];
+	const uint32_t *buckets = (const uint32_t *)((const uint64_t *)(gnu + 4) + bloom);
+	const uint32_t *chain = buckets + nbuckets;
+	uint32_t last = 0;
+	for (uint32_t b = 0; b < nbuckets; b++)
+		if (buckets[b] > last)
+			last = buckets[b];
+	if (last < symoffset)
+		return symoffset;
+	while (!(chain[last - symoffset] & 1))
+		last++;
+	return (size_t)last + 1;
+}
+
+/* The exported function holding pc, from the module's dynamic symbols. */
+static const char *function_of(const struct link_map *lm, uintptr_t pc, uintptr_t *start)
+{
+	const ElfW(Sym) *syms = NULL;
+	const char *strs = NULL;
+	const uint32_t *hash = NULL, *gnu = NULL;
+	for (const ElfW(Dyn) *d = lm->l_ld; d && d->d_tag != DT_NULL; d++) {
+		uintptr_t v = dyn_ptr(lm, d->d_un.d_ptr);
+		if (d->d_tag == DT_SYMTAB)
+			syms = (const ElfW(Sym) *)v;
+		else if (d->d_tag == DT_STRTAB)
+			strs = (const char *)v;
+		else if (d->d_tag == DT_HASH)
+			hash = (const uint32_t *)v;
+		else if (d->d_tag == DT_GNU_HASH)
+			gnu = (const uint32_t *)v;
+	}
+	if (!syms || !strs)
+		return NULL;
+	size_t n = dyn_symbols(hash, gnu);
+	const ElfW(Sym) *best = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const ElfW(Sym) *y = &syms[i];
+		unsigned type = ELF64_ST_TYPE(y->st_info);
+		if ((type != STT_FUNC && type != STT_GNU_IFUNC) || y->st_shndx == SHN_UNDEF)
+			continue;
+		uintptr_t a = lm->l_addr + y->st_value;
+		if (a <= pc && pc - a < (y->st_size ? y->st_size : 1) &&
+		    (!best || y->st_value > best->st_value))
+			best = y;
+	}
+	if (!best)
+		return NULL;
+	*start = lm->l_addr + best->st_value;
+	return strs + best->st_name;
+}
+
+static void frame_line(struct line *l, unsigned i, uintptr_t pc)
+{
+	line_str(l, "labyrinth:     #");
+	line_dec(l, i);
+	line_str(l, " ");
+	const uint8_t *hdr;
+	const struct link_map *lm;
+	if (!object_of(pc, &hdr, &lm) || !lm) {
+		line_hex(l, pc);
+		return;
+	}
+	uintptr_t start;
+	const char *fn = function_of(lm, pc, &start);
+	if (fn) {
+		line_str(l, fn);
+		line_str(l, "+");
+		line_hex(l, pc - start);
+		line_str(l, " ");
+	}
+	const char *path = lm->l_name && lm->l_name[0] ? lm->l_name
+						       : (const char *)getauxval(AT_EXECFN);
+	line_str(l, "(");
+	line_str(l, path ? path : "?");
+	line_str(l, "+");
+	line_hex(l, pc - lm->l_addr);
+	line_str(l, ")");
+}
+
+void stack_print(const struct stack *s, const char *title, void (*write)(struct line *))
+{
+	struct line l = { .len = 0 };
+	line_str(&l, "labyrinth: ");
+	line_str(&l, title);
+	line_str(&l, s->n ? ":\n" : ": (no frames)\n");
+	write(&l);
+	for (uint32_t i = 0; i < s->n; i++) {
+		l.len = 0;
+		frame_line(&l, i, s->pc[i]);
+		line_str(&l, "\n");
+		write(&l);
+	}
+}

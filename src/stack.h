@@ -1,0 +1,35 @@
+/*
+ * stack: the calling thread's stack, taken without allocating, without a
+ * lock and without a system call, so that a signal handler and a report
+ * made inside malloc can both take it.
+ */
+#ifndef LAB_STACK_H
+#define LAB_STACK_H
+
+#include "report.h"
+
+#include <stdint.h>
+
+#define STACK_FRAMES 16
+
+/* Return addresses, innermost first (pc[0] is the faulting instruction when
+ * taken from a signal's context). */
+struct stack {
+	uint32_t n;
+	uintptr_t pc[STACK_FRAMES];
+};
+
+/* The caller's stack, leaving out the innermost `skip` frames of its own. */
+void stack_here(struct stack *s, unsigned skip);
+/* The stack of an interrupted context (a signal handler's ucontext_t). */
+void stack_of_context(struct stack *s, const void *ucontext);
+
+/*
+ * One line per frame: "labyrinth: <title> #i function+0xN (module+0xM)", the
+ * module's path and the offset in it (what addr2line -e module wants), the
+ * function when the module's dynamic symbol table names it. write is given
+ * each line (report.c's writer, so the lines follow the report's).
+ */
+void stack_print(const struct stack *s, const char *title, void (*write)(struct line *));
+
+#endif

@@ -1,0 +1,118 @@
+#!/bin/bash
+# Fault reports: a program run under the preload makes one bad access
+# (tests/fault_probe CASE) and dies of it; its stderr must say what the
+# fault was, to the byte, and it must still die of SIGSEGV. Faults that are
+# not labyrinth's must reach the program's own handler, or the default
+# action, as if labyrinth were not there. Prints TAP.
+lib=${LAB_TEST_PRELOAD:-$(dirname "$0")/../preload/.libs/liblabyrinth-preload.so}
+bin=${LAB_TEST_BUILDDIR:-$(dirname "$0")/..}/tests
+if [ ! -f "$lib" ] || [ ! -x "$bin/fault_probe" ]; then
+	echo "Bail out! missing $lib or $bin/fault_probe"
+	exit 1
+fi
+. "$(dirname "$0")/tap.sh"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# run [VAR=value...] -- CASE ARGS: stdout in $out, stderr in $err, status in $rc.
+run() {
+	local envs=()
+	while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+	shift
+	env "${envs[@]}" LD_PRELOAD="$lib" "$bin/fault_probe" "$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	out=$(cat "$tmp/out")
+	err=$(cat "$tmp/err")
+	block=$(sed -n 's/^block //p' "$tmp/out" | head -n 1)
+}
+# The address block + n, as the report prints it.
+at() { printf '0x%x' $((block + $1)); }
+has() { grep -qF -- "$1" <<<"$err"; }
+segv() { [ "$rc" -eq 139 ]; }
+# "stack:" followed by frames that reach the probe's main.
+has_stack() { has "labyrinth: stack:" && grep -q '^labyrinth:     #[0-9]* main+' <<<"$err"; }
+
+# Default mode: a large block's pages end at a guard page.
+run -- write 20483 20000
+check 'has "labyrinth: SIGSEGV: heap overflow, write at $(at 20483) (483 bytes past the end of a 20000-byte block at $block, class 20480 B)" && segv' \
+	"a large block's overflow: kind, write, address, block, distance; dies of SIGSEGV" "rc $rc: $err"
+check 'has_stack && grep -q "#0 write_at+0x" <<<"$err"' \
+	"the fault's stack starts at the faulting function" "$err"
+run -- read 20480 20000
+check 'has "heap overflow, read at $(at 20480) (480 bytes past the end of a 20000-byte block at $block" && segv' \
+	"a read past a large block is a read" "rc $rc: $err"
+run -- write -1 20000
+check 'has "heap underflow, write at $(at -1) (1 byte before a 20000-byte block at $block" && segv' \
+	"a write before a large block is an underflow" "rc $rc: $err"
+run -- after-free 8 20000
+check 'has "use after free, read at $(at 8) (8 bytes into a freed 20000-byte block at $block" && segv' \
+	"a read of a freed large block is a use after free" "rc $rc: $err"
+
+# Guard-all: every block ends at a guard page, and keeps its stacks.
+run LABYRINTH_GUARD_ALL=1 -- write 32 32
+check 'has "heap overflow, write at $(at 32) (0 bytes past the end of a 32-byte block at $block)" && segv' \
+	"guard-all: an overflow by one byte faults and is reported" "rc $rc: $err"
+check 'grep -A2 "labyrinth: allocated by:" <<<"$err" | grep -q "alloc_here+0x"' \
+	"guard-all: the report names where the block was allocated" "$err"
+run LABYRINTH_GUARD_ALL=1 -- after-free 0 32
+check 'has "use after free, read at $block (0 bytes into a freed 32-byte block at $block)" && segv' \
+	"guard-all: a read after free faults and is reported" "rc $rc: $err"
+check 'grep -A3 "labyrinth: freed by:" <<<"$err" | grep -q "main+0x"' \
+	"guard-all: the report says where the block was freed" "$err"
+run LABYRINTH_SAMPLE=1 -- write 32 32
+check 'has "heap overflow, write at $(at 32) (0 bytes past the end of a 32-byte block at $block)" && segv' \
+	"sampling: a sampled block's overflow is reported" "rc $rc: $err"
+
+# Stacks in heap error reports.
+run -- double-free
+check 'has "labyrinth: double free of $block" && has_stack && [ "$rc" -eq 134 ]' \
+	"a double free's report carries the freeing thread's stack" "rc $rc: $err"
+run LABYRINTH_GUARD_ALL=1 -- double-free
+check 'grep -A2 "labyrinth: freed by:" <<<"$err" | grep -q "double_free_here+0x" &&
+       grep -A2 "labyrinth: allocated by:" <<<"$err" | grep -q "alloc_here+0x"' \
+	"guard-all: a double free names the first free and the allocation" "$err"
+
+# The report also goes to LABYRINTH_REPORT_FD (a pipe, as the command uses).
+mkfifo "$tmp/fifo"
+cat "$tmp/fifo" >"$tmp/fd7" &
+reader=$!
+env LABYRINTH_REPORT_FD=7 LD_PRELOAD="$lib" "$bin/fault_probe" write 20480 20000 \
+	7>"$tmp/fifo" >/dev/null 2>&1
+wait $reader
+check '[ "$(wc -l <"$tmp/fd7")" -eq 1 ] && grep -q "^labyrinth: SIGSEGV: heap overflow, write at" "$tmp/fd7"' \
+	"the report's line goes to LABYRINTH_REPORT_FD too, its stack does not" "$(cat "$tmp/fd7")"
+# ... so that the labyrinth command names it when the program dies.
+lab=${LAB_TEST_BUILDDIR:-$(dirname "$0")/..}/cli/labyrinth
+if [ -x "$lab" ]; then
+	"$lab" "$bin/fault_probe" write 20480 20000 >/dev/null 2>"$tmp/err"
+	last=$(tail -n 1 "$tmp/err")
+	check '[[ $last == *"died of SIGSEGV (signal 11) after the report \"labyrinth: SIGSEGV: heap overflow, write at 0x"* ]]' \
+		"the labyrinth command names the fault's report" "'$last'"
+else
+	skip "the labyrinth command names the fault's report (no cli/labyrinth)"
+fi
+
+# Faults that are not labyrinth's.
+run -- foreign
+check 'segv && ! has "labyrinth:"' \
+	"a fault outside the heap dies of SIGSEGV, unexplained" "rc $rc: $err"
+run -- own-guard
+check 'segv && ! has "labyrinth:"' \
+	"a fault inside a live block (the program's own guard page) is the program's" "rc $rc: $err"
+run -- own-handler
+check 'grep -qx "chained" <<<"$out" && grep -qx "after foreign fault" <<<"$out"' \
+	"a handler installed before labyrinth's still gets the program's faults" "rc $rc: $out"
+check 'has "heap overflow, write at" && grep -qx "after heap fault" <<<"$out" && [ "$rc" -eq 0 ]' \
+	"a heap fault is reported, then reaches that handler too" "rc $rc: $out $err"
+run -- stack-overflow 1
+check 'grep -qx "own handler on the alternate stack" <<<"$out" && [ "$rc" -eq 0 ]' \
+	"a stack overflow reaches the program's handler on its alternate stack" "rc $rc: $out $err"
+run -- stack-overflow 0
+check 'segv && ! has "labyrinth:"' \
+	"a stack overflow with no handler dies of SIGSEGV" "rc $rc: $err"
+# The handler's own needs on an alternate stack: 2 KiB above the kernel's frame.
+run LABYRINTH_GUARD_ALL=1 -- small-altstack 2048
+check 'has "heap overflow, write at" && grep -q "#[0-9]* _start+" <<<"$err" && segv' \
+	"the whole report fits an alternate stack of MINSIGSTKSZ + 2 KiB" "rc $rc: $err"
+
+echo "1..$n"
