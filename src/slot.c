@@ -250,6 +250,20 @@ static size_t salvage_one(struct labyrinth *lab, struct slot_ref ref, bool quara
 	return closed;
 }
 
+/* Whether ref names a slot of an open room that its version says is
+ * quarantined: a dead thread's quarantine entry a child may keep. */
+bool slot_is_quarantined(struct labyrinth *lab, struct slot_ref ref)
+{
+	if (ref.cls >= SMALL_CLASSES)
+		return false;
+	struct wing *w = &lab->maze.wings[ref.cls];
+	if (ref.cell >= atomic_load(&w->ext_cells) || ref.slot >= slots_per_room(w))
+		return false;
+	struct room *r = room_of(w, ref.cell);
+	return v_state(version_read(&r->version)) == V_OWNED &&
+	       v_state(version_read(slot_version(r, ref.slot))) == V_QUARANTINED;
+}
+
 /*
  * A fork copies memory page by page while other threads run, so a dead
  * thread's cache may disagree with the maze index (each page is as it was

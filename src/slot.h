@@ -233,6 +233,7 @@ static inline void slot_recycle(struct labyrinth *lab, struct slot_ref ref)
 		slot_corrupt_quarantine();
 }
 
+bool slot_is_quarantined(struct labyrinth *lab, struct slot_ref ref);
 /* The arena path: a slot of class cls for a request of size bytes (size <
  * class size when canaries are on), or NULL when the wing is full. */
 void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t size);
