@@ -93,6 +93,23 @@ void partial_unlink(struct wing *w, struct bin *b, uint32_t cell)
 	r->in_partial = 0;
 }
 
+/*
+ * The partial room a refill takes: one of the first PARTIAL_PICK of the
+ * list, at random. The list's head is the room a slot last went back to,
+ * often one just out of quarantine; taking the head every time would hand
+ * that slot out again at a count an attacker can work out.
+ */
+#define PARTIAL_PICK 8
+
+static uint32_t partial_pick(struct arena *a, struct wing *w, struct bin *b)
+{
+	uint32_t seen[PARTIAL_PICK];
+	unsigned n = 0;
+	for (uint32_t c = b->partial; c != CELL_NONE && n < PARTIAL_PICK; c = room_of(w, c)->next)
+		seen[n++] = c;
+	return seen[n > 1 ? rng_pick(&a->rng, n) : 0];
+}
+
 /* ---- opening and closing rooms ---------------------------------------- */
 
 static uint32_t room_open(struct labyrinth *lab, struct arena *a, struct wing *w)
@@ -135,7 +152,7 @@ uint32_t bin_refill(struct labyrinth *lab, struct arena *a, struct wing *w,
 			   struct bin *b)
 {
 	if (b->partial != CELL_NONE) {
-		uint32_t cell = b->partial;
+		uint32_t cell = partial_pick(a, w, b);
 		partial_unlink(w, b, cell);
 		return b->current = cell;
 	}

@@ -250,9 +250,21 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 		batch_return_inherited(lab, b, cls);
 	pthread_mutex_lock(&a->lock);
 	rng_renew_if_stale(&a->rng);    /* a raw clone's child: not its parent's picks */
-	b->n = (uint16_t)slot_take(lab, a, cls, b->ref, b->cap);
+	uint16_t n = (uint16_t)slot_take(lab, a, cls, b->ref, b->cap);
 	pthread_mutex_unlock(&a->lock);
-	return b->n != 0;
+	/* slot_take picks at random within a room, but takes rooms in list
+	 * order: a room whose one free slot is a block just out of quarantine
+	 * would give it at a count an attacker can work out. Shuffled, it is
+	 * anywhere in the batch. Written before the count, as always. */
+	for (uint16_t i = n; i > 1; i--) {
+		uint32_t j = rng_pick(&tc->rng, i);
+		struct slot_ref t = b->ref[i - 1];
+		b->ref[i - 1] = b->ref[j];
+		b->ref[j] = t;
+	}
+	tcache_order();
+	b->n = n;
+	return n != 0;
 }
 
 size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)

@@ -104,6 +104,44 @@ Test(quarantine, frees_of_other_sizes_do_not_aim_the_next_malloc, .timeout = 120
 	cr_assert_leq(hits, 8, "the freed block came back first %d times in 50", hits);
 }
 
+/*
+ * The same for a class of 1 KiB, whose batches are too small to take a
+ * slot out of quarantine: it goes back to its room. With every other room
+ * full, a refill used to take that room first and hand its slots out in
+ * list order, so X came back at the same count in every run (red team).
+ * A refill now picks among the first partial rooms and shuffles the batch.
+ */
+static void *big_kept[2000];
+
+static void count_until_x_returns(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 2000; i++)
+		big_kept[i] = labyrinth_malloc(NULL, 1000);
+	char *x = big_kept[1000];
+	labyrinth_free(NULL, x);
+	for (int i = 0; i < 5000; i++)
+		labyrinth_free(NULL, labyrinth_malloc(NULL, 3000));
+	for (int k = 1; k < 250; k++)
+		if (labyrinth_malloc(NULL, 1000) == x)
+			_exit(k);
+	_exit(0);
+}
+
+Test(quarantine, a_slot_out_of_quarantine_comes_back_at_no_fixed_count, .timeout = 120)
+{
+	bool seen[256] = { false };
+	int distinct = 0;
+	for (int run = 0; run < 20; run++) {
+		struct outcome o = run_in_child(count_until_x_returns, NULL);
+		cr_assert_eq(o.signal, 0, "%s", o.err);
+		if (!seen[o.exit_code & 255])
+			distinct++;
+		seen[o.exit_code & 255] = true;
+	}
+	cr_assert_geq(distinct, 3, "X came back at only %d different counts in 20 runs", distinct);
+}
+
 /* ---- threads that exited -------------------------------------------------- */
 
 enum { THREADS = 32, ROUNDS = 2048, BIG = 12000 };
