@@ -41,6 +41,9 @@ static const struct option_var {
 	{ "--arenas", "LABYRINTH_ARENAS", NULL, "N: arenas (lock domains)" },
 	{ "--epoch", "LABYRINTH_EPOCH", NULL, "N: room placements per epoch" },
 	{ "--on-error", "LABYRINTH_ON_ERROR", NULL, "abort|log: what a heap error does" },
+	{ "--guard-all", "LABYRINTH_GUARD_ALL", "1", "every allocation against a guard page" },
+	{ "--sample", "LABYRINTH_SAMPLE", NULL, "N: one allocation in N against a guard page" },
+	{ "--exit-check", "LABYRINTH_EXIT_CHECK", "1", "check live blocks' canaries at exit" },
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -128,7 +131,11 @@ static const char *file_of(const char *var, const char *value)
 static void set_var(const char *arg, const struct option_var *o, const char *value)
 {
 	char buf[PATH_MAX + 16], why[PATH_MAX + 32];
-	if (!config_value_ok(config_var_named(o->var), value))
+	bool ok = config_value_ok(config_var_named(o->var), value);
+	/* LABYRINTH_SAMPLE=0 is off: as an option, a mistake. */
+	if (strcmp(o->var, "LABYRINTH_SAMPLE") == 0 && (!ok || strtoul(value, NULL, 10) == 0))
+		refuse(arg, "invalid value; accepted: 1 (every allocation) to 1000000", NULL, true);
+	if (!ok)
 		refuse(arg, "invalid value", o, true);
 	if (file_of(o->var, value)) {
 		value = absolute(value, buf, sizeof buf);
