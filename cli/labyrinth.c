@@ -317,25 +317,6 @@ static void signals_forward(void)
 	signal(SIGQUIT, SIG_IGN);
 }
 
-/* Keep the last line that is a report (not a warning or a summary). */
-static void note_reports(struct ending *e, const char *buf, size_t len)
-{
-	const char *p = buf, *end = buf + len;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t l = (size_t)((nl ? nl : end) - p);
-		if (l > 11 && strncmp(p, "labyrinth: ", 11) == 0 &&
-		    strncmp(p, "labyrinth: warning", 18) != 0 &&
-		    strncmp(p, "labyrinth: stats", 16) != 0) {
-			if (l >= sizeof e->report)
-				l = sizeof e->report - 1;
-			memcpy(e->report, p, l);
-			e->report[l] = 0;
-		}
-		p += l + 1;
-	}
-}
-
 static void drain(int fd, struct ending *e, char *into, size_t *used, size_t cap)
 {
 	char buf[4096];
@@ -347,7 +328,7 @@ static void drain(int fd, struct ending *e, char *into, size_t *used, size_t cap
 			*used += k;
 			into[*used] = 0;
 		} else {
-			note_reports(e, buf, (size_t)n);
+			cli_report_bytes(e, buf, (size_t)n);
 		}
 	}
 }
@@ -397,7 +378,9 @@ static void wait_child(pid_t pid, int report_r, int err_r, struct ending *e)
 	}
 	while (waitpid(pid, &e->status, 0) < 0 && errno == EINTR)
 		;
+	child_pid = 0;          /* its number may be reused: forward no more */
 	drain(report_r, e, NULL, NULL, 0);
+	cli_report_bytes(e, "\n", 1); /* a last line the child did not end */
 	if (err_r >= 0)
 		drain(err_r, e, e->err, &used, sizeof e->err);
 	if (pidfd >= 0)
@@ -440,6 +423,7 @@ int cli_run(char *const argv[], bool capture, struct ending *e)
 
 static int passthrough(const char *prog, const struct ending *e)
 {
+	cli_symbolize(e, stderr);
 	if (WIFEXITED(e->status))
 		return WEXITSTATUS(e->status);
 	int sig = WTERMSIG(e->status);
