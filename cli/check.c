@@ -60,6 +60,19 @@ static void probe_write_after_free(void)
 	}
 }
 
+/* One byte past a block of a size malloc pads to nothing: only a guard
+ * page right after it (LABYRINTH_GUARD_ALL, LABYRINTH_SAMPLE) stops it. */
+static void probe_one_byte_overflow(void)
+{
+	/* Not the thread's first block: sampling draws its first interval at
+	 * the first allocation and leaves that one unguarded, even with N=1. */
+	sink = malloc(16);
+	free(sink);
+	char *p = malloc(32);
+	sink = p;
+	((volatile char *)sink)[32] = 'A';
+}
+
 static void probe_large_overflow(void)
 {
 	char *p = malloc(40000);        /* 10 pages; the 11th is a guard page */
@@ -112,6 +125,7 @@ static const struct probe {
 } probes[] = {
 	{ "double-free", probe_double_free },
 	{ "overflow", probe_overflow },
+	{ "one-byte-overflow", probe_one_byte_overflow },
 	{ "write-after-free", probe_write_after_free },
 	{ "large-overflow", probe_large_overflow },
 	{ "large-use-after-free", probe_large_use_after_free },
@@ -141,20 +155,25 @@ struct row {
 	const char *bug;
 	int want_signal;        /* how it must end */
 	const char *want_report;        /* the start of the report, or NULL */
+	const char *var, *value;        /* a setting the row runs with, or NULL */
 };
 
 static const struct row rows[] = {
 	{ "double-free detection", "double-free", "free the same block twice", SIGABRT,
-	  "labyrinth: double free of " },
+	  "labyrinth: double free of ", NULL, NULL },
 	{ "invalid-free detection", "invalid-free", "free a pointer into a block", SIGABRT,
-	  "labyrinth: invalid free of " },
+	  "labyrinth: invalid free of ", NULL, NULL },
 	{ "canary", "overflow", "write 8 bytes past a 24-byte block", SIGABRT,
-	  "labyrinth: heap overflow of " },
+	  "labyrinth: heap overflow of ", NULL, NULL },
 	{ "zero on free, reuse check", "write-after-free", "write into a freed block", SIGABRT,
-	  "labyrinth: write after free of " },
-	{ "guard pages", "large-overflow", "write past a 40000-byte block", SIGSEGV, NULL },
+	  "labyrinth: write after free of ", NULL, NULL },
+	{ "guard pages", "large-overflow", "write past a 40000-byte block", SIGSEGV, NULL, NULL, NULL },
 	{ "freed pages unmapped", "large-use-after-free", "read a freed 100 KB block",
-	  SIGSEGV, NULL },
+	  SIGSEGV, NULL, NULL, NULL },
+	{ "guard every block", "one-byte-overflow", "write 1 byte past a 32-byte block",
+	  SIGSEGV, "labyrinth: SIGSEGV: heap overflow", "LABYRINTH_GUARD_ALL", "1" },
+	{ "sampling, one in 1", "one-byte-overflow", "write 1 byte past a 32-byte block",
+	  SIGSEGV, "labyrinth: SIGSEGV: heap overflow", "LABYRINTH_SAMPLE", "1" },
 };
 
 static char self[4096];
@@ -178,11 +197,28 @@ static const char *outcome(const struct ending *e, char *buf, size_t size)
 	return buf;
 }
 
+/* Set var to value (unset it: NULL); returns what it was, to be freed. */
+static char *swap_var(const char *var, const char *value)
+{
+	const char *was = getenv(var);
+	char *old = was ? strdup(was) : NULL;
+	if (value)
+		setenv(var, value, 1);
+	else
+		unsetenv(var);
+	return old;
+}
+
 static bool check_row(const struct row *r)
 {
-	struct ending e;
+	static struct ending e;
 	char how[64];
-	if (run_probe(r->probe, &e) < 0)
+	char *was = r->var ? swap_var(r->var, r->value) : NULL;
+	int rc = run_probe(r->probe, &e);
+	if (r->var)
+		free(swap_var(r->var, was));
+	free(was);
+	if (rc < 0)
 		return false;
 	bool ok = WIFSIGNALED(e.status) && WTERMSIG(e.status) == r->want_signal &&
 		  (!r->want_report || strncmp(e.err, r->want_report, strlen(r->want_report)) == 0);
@@ -213,18 +249,13 @@ static bool check_random(void)
 static bool check_wx(void)
 {
 	char line[128] = "";
-	char *was = getenv("LABYRINTH_SECCOMP");
-	was = was ? strdup(was) : NULL;
-	setenv("LABYRINTH_SECCOMP", "wx", 1);
+	char *was = swap_var("LABYRINTH_SECCOMP", "wx");
 	FILE *f = popen("\"$LAB_CHECK_SELF\" __probe wx", "r");
 	if (f && !fgets(line, sizeof line, f))
 		line[0] = 0;
 	if (f)
 		pclose(f);
-	if (was)
-		setenv("LABYRINTH_SECCOMP", was, 1);
-	else
-		unsetenv("LABYRINTH_SECCOMP");
+	free(swap_var("LABYRINTH_SECCOMP", was));
 	free(was);
 	line[strcspn(line, "\n")] = 0;
 	bool ok = strcmp(line, "mprotect Operation not permitted, pkey_mprotect Operation not "

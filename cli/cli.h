@@ -5,11 +5,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <stdio.h>
+
 /* How a child ended, and the last labyrinth report it made. */
 struct ending {
 	int status;             /* from waitpid */
 	char report[512];       /* "labyrinth: double free of ...", or "" */
 	char err[2048];         /* its stderr, when captured (the self-test) */
+	char trace[32768];      /* the stack lines that followed the report */
+	size_t trace_len;
+	bool trace_fault;       /* the report was a SIGSEGV's or a SIGBUS's */
+	char pending[1024];     /* a line of the report pipe not yet ended */
+	size_t pending_len;
 };
 
 /* The preload library this command uses: --library, the build tree's when
@@ -26,6 +33,13 @@ void cli_set_preload(const char *lib);
  * Returns -1 (and says why) if it could not start, else fills *e.
  */
 int cli_run(char *const argv[], bool capture, struct ending *e);
+
+/* Bytes read from the report pipe: keeps the last report, and its stacks. */
+void cli_report_bytes(struct ending *e, const char *buf, size_t len);
+
+/* The last report's stacks on out, with function, file and line from
+ * addr2line or llvm-symbolizer if PATH has one; nothing if it had none. */
+void cli_symbolize(const struct ending *e, FILE *out);
 
 /* `labyrinth check`; the exit status of the command. */
 int check_main(const char *lib);

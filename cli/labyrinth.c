@@ -41,6 +41,9 @@ static const struct option_var {
 	{ "--arenas", "LABYRINTH_ARENAS", NULL, "N: arenas (lock domains)" },
 	{ "--epoch", "LABYRINTH_EPOCH", NULL, "N: room placements per epoch" },
 	{ "--on-error", "LABYRINTH_ON_ERROR", NULL, "abort|log: what a heap error does" },
+	{ "--guard-all", "LABYRINTH_GUARD_ALL", "1", "every allocation against a guard page" },
+	{ "--sample", "LABYRINTH_SAMPLE", NULL, "N: one allocation in N against a guard page" },
+	{ "--exit-check", "LABYRINTH_EXIT_CHECK", "1", "check live blocks' canaries at exit" },
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -128,7 +131,11 @@ static const char *file_of(const char *var, const char *value)
 static void set_var(const char *arg, const struct option_var *o, const char *value)
 {
 	char buf[PATH_MAX + 16], why[PATH_MAX + 32];
-	if (!config_value_ok(config_var_named(o->var), value))
+	bool ok = config_value_ok(config_var_named(o->var), value);
+	/* LABYRINTH_SAMPLE=0 is off: as an option, a mistake. */
+	if (strcmp(o->var, "LABYRINTH_SAMPLE") == 0 && (!ok || strtoul(value, NULL, 10) == 0))
+		refuse(arg, "invalid value; accepted: 1 (every allocation) to 1000000", NULL, true);
+	if (!ok)
 		refuse(arg, "invalid value", o, true);
 	if (file_of(o->var, value)) {
 		value = absolute(value, buf, sizeof buf);
@@ -310,25 +317,6 @@ static void signals_forward(void)
 	signal(SIGQUIT, SIG_IGN);
 }
 
-/* Keep the last line that is a report (not a warning or a summary). */
-static void note_reports(struct ending *e, const char *buf, size_t len)
-{
-	const char *p = buf, *end = buf + len;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t l = (size_t)((nl ? nl : end) - p);
-		if (l > 11 && strncmp(p, "labyrinth: ", 11) == 0 &&
-		    strncmp(p, "labyrinth: warning", 18) != 0 &&
-		    strncmp(p, "labyrinth: stats", 16) != 0) {
-			if (l >= sizeof e->report)
-				l = sizeof e->report - 1;
-			memcpy(e->report, p, l);
-			e->report[l] = 0;
-		}
-		p += l + 1;
-	}
-}
-
 static void drain(int fd, struct ending *e, char *into, size_t *used, size_t cap)
 {
 	char buf[4096];
@@ -340,7 +328,7 @@ static void drain(int fd, struct ending *e, char *into, size_t *used, size_t cap
 			*used += k;
 			into[*used] = 0;
 		} else {
-			note_reports(e, buf, (size_t)n);
+			cli_report_bytes(e, buf, (size_t)n);
 		}
 	}
 }
@@ -390,7 +378,9 @@ static void wait_child(pid_t pid, int report_r, int err_r, struct ending *e)
 	}
 	while (waitpid(pid, &e->status, 0) < 0 && errno == EINTR)
 		;
+	child_pid = 0;          /* its number may be reused: forward no more */
 	drain(report_r, e, NULL, NULL, 0);
+	cli_report_bytes(e, "\n", 1); /* a last line the child did not end */
 	if (err_r >= 0)
 		drain(err_r, e, e->err, &used, sizeof e->err);
 	if (pidfd >= 0)
@@ -433,6 +423,7 @@ int cli_run(char *const argv[], bool capture, struct ending *e)
 
 static int passthrough(const char *prog, const struct ending *e)
 {
+	cli_symbolize(e, stderr);
 	if (WIFEXITED(e->status))
 		return WEXITSTATUS(e->status);
 	int sig = WTERMSIG(e->status);

@@ -95,8 +95,11 @@ check '[[ $out == "$tmp/inst/bin/../lib/liblabyrinth-preload.so" || ( $out == /*
 for mode in markers mprotect; do
 	out=$("$lab" check --guard=$mode 2>&1)
 	st=$?
-	check '[ $st -eq 0 ] && [[ $out == *"8 of 8 checks passed"* ]]' \
+	check '[ $st -eq 0 ] && [[ $out == *"10 of 10 checks passed"* ]]' \
 		"labyrinth check passes ($mode)" "status $st: $out"
+	check '[[ $out == *"guard every block "*"1 byte past a 32-byte block"*"SIGSEGV"*ok* &&
+		$out == *"sampling, one in 1 "*"SIGSEGV"*ok* ]]' \
+		"labyrinth check has rows for --guard-all and --sample ($mode)" "$out"
 done
 out=$("$lab" check --no-canary 2>&1)
 st=$?
@@ -192,5 +195,39 @@ out=$("$lab" check --no-canary 2>&1)
 col=$(awk '/^protection / { print index($0, "result") }' <<<"$out")
 bad=$(awk -v c="$col" '/ (ok|FAILED)$/ && substr($0, c) !~ /^(ok|FAILED)$/' <<<"$out")
 check '[ -n "$col" ] && [ -z "$bad" ]' "labyrinth check: the result column lines up" "$bad"
+
+
+# ---- issue 15: the fuzzing modes ----------------------------------------
+
+out=$("$lab" --guard-all --sample=100 --exit-check sh -c 'echo "$LABYRINTH_GUARD_ALL|$LABYRINTH_SAMPLE|$LABYRINTH_EXIT_CHECK"' 2>&1)
+check '[ "$out" = "1|100|1" ]' "--guard-all, --sample=N, --exit-check set their variables" "'$out'"
+out=$("$lab" --help)
+check '[[ $out == *"--guard-all "* && $out == *"--sample=..."* && $out == *"--exit-check "* ]]' \
+	"--help names the fuzzing modes" "'$out'"
+
+# One byte past a 32-byte block: the canary would find it only at free or
+# exit; under --guard-all the write itself faults and is explained.
+err=$("$lab" --guard-all -- "$lab" __probe one-byte-overflow 2>&1)
+st=$?
+check '[ $st -eq 139 ] && [[ $err == "labyrinth: SIGSEGV: heap overflow, write at 0x"*"-byte block at 0x"* ]] &&
+	[[ $err == *"died of SIGSEGV (signal 11) after the report \"labyrinth: SIGSEGV: heap overflow"* ]]' \
+	"--guard-all: a 1-byte overflow of a small block faults at once" "status $st, '$err'"
+err=$("$lab" --sample=1 -- "$lab" __probe one-byte-overflow 2>&1)
+st=$?
+check '[ $st -eq 139 ] && [[ $err == "labyrinth: SIGSEGV: heap overflow, write at 0x"* ]]' \
+	"--sample=1: the same overflow faults at once" "status $st, '$err'"
+
+for bad in 0 foo -3 1000001; do
+	err=$("$lab" --sample=$bad true 2>&1)
+	st=$?
+	check '[ $st -eq 125 ] && [ "$err" = "labyrinth: --sample=$bad: invalid value; accepted: 1 (every allocation) to 1000000 (labyrinth --help)" ]' \
+		"--sample=$bad is refused: one line, 125" "status $st, '$err'"
+done
+for bad in --guard-all=2 --exit-check=yes --sample; do
+	err=$("$lab" $bad true 2>&1)
+	st=$?
+	check '[ $st -eq 125 ] && [ "$(wc -l <<<"$err")" -eq 1 ] && [[ $err == "labyrinth: $bad: "* ]]' \
+		"$bad is refused: one line, 125" "status $st, '$err'"
+done
 
 echo "1..$n"
