@@ -34,10 +34,12 @@
 
 static struct sigaction previous[2];    /* SIGSEGV, SIGBUS */
 
-/* Stack lines: stderr only (see fault_report_stacks). */
+/* Stack lines: stderr, and the labyrinth command's report pipe, which
+ * symbolizes them once the process has died (non-blocking: a full pipe
+ * drops lines rather than stop a dying process). */
 static void line_to_stderr(struct line *l)
 {
-	line_write(l, STDERR_FILENO);
+	line_write_reports(l);
 }
 
 /* ---- the blocks around an address ------------------------------------- */
