@@ -192,9 +192,13 @@ void guarded_close(struct guarded *g)
 
 static __thread uint32_t countdown __attribute__((tls_model("initial-exec")));
 
-/* About one call in g->sample says yes, at random intervals (mean N). */
+/* About one call in g->sample says yes, at random intervals (mean N); a
+ * thread's first call draws its interval. N = 1 is every call, the first
+ * too. */
 static bool sample_now(struct guarded *g)
 {
+	if (g->sample == 1)
+		return true;
 	if (__builtin_expect(countdown > 1, 1)) {
 		countdown--;
 		return false;
