@@ -52,7 +52,7 @@ check 'has "use after free, read at $(at 8) (8 bytes into a freed 20000-byte blo
 run LABYRINTH_GUARD_ALL=1 -- write 32 32
 check 'has "heap overflow, write at $(at 32) (0 bytes past the end of a 32-byte block at $block)" && segv' \
 	"guard-all: an overflow by one byte faults and is reported" "rc $rc: $err"
-check 'grep -A2 "labyrinth: allocated by:" <<<"$err" | grep -q "alloc_here+0x"' \
+check 'grep -A4 "labyrinth: allocated by:" <<<"$err" | grep -q "alloc_here+0x"' \
 	"guard-all: the report names where the block was allocated" "$err"
 run LABYRINTH_GUARD_ALL=1 -- after-free 0 32
 check 'has "use after free, read at $block (0 bytes into a freed 32-byte block at $block)" && segv' \
@@ -68,8 +68,8 @@ run -- double-free
 check 'has "labyrinth: double free of $block" && has_stack && [ "$rc" -eq 134 ]' \
 	"a double free's report carries the freeing thread's stack" "rc $rc: $err"
 run LABYRINTH_GUARD_ALL=1 -- double-free
-check 'grep -A2 "labyrinth: freed by:" <<<"$err" | grep -q "double_free_here+0x" &&
-       grep -A2 "labyrinth: allocated by:" <<<"$err" | grep -q "alloc_here+0x"' \
+check 'grep -A4 "labyrinth: freed by:" <<<"$err" | grep -q "double_free_here+0x" &&
+       grep -A4 "labyrinth: allocated by:" <<<"$err" | grep -q "alloc_here+0x"' \
 	"guard-all: a double free names the first free and the allocation" "$err"
 
 # The report also goes to LABYRINTH_REPORT_FD (a pipe, as the command uses).

@@ -13,19 +13,13 @@
 #include <stdio.h>
 #include <string.h>
 
-/* ASan's shadow memory has page tables and resident pages of its own for
- * every page the heap touches: the bounds below are for the real build. */
-#ifdef __SANITIZE_ADDRESS__
-#define SKIP_UNDER_ASAN() cr_skip_test("ASan's shadow memory counts in VmPTE and VmRSS")
-#else
-#define SKIP_UNDER_ASAN() ((void)0)
-#endif
+#define SHADOW "its shadow memory counts in VmPTE and VmRSS"
 
 /* 100 blocks of 1 GiB, one page of each touched, each freed: the page
  * tables of a closed block go back with it. */
 Test(pagetables, closed_large_blocks_give_their_page_tables_back, .timeout = 120)
 {
-	SKIP_UNDER_ASAN();
+	SKIP_UNDER_ASAN(SHADOW);
 	labyrinth_t *lab = labyrinth_default();
 	long before = vm_pte_kib();
 	for (int i = 0; i < 100; i++) {
@@ -48,7 +42,7 @@ Test(pagetables, closed_large_blocks_give_their_page_tables_back, .timeout = 120
  */
 Test(pagetables, a_grown_string_leaves_page_tables_for_what_is_live, .timeout = 120)
 {
-	SKIP_UNDER_ASAN();
+	SKIP_UNDER_ASAN(SHADOW);
 	labyrinth_t *lab = labyrinth_default();
 	long before = vm_pte_kib();
 	char *s = labyrinth_malloc(lab, 1);
@@ -144,7 +138,7 @@ Test(pagetables, a_busy_wing_keeps_every_guard, .timeout = 120)
  */
 Test(pagetables, a_quarantine_pins_at_most_a_mebibyte_of_cleared_slots, .timeout = 60)
 {
-	SKIP_UNDER_ASAN();
+	SKIP_UNDER_ASAN(SHADOW);
 	labyrinth_t *lab = labyrinth_default();
 	long before = status_kib("VmRSS");
 	for (int i = 0; i < 2048; i++) {
