@@ -59,7 +59,7 @@ EXTRA_DIST += bench/pagebench.c bench/README.md bench/run.sh bench/alloc.py benc
 	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
 	bench/xfree.c bench/realloc.c bench/fastpath.c bench/footprint.c bench/scale.c \
 	bench/redis.sh bench/forkgrown.c bench/statexit.c bench/forkshell.sh bench/autoproj.sh \
-	bench/syscalls.sh
+	bench/syscalls.sh bench/samplecost.sh
 
 # Automake cleans the programs it installs, not EXTRA_PROGRAMS.
 CLEANFILES += bench/labbench$(EXEEXT) bench/churn$(EXEEXT) bench/xfree$(EXEEXT) \

@@ -112,7 +112,7 @@ selected() {
 # A name in BENCH_ONLY that no table has would otherwise be ignored quietly.
 for n in $(echo "${BENCH_ONLY:-}" | tr ',' ' '); do
 	found=''
-	for row in $alloc_rows $proc_rows scale; do
+	for row in $alloc_rows $proc_rows sample-cost scale; do
 		[ "$row" != "$n" ] || found=1
 	done
 	if [ -z "$found" ]; then
@@ -155,6 +155,14 @@ if [ -n "$only" ]; then
 		sqlite    sqlite3 -bail :memory: ".read '$srcdir/bench/sqlite.sql'" :: \
 		gcc       gcc -O2 -c "$work/big.c" -o "$work/big.o" :: \
 		redis     sh "$srcdir/bench/redis.sh" || status=$?
+fi
+
+# Sampling's cost: labyrinth with LABYRINTH_SAMPLE=1000 against labyrinth
+# itself, in CPU time, over at least 7 runs (bench/samplecost.sh).
+if [ -n "$preload" ] && wanted sample-cost; then
+	echo
+	bash "$srcdir/bench/samplecost.sh" -p "$preload" -s "$srcdir" \
+		-n "$((runs < 7 ? 7 : runs))" || status=1
 fi
 
 # A script $1 that runs the rest of the words in directory $2, for the rows
