@@ -356,15 +356,16 @@ static void chain(int sig, siginfo_t *si, void *uc, struct sigaction *old, bool 
 #define NEED_WALK 2048
 
 /* Bytes left below here on the alternate stack we run on (SIZE_MAX: not
- * on one, so on a thread's stack, with room to spare). */
-static size_t stack_left(void)
+ * on one, so on a thread's stack, with room to spare). The context keeps
+ * the alternate stack as it was at delivery: sigaltstack would say none
+ * while the handler runs if the program set SS_AUTODISARM. */
+static size_t stack_left(const ucontext_t *uc)
 {
-	stack_t ss;
 	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-	if (sigaltstack(NULL, &ss) != 0 || !(ss.ss_flags & SS_ONSTACK) ||
-	    sp - (uintptr_t)ss.ss_sp > ss.ss_size)
+	uintptr_t base = (uintptr_t)uc->uc_stack.ss_sp;
+	if (uc->uc_stack.ss_flags & SS_DISABLE || sp - base > uc->uc_stack.ss_size)
 		return SIZE_MAX;
-	return sp - (uintptr_t)ss.ss_sp;
+	return sp - base;
 }
 
 static void on_fault(int sig, siginfo_t *si, void *uc)
@@ -372,7 +373,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 	int saved = errno;
 	struct sigaction *old = &previous[sig == SIGBUS];
 	bool real = real_fault(sig, si, uc);
-	size_t left = real ? stack_left() : 0;
+	size_t left = real ? stack_left(uc) : 0;
 	if (real && left >= NEED_LINE && explain(sig, si, uc, left >= NEED_WALK))
 		sigaction(sig, old, NULL);
 	else

@@ -15,6 +15,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31)        /* linux/signal.h; not in glibc's */
+#endif
+
 static volatile char sink;
 static sigjmp_buf back;
 
@@ -241,14 +245,16 @@ int main(int argc, char **argv)
 		/* An alternate stack of exactly n bytes, a guard page right
 		 * below it, and a handler of the program's that needs only a
 		 * few bytes: whatever labyrinth does first must fit, so the
-		 * fault always reaches that handler. */
+		 * fault always reaches that handler. argv[3]: SS_AUTODISARM
+		 * (the stack is disarmed while a handler runs on it). */
 		install_own(handled_exit, SA_ONSTACK);
 		size_t pages = ((size_t)n + 4095) / 4096;
 		char *m = mmap(NULL, (pages + 1) * 4096, PROT_NONE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (m == MAP_FAILED || mprotect(m + 4096, pages * 4096, PROT_READ | PROT_WRITE))
 			return 2;
-		stack_t ss = { .ss_sp = m + 4096, .ss_size = (size_t)n };
+		stack_t ss = { .ss_sp = m + 4096, .ss_size = (size_t)n,
+			       .ss_flags = argc > 3 ? (int)SS_AUTODISARM : 0 };
 		if (sigaltstack(&ss, NULL) != 0)
 			return 2;
 		write_at(alloc_here(20000), 20480);

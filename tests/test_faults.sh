@@ -148,8 +148,9 @@ done
 min=$(LD_PRELOAD="$lib" "$bin/fault_probe" minsigstksz | head -n 1)
 bad=""
 lines=0
-for size in 4096 $(seq "$min" 64 $((min + 3072))); do
-	run -- tight-altstack "$size"
+for size in 4096 $(seq "$min" 64 $((min + 3072))) 4096a $(seq "$min" 256 $((min + 3072)) | sed 's/$/a/'); do
+	# "a": with SS_AUTODISARM, so sigaltstack says none while it runs.
+	run -- tight-altstack "${size%a}" ${size//[0-9]/}
 	whole=true
 	if has "labyrinth: SIGSEGV:"; then
 		has "stack not shown: the signal stack is too small" && lines=$((lines + 1))
@@ -160,7 +161,7 @@ for size in 4096 $(seq "$min" 64 $((min + 3072))); do
 	fi
 done
 check '[ -z "$bad" ]' \
-	"alternate stacks of $min to $((min + 3072)) and 4096 bytes: never overrun, the program's handler runs" "failed at:$bad"
+	"alternate stacks of $min to $((min + 3072)) and 4096 bytes, disarmed or not: never overrun, the program's handler runs" "failed at:$bad"
 run -- tight-altstack 8192
 check 'has_stack && grep -qx handled <<<"$out"' \
 	"an 8 KiB alternate stack holds the whole report" "rc $rc: $out $err"
