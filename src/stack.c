@@ -15,9 +15,10 @@
  * trampoline, stack-realigning prologues) ends the walk there.
  *
  * A corrupt stack must not send the walk into unmapped memory: each frame's
- * CFA must lie above the last one, within MAX_FRAME, and the slots read must
- * lie between the two. The outermost frames (_start, a thread's start)
- * mark the return address undefined, which ends the walk.
+ * CFA must lie above the last one, within MAX_FRAME, the slots read must
+ * lie between the two, and on a page found readable (struct window). The
+ * outermost frames (_start, a thread's start) mark the return address
+ * undefined, which ends the walk.
  */
 #include "stack.h"
 
@@ -27,13 +28,16 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/uio.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #define DW_RBP 6
 #define DW_RSP 7
 #define DW_RA 16
 #define STATE_DEPTH 4
 #define MAX_FRAME (8UL << 20)   /* one frame's locals, at most */
+#define PAGE_BYTES 4096UL       /* the smallest page: a readable one is read */
 
 enum rule { R_SAME, R_UNDEF, R_OFFSET, R_VAL_OFFSET, R_OTHER };
 
@@ -201,21 +205,28 @@ static bool cie_parse(const uint8_t *c, struct cie *out)
 	return true;
 }
 
-/* The module holding pc: its .eh_frame_hdr and link map. */
-static bool object_of(uintptr_t pc, const uint8_t **eh_frame_hdr, const struct link_map **lm)
+/* The module holding pc: its .eh_frame_hdr, link map and mapping. */
+struct object {
+	const uint8_t *eh_frame_hdr;
+	const struct link_map *lm;
+	uintptr_t start, end;   /* [start, end): the module's mapping */
+};
+
+static bool object_of(uintptr_t pc, struct object *o)
 {
 #ifdef HAVE__DL_FIND_OBJECT
 	struct dl_find_object dfo;
 	if (_dl_find_object((void *)pc, &dfo) != 0)
 		return false;
-	*eh_frame_hdr = dfo.dlfo_eh_frame;
-	*lm = dfo.dlfo_link_map;
+	o->eh_frame_hdr = dfo.dlfo_eh_frame;
+	o->lm = dfo.dlfo_link_map;
+	o->start = (uintptr_t)dfo.dlfo_map_start;
+	o->end = (uintptr_t)dfo.dlfo_map_end;
 	return true;
 #else
 	/* Before glibc 2.35 the only ways in take the loader's lock. */
 	(void)pc;
-	(void)eh_frame_hdr;
-	(void)lm;
+	(void)o;
 	return false;
 #endif
 }
@@ -320,11 +331,10 @@ static bool cfa_program(struct cfa_run *r, const uint8_t *p, const uint8_t *end)
 /* The unwind row that holds at pc (an instruction of the frame's function). */
 static bool row_at(uintptr_t pc, struct row *row)
 {
-	const uint8_t *hdr;
-	const struct link_map *lm;
-	if (!object_of(pc, &hdr, &lm) || !hdr)
+	struct object o;
+	if (!object_of(pc, &o) || !o.eh_frame_hdr)
 		return false;
-	const uint8_t *f = fde_search(hdr, pc);
+	const uint8_t *f = fde_search(o.eh_frame_hdr, pc);
 	if (!f || LOAD(uint32_t, f) == 0 || LOAD(uint32_t, f) == 0xffffffff)
 		return false;
 	struct cie cie;
@@ -351,19 +361,64 @@ static bool row_at(uintptr_t pc, struct row *row)
 	return cfa_program(&run, p, end) && row->cfa_ok;
 }
 
-/* A saved register's slot: between the frame's sp and its CFA. */
-static bool slot_read(uintptr_t at, uintptr_t sp, uintptr_t cfa, uintptr_t *out)
+/*
+ * Stack pages known readable, for one walk. A damaged frame (rbp or a saved
+ * slot rewritten) can put the CFA anywhere within MAX_FRAME, unmapped or a
+ * guard page, and a fault in the walk would be one inside a signal handler
+ * or malloc. So each page is tried once with process_vm_readv on ourselves,
+ * which fails with EFAULT instead of faulting; the window of pages found
+ * readable grows as the walk climbs (a walk's frames are contiguous, most
+ * walks one or two system calls). A filter that refuses the call ends the
+ * walk, never reads blind.
+ */
+struct window {
+	pid_t pid;
+	uintptr_t lo, hi;       /* [lo, hi): pages found readable */
+};
+
+static bool pages_readable(struct window *w, uintptr_t first, uintptr_t last)
+{
+	char got[2];
+	struct iovec local = { got, 2 };
+	struct iovec remote[2] = { { (void *)first, 1 }, { (void *)last, 1 } };
+	unsigned n = first == last ? 1 : 2;
+	local.iov_len = n;
+	if (!w->pid)
+		w->pid = getpid();
+	return process_vm_readv(w->pid, &local, 1, remote, n, 0) == (ssize_t)n;
+}
+
+static bool stack_load(struct window *w, uintptr_t at, uintptr_t *out)
+{
+	if (at < w->lo || at + 8 > w->hi) {
+		uintptr_t first = at & ~(PAGE_BYTES - 1), last = (at + 7) & ~(PAGE_BYTES - 1);
+		if (at + 8 < at || !pages_readable(w, first, last))
+			return false;
+		if (w->lo == w->hi || last + PAGE_BYTES < w->lo || first > w->hi) {
+			w->lo = first;
+			w->hi = last + PAGE_BYTES;
+		} else {
+			w->lo = first < w->lo ? first : w->lo;
+			w->hi = last + PAGE_BYTES > w->hi ? last + PAGE_BYTES : w->hi;
+		}
+	}
+	*out = LOAD(uintptr_t, (const void *)at);
+	return true;
+}
+
+/* A saved register's slot: between the frame's sp and its CFA, readable. */
+static bool slot_read(struct window *w, uintptr_t at, uintptr_t sp, uintptr_t cfa,
+		      uintptr_t *out)
 {
 	if (at < sp || at + 8 > cfa + 64 || at % 8)
 		return false;
-	*out = LOAD(uintptr_t, (const void *)at);
-	return true;
+	return stack_load(w, at, out);
 }
 
 /* From the frame at r to its caller's; false at the end or on doubt.
  * lookup: r->pc itself for the interrupted instruction, else pc - 1 (inside
  * the call, not the instruction after it). */
-static bool step(struct regs *r, uintptr_t lookup)
+static bool step(struct window *w, struct regs *r, uintptr_t lookup)
 {
 	struct row row;
 	if (!row_at(lookup, &row))
@@ -380,10 +435,10 @@ static bool step(struct regs *r, uintptr_t lookup)
 		return false;
 	uintptr_t ra, bp = r->bp;
 	if (row.how[ROW_RA] != R_OFFSET ||
-	    !slot_read(cfa + (uintptr_t)row.off[ROW_RA], r->sp, cfa, &ra))
+	    !slot_read(w, cfa + (uintptr_t)row.off[ROW_RA], r->sp, cfa, &ra))
 		return false;   /* undefined: the outermost frame */
 	if (row.how[ROW_BP] == R_OFFSET &&
-	    !slot_read(cfa + (uintptr_t)row.off[ROW_BP], r->sp, cfa, &bp))
+	    !slot_read(w, cfa + (uintptr_t)row.off[ROW_BP], r->sp, cfa, &bp))
 		return false;
 	if (row.how[ROW_BP] == R_VAL_OFFSET)
 		bp = cfa + (uintptr_t)row.off[ROW_BP];
@@ -393,8 +448,9 @@ static bool step(struct regs *r, uintptr_t lookup)
 	return ra > 4096;
 }
 
-/* pc[] holds the address looked up: inside the call instruction. */
-static void walk(struct stack *s, struct regs *r, unsigned skip)
+/* pc[] holds the address looked up: inside the call instruction. w: the
+ * pages known readable to begin with. */
+static void walk(struct stack *s, struct regs *r, unsigned skip, struct window w)
 {
 	uintptr_t lookup = r->pc;
 	s->n = 0;
@@ -404,7 +460,7 @@ static void walk(struct stack *s, struct regs *r, unsigned skip)
 			if (s->n == STACK_FRAMES)
 				return;
 		}
-		if (!step(r, lookup))
+		if (!step(&w, r, lookup))
 			return;
 		lookup = r->pc - 1;
 	}
@@ -415,7 +471,10 @@ __attribute__((noinline)) void stack_here(struct stack *s, unsigned skip)
 	struct regs r;
 	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
 			 : "=r"(r.pc), "=r"(r.sp), "=r"(r.bp));
-	walk(s, &r, skip + 1);
+	/* This thread runs on the page at its stack pointer: no need to try
+	 * it (most walks inside malloc then need no system call). */
+	uintptr_t page = r.sp & ~(PAGE_BYTES - 1);
+	walk(s, &r, skip + 1, (struct window){ .lo = page, .hi = page + PAGE_BYTES });
 }
 
 void stack_of_context(struct stack *s, const void *ucontext)
@@ -426,60 +485,87 @@ void stack_of_context(struct stack *s, const void *ucontext)
 		.sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
 		.bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
 	};
-	walk(s, &r, 0);
+	/* The interrupted context's registers may be anything: try them all. */
+	walk(s, &r, 0, (struct window){ 0 });
 }
 
 /* ---- naming frames ----------------------------------------------------- */
 
+/*
+ * The loader's data for a module is only as trustworthy as the memory it
+ * lies in: a dlopen'ed module's link map is a block of our own heap, which a
+ * heap overflow can rewrite. So every table its dynamic section points to
+ * is read only when it lies inside the module's mapping [start, end), and
+ * its name only when the link map and the name lie outside the heap.
+ */
+static bool inside(const struct object *o, uintptr_t p, size_t bytes)
+{
+	return p >= o->start && p < o->end && bytes <= o->end - p;
+}
+
 /* The loader relocates most of a module's dynamic entries in place, but not
  * those of a read-only dynamic section (the vDSO's). */
-static uintptr_t dyn_ptr(const struct link_map *lm, uintptr_t v)
+static uintptr_t dyn_ptr(const struct object *o, uintptr_t v)
 {
-	return v < lm->l_addr ? v + lm->l_addr : v;
+	return v < o->lm->l_addr ? v + o->lm->l_addr : v;
 }
 
 /* Symbols in the dynamic symbol table: DT_HASH says so; DT_GNU_HASH must be
- * walked to the end of its longest chain. */
-static size_t dyn_symbols(const uint32_t *hash, const uint32_t *gnu)
+ * walked to the end of its longest chain. 0 if a table leaves the module. */
+static size_t dyn_symbols(const struct object *o, const uint32_t *hash, const uint32_t *gnu)
 {
 	if (hash)
-		return hash[1];
-	if (!gnu)
+		return inside(o, (uintptr_t)hash, 8) ? hash[1] : 0;
+	if (!gnu || !inside(o, (uintptr_t)gnu, 16))
 		return 0;
 	uint32_t nbuckets = gnu[0], symoffset = gnu[1], bloom = gnu[2];
 	const uint32_t *buckets = (const uint32_t *)((const uint64_t *)(gnu + 4) + bloom);
 	const uint32_t *chain = buckets + nbuckets;
+	if (!inside(o, (uintptr_t)buckets, (size_t)nbuckets * 4))
+		return 0;
 	uint32_t last = 0;
 	for (uint32_t b = 0; b < nbuckets; b++)
 		if (buckets[b] > last)
 			last = buckets[b];
 	if (last < symoffset)
 		return symoffset;
-	while (!(chain[last - symoffset] & 1))
+	for (;;) {
+		const uint32_t *c = chain + (last - symoffset);
+		if (!inside(o, (uintptr_t)c, 4))
+			return 0;
+		if (*c & 1)
+			return (size_t)last + 1;
 		last++;
-	return (size_t)last + 1;
+	}
 }
 
 /* The exported function holding pc, from the module's dynamic symbols. */
-static const char *function_of(const struct link_map *lm, uintptr_t pc, uintptr_t *start)
+static const char *function_of(const struct object *o, uintptr_t pc, uintptr_t *start)
 {
+	const struct link_map *lm = o->lm;
 	const ElfW(Sym) *syms = NULL;
 	const char *strs = NULL;
 	const uint32_t *hash = NULL, *gnu = NULL;
-	for (const ElfW(Dyn) *d = lm->l_ld; d && d->d_tag != DT_NULL; d++) {
-		uintptr_t v = dyn_ptr(lm, d->d_un.d_ptr);
+	size_t strsz = 0;
+	for (const ElfW(Dyn) *d = lm->l_ld; inside(o, (uintptr_t)d, sizeof *d) &&
+	     d->d_tag != DT_NULL; d++) {
+		uintptr_t v = dyn_ptr(o, d->d_un.d_ptr);
 		if (d->d_tag == DT_SYMTAB)
 			syms = (const ElfW(Sym) *)v;
 		else if (d->d_tag == DT_STRTAB)
 			strs = (const char *)v;
+		else if (d->d_tag == DT_STRSZ)
+			strsz = d->d_un.d_val;
 		else if (d->d_tag == DT_HASH)
 			hash = (const uint32_t *)v;
 		else if (d->d_tag == DT_GNU_HASH)
 			gnu = (const uint32_t *)v;
 	}
-	if (!syms || !strs)
+	if (!syms || !strs || !inside(o, (uintptr_t)strs, strsz))
 		return NULL;
-	size_t n = dyn_symbols(hash, gnu);
+	size_t n = dyn_symbols(o, hash, gnu);
+	if (!inside(o, (uintptr_t)syms, 0) || n > (o->end - (uintptr_t)syms) / sizeof *syms)
+		return NULL;
 	const ElfW(Sym) *best = NULL;
 	for (size_t i = 0; i < n; i++) {
 		const ElfW(Sym) *y = &syms[i];
@@ -491,10 +577,23 @@ static const char *function_of(const struct link_map *lm, uintptr_t pc, uintptr_
 		    (!best || y->st_value > best->st_value))
 			best = y;
 	}
-	if (!best)
+	/* The name must end inside the string table. */
+	if (!best || best->st_name >= strsz || !memchr(strs + best->st_name, 0,
+							strsz - best->st_name))
 		return NULL;
 	*start = lm->l_addr + best->st_value;
 	return strs + best->st_name;
+}
+
+/* The module's path, or NULL when the loader's copy of it is in the heap
+ * (the caller then names the module by its address). The main program's
+ * empty name is its AT_EXECFN. */
+static const char *module_path(const struct object *o)
+{
+	const struct link_map *lm = o->lm;
+	if (fault_heap_holds(lm) || fault_heap_holds(lm->l_name) || !lm->l_name)
+		return NULL;
+	return lm->l_name[0] ? lm->l_name : (const char *)getauxval(AT_EXECFN);
 }
 
 static void frame_line(struct line *l, unsigned i, uintptr_t pc)
@@ -502,26 +601,31 @@ static void frame_line(struct line *l, unsigned i, uintptr_t pc)
 	line_str(l, "labyrinth:     #");
 	line_dec(l, i);
 	line_str(l, " ");
-	const uint8_t *hdr;
-	const struct link_map *lm;
-	if (!object_of(pc, &hdr, &lm) || !lm) {
+	struct object o;
+	if (!object_of(pc, &o) || !o.lm || !inside(&o, pc, 1)) {
 		line_hex(l, pc);
 		return;
 	}
 	uintptr_t start;
-	const char *fn = function_of(lm, pc, &start);
+	const char *fn = function_of(&o, pc, &start);
 	if (fn) {
 		line_str(l, fn);
 		line_str(l, "+");
 		line_hex(l, pc - start);
 		line_str(l, " ");
 	}
-	const char *path = lm->l_name && lm->l_name[0] ? lm->l_name
-						       : (const char *)getauxval(AT_EXECFN);
+	const char *path = module_path(&o);
 	line_str(l, "(");
-	line_str(l, path ? path : "?");
-	line_str(l, "+");
-	line_hex(l, pc - lm->l_addr);
+	if (path) {
+		line_str(l, path);
+		line_str(l, "+");
+		line_hex(l, pc - o.lm->l_addr);
+	} else {
+		line_str(l, "module@");
+		line_hex(l, o.start);
+		line_str(l, "+");
+		line_hex(l, pc - o.start);
+	}
 	line_str(l, ")");
 }
 

@@ -1,13 +1,15 @@
 /*
- * stack: the calling thread's stack, taken without allocating, without a
- * lock and without a system call, so that a signal handler and a report
- * made inside malloc can both take it.
+ * stack: the calling thread's stack, taken without allocating and without
+ * a lock, so that a signal handler and a report made inside malloc can both
+ * take it (a system call per stack page it reads beyond its first, so that
+ * a damaged frame cannot make it fault).
  */
 #ifndef LAB_STACK_H
 #define LAB_STACK_H
 
 #include "report.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define STACK_FRAMES 16
@@ -31,5 +33,9 @@ void stack_of_context(struct stack *s, const void *ucontext);
  * each line (report.c's writer, so the lines follow the report's).
  */
 void stack_print(const struct stack *s, const char *title, void (*write)(struct line *));
+
+/* fault.c: p lies in the default labyrinth's heap, where a heap overflow may
+ * have rewritten it (the loader's data for a dlopen'ed module lives there). */
+bool fault_heap_holds(const void *p);
 
 #endif

@@ -4,13 +4,20 @@
  * block's address ("block 0x..."), so the script can hold the report to it.
  * Built with -rdynamic so that the report can name these functions.
  */
+#include <dlfcn.h>
+#include <link.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31)        /* linux/signal.h; not in glibc's */
+#endif
 
 static volatile char sink;
 static sigjmp_buf back;
@@ -100,6 +107,53 @@ __attribute__((noinline)) void double_free_here(char *p)
 	free_here(p);
 }
 
+/* A frame-pointer function whose rbp is damaged (set to `rbp`) when it
+ * makes the bad store: its CFA rule says the caller's frame is at rbp. */
+void bad_rbp_store(char *at, unsigned long rbp);
+__asm__(".text\n.globl bad_rbp_store\n.type bad_rbp_store, @function\n"
+	"bad_rbp_store:\n.cfi_startproc\npush %rbp\n.cfi_def_cfa_offset 16\n"
+	".cfi_offset %rbp, -16\nmov %rsp, %rbp\n.cfi_def_cfa_register %rbp\n"
+	"mov %rsi, %rbp\nmovb $1, (%rdi)\nmov %rsp, %rbp\npop %rbp\n"
+	".cfi_def_cfa %rsp, 8\nret\n.cfi_endproc\n.size bad_rbp_store, .-bad_rbp_store\n");
+
+/* A page 4 MiB above the stack pointer, within the unwinder's largest
+ * frame: PROT_NONE (a guard page, which mincore would call mapped) or
+ * unmapped again. */
+static unsigned long page_above_stack(int unmapped)
+{
+	char here;
+	unsigned long at = (((unsigned long)&here) & ~4095UL) + (4UL << 20);
+	void *p = mmap((void *)at, 4096, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p != (void *)at) {
+		printf("skip: 0x%lx is taken\n", at);
+		exit(0);
+	}
+	if (unmapped)
+		munmap(p, 4096);
+	return at + 64;
+}
+
+/* A signal with a fault's siginfo, sent by the process to itself. */
+static void send_fake(int sig, int code, void *addr)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	si.si_signo = sig;
+	si.si_code = code;
+	si.si_addr = addr;
+	syscall(SYS_rt_sigqueueinfo, getpid(), sig, &si);
+}
+
+static void handled_exit(int sig)
+{
+	(void)sig;
+	static const char msg[] = "handled\n";
+	if (write(STDOUT_FILENO, msg, sizeof msg - 1) < 0)
+		_exit(3);
+	_exit(0);
+}
+
 static volatile unsigned depth;
 
 __attribute__((noinline)) static void recurse(void)
@@ -185,6 +239,73 @@ int main(int argc, char **argv)
 			return 2;
 		install_own(alt_used, SA_ONSTACK);
 		write_at(alloc_here(20000), 20480);
+	} else if (!strcmp(c, "minsigstksz")) {
+		printf("%ld\n", sysconf(_SC_MINSIGSTKSZ));
+	} else if (!strcmp(c, "tight-altstack")) {
+		/* An alternate stack of exactly n bytes, a guard page right
+		 * below it, and a handler of the program's that needs only a
+		 * few bytes: whatever labyrinth does first must fit, so the
+		 * fault always reaches that handler. argv[3]: SS_AUTODISARM
+		 * (the stack is disarmed while a handler runs on it). */
+		install_own(handled_exit, SA_ONSTACK);
+		size_t pages = ((size_t)n + 4095) / 4096;
+		char *m = mmap(NULL, (pages + 1) * 4096, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED || mprotect(m + 4096, pages * 4096, PROT_READ | PROT_WRITE))
+			return 2;
+		stack_t ss = { .ss_sp = m + 4096, .ss_size = (size_t)n,
+			       .ss_flags = argc > 3 ? (int)SS_AUTODISARM : 0 };
+		if (sigaltstack(&ss, NULL) != 0)
+			return 2;
+		write_at(alloc_here(20000), 20480);
+	} else if (!strcmp(c, "bad-rbp")) {
+		/* A heap overflow made in a frame whose rbp was damaged. */
+		char *p = alloc_here(20000);
+		bad_rbp_store(p + 20480, page_above_stack(n));
+	} else if (!strcmp(c, "fake-fault")) {
+		/* A SIGSEGV the program sends itself, dressed as a fault at a
+		 * freed block; n: the program has a handler for it. */
+		if (n)
+			install_own(own_handler, 0);
+		char *p = alloc_here(20000);
+		free_here(p);
+		if (!sigsetjmp(back, 1))
+			send_fake(SIGSEGV, SEGV_MAPERR, p + 10);
+		printf("after fake fault\n");
+	} else if (!strcmp(c, "fake-mce")) {
+		/* The kernel's asynchronous machine-check report, at a freed
+		 * block: the hardware's business, not a heap error. */
+		char *p = alloc_here(20000);
+		free_here(p);
+		send_fake(SIGBUS, BUS_MCEERR_AO, p + 10);
+	} else if (!strcmp(c, "dlopen-name")) {
+		/* argv[3]: a module dlopen'ed now, so the loader keeps its link
+		 * map in the heap; a heap overflow rewrites it (n = 1: its name,
+		 * 2: its dynamic section's address), then a heap fault is made
+		 * from a frame in the module. */
+		static const char secret[] = "SECRET-0123456789";
+		void *h = dlopen(argv[3], RTLD_NOW);
+		struct link_map *lm;
+		if (!h || dlinfo(h, RTLD_DI_LINKMAP, &lm) != 0)
+			return 2;
+		void (*call)(void (*)(char *, long), char *, long) =
+			(void (*)(void (*)(char *, long), char *, long))dlsym(h, "fault_mod_call");
+		if (!call)
+			return 2;
+		char *p = alloc_here(20000);
+		if (n == 1)
+			lm->l_name = (char *)secret;
+		if (n == 2) {
+			ElfW(Dyn) *fake = calloc(4, sizeof *fake);
+			fake[0].d_tag = DT_STRTAB;
+			fake[0].d_un.d_ptr = 1;
+			fake[1].d_tag = DT_SYMTAB;
+			fake[1].d_un.d_ptr = 0x10;
+			fake[2].d_tag = DT_HASH;
+			fake[2].d_un.d_ptr = (ElfW(Addr))"\0\0\0\0\xff\xff\xff\x7f";
+			lm->l_ld = fake;
+		}
+		call(write_at, p, 20480);
 	} else if (!strcmp(c, "stack-overflow")) {
 		stack_t ss = { .ss_size = 16384 };
 		ss.ss_sp = malloc(ss.ss_size);

@@ -115,4 +115,71 @@ run LABYRINTH_GUARD_ALL=1 -- small-altstack 2048
 check 'has "heap overflow, write at" && grep -q "#[0-9]* _start+" <<<"$err" && segv' \
 	"the whole report fits an alternate stack of MINSIGSTKSZ + 2 KiB" "rc $rc: $err"
 
+
+# A fault the program sends itself is not a fault: not explained, never
+# swallowed (the kernel copies any siginfo rt_sigqueueinfo gives it).
+run -- fake-fault 0
+check 'segv && ! has "labyrinth:"' \
+	"a self-sent SIGSEGV dressed as a fault at a freed block: unexplained, dies of it" "rc $rc: $out $err"
+run -- fake-fault 1
+check 'grep -qx "own handler" <<<"$out" && ! has "labyrinth:"' \
+	"... and reaches the program's own handler, unexplained" "rc $rc: $out $err"
+run -- fake-mce
+check '[ "$rc" -eq 135 ] && ! has "labyrinth:"' \
+	"an asynchronous machine check (BUS_MCEERR_AO) at a freed block is not a heap fault" "rc $rc: $err"
+
+# A damaged frame: rbp 4 MiB above the stack, at a guard page or unmapped.
+# The walk stops there; it must not fault inside the handler.
+for how in 0 1; do
+	run -- bad-rbp $how
+	if [[ $out == skip:* ]]; then
+		skip "bad-rbp $how: ${out#skip: }"
+		continue
+	fi
+	check 'has "heap overflow, write at" && has "labyrinth: stack:" &&
+	       grep -q "#0 bad_rbp_store+0x" <<<"$err" && segv' \
+		"a frame whose rbp points at $( ((how)) && echo "unmapped memory" || echo "a guard page"): the stack stops there, the handler survives" "rc $rc: $err"
+done
+
+# The program's alternate stack, a guard page right below it, n bytes: from
+# the smallest the kernel's frame fits to 3 KiB more, the fault must reach
+# the program's handler on it; a report, if any, is whole (the line and the
+# stack, or the line and why the stack is not shown).
+min=$(LD_PRELOAD="$lib" "$bin/fault_probe" minsigstksz | head -n 1)
+bad=""
+lines=0
+for size in 4096 $(seq "$min" 64 $((min + 3072))) 4096a $(seq "$min" 256 $((min + 3072)) | sed 's/$/a/'); do
+	# "a": with SS_AUTODISARM, so sigaltstack says none while it runs.
+	run -- tight-altstack "${size%a}" ${size//[0-9]/}
+	whole=true
+	if has "labyrinth: SIGSEGV:"; then
+		has "stack not shown: the signal stack is too small" && lines=$((lines + 1))
+		has "stack not shown: the signal stack is too small" || has_stack || whole=false
+	fi
+	if [ "$rc" -ne 0 ] || ! grep -qx handled <<<"$out" || ! $whole; then
+		bad+=" $size (rc $rc)"
+	fi
+done
+check '[ -z "$bad" ]' \
+	"alternate stacks of $min to $((min + 3072)) and 4096 bytes, disarmed or not: never overrun, the program's handler runs" "failed at:$bad"
+run -- tight-altstack 8192
+check 'has_stack && grep -qx handled <<<"$out"' \
+	"an 8 KiB alternate stack holds the whole report" "rc $rc: $out $err"
+check '[ "$lines" -gt 0 ]' \
+	"some of those stacks are short of the walk: the report's line, and why no stack" "none"
+
+# A dlopen'ed module's link map is a heap block: a heap overflow into it
+# must not choose what the report prints or send the handler astray.
+mod=${LAB_TEST_BUILDDIR:-$(dirname "$0")/..}/tests/.libs/libfaultmod.so
+mod=$(cd "$(dirname "$mod")" && pwd)/$(basename "$mod")
+run -- dlopen-name 0 "$mod"
+check 'has "#1 fault_mod_call+0x" && has "(module@0x" && grep -q "#2 main+" <<<"$err" && segv' \
+	"a frame in a dlopen'ed module is named by the module's address, not its heap-held name" "rc $rc: $err"
+run -- dlopen-name 1 "$mod"
+check '! has "SECRET" && has "(module@0x" && grep -q "#2 main+" <<<"$err" && segv' \
+	"a link map whose name a heap overflow rewrote: the string it points to is not printed" "rc $rc: $err"
+run -- dlopen-name 2 "$mod"
+check 'has "#1 (module@0x" && grep -q "#2 main+" <<<"$err" && grep -q "#[0-9] _start+" <<<"$err" && segv' \
+	"a link map whose dynamic section address was rewritten: the frame is named by address, the walk goes on" "rc $rc: $err"
+
 echo "1..$n"
