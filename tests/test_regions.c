@@ -101,7 +101,9 @@ Test(regions, a_held_region_holds_no_memory)
 	long rss2 = status_kib("VmRSS"), pte2 = vm_pte_kib();
 	cr_log_info("RSS %ld, %ld, %ld KiB; page tables %ld, %ld KiB", rss0, rss1, rss2, pte0, pte2);
 	cr_assert_leq(rss2 - rss0, 1024, "a held region keeps %ld KiB resident", rss2 - rss0);
-	cr_assert_leq(pte2 - pte0, 8, "a held region keeps %ld KiB of page tables", pte2 - pte0);
+	/* 64 MiB kept mapped would keep 128 KiB of page tables; the rest of
+	 * the process (the test runner's threads) moves VmPTE by a few pages. */
+	cr_assert_leq(pte2 - pte0, 32, "a held region keeps %ld KiB of page tables", pte2 - pte0);
 	labyrinth_close(lab);
 }
 
