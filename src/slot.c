@@ -155,10 +155,11 @@ size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
 }
 
 /* Slots leave a quarantine long after they entered it: their records are
- * cold, and each is fetched a few slots ahead so the misses overlap. */
+ * cold, and each is fetched a few slots ahead so the misses overlap.
+ * Always inlined, as slot_prefetch is (slot.h), or gcc drops the calls. */
 #define RELEASE_AHEAD 4
 
-static inline void release_prefetch(struct labyrinth *lab, struct slot_ref ref)
+static inline __attribute__((always_inline)) void release_prefetch(struct labyrinth *lab, struct slot_ref ref)
 {
 	const struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
