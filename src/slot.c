@@ -295,7 +295,7 @@ void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 	counter_add(&a->live_bytes, -(uint64_t)w->class_size);
 	if (!lab->prot.quarantine)
 		slot_release(lab, a, ref);
-	else if (quarantine_push(&a->quarantine, &a->rng, ref, &out))
+	else if (quarantine_push(&a->quarantine, &a->rng, rng_u32(&a->rng), ref, &out))
 		slot_release(lab, a, out);     /* the quarantine holds a's slots only */
 	pthread_mutex_unlock(&a->lock);
 }

@@ -114,7 +114,10 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 	counter_add(&tc->live_bytes, -(uint64_t)lab->maze.wings[ref.cls].class_size);
 	struct slot_ref out = ref;
 	if (lab->prot.quarantine) {
-		if (!quarantine_push(&tc->quarantine, &tc->rng, ref, &out))
+		/* One keystream word per free: its low half places ref in the
+		 * stage, its high half places the leaving slot in a batch. */
+		uint32_t u = rng_u32(&tc->rng);
+		if (!quarantine_push(&tc->quarantine, &tc->rng, u, ref, &out))
 			return;
 		out = quarantine_leave(&tc->quarantine, &lab->maze, out);
 		/* Long out of use and chosen by the quarantine's random stage:
@@ -126,7 +129,7 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 		struct batch *b = &tc->batch[out.cls];
 		if (b->n >= RECYCLE_MIN && b->n < b->cap) {
 			slot_recycle(lab, out);
-			uint32_t at = rng_pick(&tc->rng, b->n + 1u);
+			uint32_t at = rng_pick_bits(&tc->rng, u >> 16, b->n + 1u);
 			b->ref[b->n] = b->ref[at];
 			b->ref[at] = out;
 			tcache_order();
