@@ -174,9 +174,44 @@ static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, stru
  * clear in place.
  */
 #define SLOT_DISCARD_MIN 16384
+/* Slots are 16-aligned and a multiple of 16 long (16 at least). Small ones
+ * are cleared with stores right here, overlapping at the end rather than
+ * looping (gcc turns such a loop back into rep stos): a call to memset
+ * through the PLT, then its own size dispatch, costs more than clearing. */
+static inline void slot_store0(char *p)
+{
+#ifdef __SSE2__
+	_mm_store_si128((__m128i *)p, _mm_setzero_si128());
+#else
+	memset(p, 0, 16);
+#endif
+}
+
+static inline void slot_clear(char *p, size_t size)
+{
+	if (size <= 32) {
+		slot_store0(p);
+		slot_store0(p + size - 16);
+		return;
+	}
+	if (size <= 64) {
+		slot_store0(p);
+		slot_store0(p + 16);
+		slot_store0(p + size - 32);
+		slot_store0(p + size - 16);
+		return;
+	}
+	memset(p, 0, size);
+}
+
 static inline bool slot_zero(struct wing *w, char *p, struct quarantine *q)
 {
 	size_t size = w->class_size;
+	/* Below a page a slot holds no whole page to give back. */
+	if (size < PAGE_SIZE) {
+		slot_clear(p, size);
+		return false;
+	}
 	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
 	char *hi = (char *)(((uintptr_t)p + size) & ~(PAGE_SIZE - 1));
 	if (hi <= lo || (size < SLOT_DISCARD_MIN && !q)) {
