@@ -349,9 +349,15 @@ void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uin
 	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
 		if (tc->lab != lab)
 			continue;
-		*allocs += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
-		*frees += atomic_load_explicit(&tc->frees, memory_order_relaxed);
-		*live += atomic_load_explicit(&tc->live_bytes, memory_order_relaxed);
+		for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+			uint64_t in = atomic_load_explicit(&tc->batch[c].allocs, memory_order_relaxed);
+			uint64_t out = atomic_load_explicit(&tc->batch[c].frees, memory_order_relaxed);
+			*allocs += in;
+			*frees += out;
+			/* A thread frees what others allocated: its own part of
+			 * a class may be negative; the sum wraps back. */
+			*live += (in - out) * lab->maze.wings[c].class_size;
+		}
 		if (quarantined)
 			*quarantined += quarantine_held(&tc->quarantine);
 	}
