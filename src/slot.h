@@ -126,7 +126,8 @@ static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, si
 			slot_zero_report(w, r, p, v_gen(v));
 	}
 	if (lab->prot.canary)
-		canary_write(p, size, w->class_size, canary_pattern(r->key ^ g->key, p, v));
+		canary_write_slot(p, size, w->class_size,
+				  canary_pattern(r->key ^ g->key, p, v));
 	annotate_alloc(p, size, w->class_size);
 	return p;
 }
@@ -158,7 +159,7 @@ static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, stru
 	if (!lab->prot.canary)
 		return;
 	uint64_t pat = slot_pattern(r, p, v);
-	if (__builtin_expect(!canary_intact(p, req, w->class_size, pat), 0))
+	if (__builtin_expect(!canary_intact_slot(p, req, w->class_size, pat), 0))
 		slot_canary_report(w, r, p, req, pat, gen);
 }
 
