@@ -74,8 +74,12 @@ static inline void slot_touch(char *p, size_t size)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	char *last = p + size - 1;
-	for (char *q = p; q <= last; q = (char *)(((uintptr_t)q | (PAGE_SIZE - 1)) + 1))
-		__asm__ volatile("orb $0, %0" : "+m"(*q));
+	/* Up to a page, the first and the last byte are on every page. */
+	if (size > PAGE_SIZE)
+		for (char *q = p; q <= last; q = (char *)(((uintptr_t)q | (PAGE_SIZE - 1)) + 1))
+			__asm__ volatile("orb $0, %0" : "+m"(*q));
+	else
+		__asm__ volatile("orb $0, %0" : "+m"(*p));
 	__asm__ volatile("orb $0, %0" : "+m"(*last));
 #else
 	(void)p;
