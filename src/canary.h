@@ -209,6 +209,24 @@ static inline bool bytes_all_zero(const char *p, size_t len)
 #endif
 }
 
+/* The same for a slot, len a multiple of 16 (16 at least): up to 64 bytes
+ * by loads that overlap at the end, no loop. */
+static inline bool slot_bytes_zero(const char *p, size_t len)
+{
+#ifdef __SSE2__
+	if (len <= 64) {
+		__m128i a = _mm_or_si128(_mm_loadu_si128((const __m128i *)p),
+					 _mm_loadu_si128((const __m128i *)(p + len - 16)));
+		if (len > 32)
+			a = _mm_or_si128(a, _mm_or_si128(
+				_mm_loadu_si128((const __m128i *)(p + 16)),
+				_mm_loadu_si128((const __m128i *)(p + len - 32))));
+		return _mm_movemask_epi8(_mm_cmpeq_epi8(a, _mm_setzero_si128())) == 0xffff;
+	}
+#endif
+	return bytes_all_zero(p, len);
+}
+
 /* Offset of the first non-zero byte of [0, len), or NO_DAMAGE; len is a
  * multiple of 8. */
 static inline size_t zero_damage(const char *p, size_t len)

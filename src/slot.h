@@ -126,7 +126,7 @@ static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, si
 	annotate_open(p, w->class_size);
 	if (lab->prot.uaf_check) {
 		slot_touch(p, w->class_size);
-		if (__builtin_expect(!bytes_all_zero(p, w->class_size), 0))
+		if (__builtin_expect(!slot_bytes_zero(p, w->class_size), 0))
 			slot_zero_report(w, r, p, v_gen(v));
 	}
 	if (lab->prot.canary)

@@ -143,3 +143,23 @@ Test(room, slot_canary_is_the_general_canary)
 		}
 	}
 }
+
+/* The reuse check of a slot finds a write to any one byte of it, whatever
+ * its size (short slots are read by overlapping loads, not a loop). */
+Test(room, slot_zero_check_sees_every_byte)
+{
+	canary_init();
+	_Alignas(16) char buf[1024 + 32] = { 0 };
+	for (size_t len = 16; len <= 1024; len += 16) {
+		char *p = buf + 16;
+		cr_assert(slot_bytes_zero(p, len), "a zero slot of %zu bytes is not zero", len);
+		buf[15] = buf[16 + len] = 1;    /* the neighbours do not count */
+		cr_assert(slot_bytes_zero(p, len), "a neighbour counted in %zu bytes", len);
+		buf[15] = buf[16 + len] = 0;
+		for (size_t hit = 0; hit < len; hit++) {
+			p[hit] = 0x20;
+			cr_assert(!slot_bytes_zero(p, len), "byte %zu of %zu missed", hit, len);
+			p[hit] = 0;
+		}
+	}
+}
