@@ -59,7 +59,7 @@ EXTRA_DIST += bench/pagebench.c bench/README.md bench/run.sh bench/alloc.py benc
 	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
 	bench/xfree.c bench/realloc.c bench/fastpath.c bench/footprint.c bench/scale.c \
 	bench/redis.sh bench/forkgrown.c bench/statexit.c bench/forkshell.sh bench/autoproj.sh \
-	bench/syscalls.sh bench/samplecost.sh
+	bench/syscalls.sh bench/samplecost.sh bench/instructions.sh
 
 # Automake cleans the programs it installs, not EXTRA_PROGRAMS.
 CLEANFILES += bench/labbench$(EXEEXT) bench/churn$(EXEEXT) bench/xfree$(EXEEXT) \
@@ -89,3 +89,12 @@ bench-protections: preload/liblabyrinth-preload.la bench/labbench$(EXEEXT) \
 	$(AM_V_at)BENCH_RUNS="$(BENCH_RUNS)" BENCH_TIMEOUT="$(BENCH_TIMEOUT)" \
 	$(SHELL) $(srcdir)/bench/run.sh -c -p "$(BENCH_PRELOAD)" \
 		-s "$(abs_top_srcdir)" -b "$(abs_top_builddir)"
+
+# Instructions per malloc(16)/free pair and per churn step, labyrinth and
+# glibc, counted by callgrind over the loop only (bench/instructions.sh).
+# Count a --disable-valgrind build: otherwise labyrinth sees valgrind and
+# adds its memcheck requests, which no user runs.
+.PHONY: bench-instructions
+bench-instructions: preload/liblabyrinth-preload.la bench/fastpath$(EXEEXT) bench/churn$(EXEEXT)
+	$(AM_V_at)$(SHELL) $(srcdir)/bench/instructions.sh -p "$(BENCH_PRELOAD)" \
+		-b "$(abs_top_builddir)"

@@ -122,6 +122,50 @@ static inline bool canary_intact(const char *base, size_t from, size_t to, uint6
 	return bad == 0;
 }
 
+/*
+ * The same two for a slot's tail, where from < to and to is a multiple of
+ * 16 (every class size is): the first word is always whole inside the
+ * slot, and no byte is left after the last word, so the guards the general
+ * loops test are dead. A word up to 16 bytes, then 16 bytes a store.
+ */
+static inline void canary_write_slot(char *base, size_t from, size_t to, uint64_t pat)
+{
+	size_t i = from & ~(size_t)7;
+	uint64_t keep = canary_below(from);
+	uint64_t w = (word_at(base + i) & keep) | (pat & ~keep);
+	memcpy(base + i, &w, 8);
+	for (i += 8; i < to && (i & 15); i += 8)
+		memcpy(base + i, &pat, 8);
+#ifdef __SSE2__
+	__m128i v = _mm_set1_epi64x((long long)pat);
+	for (; i < to; i += 16)
+		_mm_storeu_si128((__m128i *)(base + i), v);
+#else
+	for (; i < to; i += 8)
+		memcpy(base + i, &pat, 8);
+#endif
+}
+
+static inline bool canary_intact_slot(const char *base, size_t from, size_t to, uint64_t pat)
+{
+	size_t i = from & ~(size_t)7;
+	uint64_t bad = (word_at(base + i) ^ pat) & ~canary_below(from);
+	for (i += 8; i < to && (i & 15); i += 8)
+		bad |= word_at(base + i) ^ pat;
+#ifdef __SSE2__
+	if (i < to) {
+		__m128i v = _mm_set1_epi64x((long long)pat), acc = _mm_setzero_si128();
+		for (; i < to; i += 16)
+			acc = _mm_or_si128(acc, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(base + i)), v));
+		bad |= _mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) != 0xffff;
+	}
+#else
+	for (; i < to; i += 8)
+		bad |= word_at(base + i) ^ pat;
+#endif
+	return bad == 0;
+}
+
 /* Offset of the first byte of [from, to) that is not the canary, or NO_DAMAGE. */
 static inline size_t canary_damage(const char *base, size_t from, size_t to, uint64_t pat)
 {
@@ -163,6 +207,24 @@ static inline bool bytes_all_zero(const char *p, size_t len)
 		acc |= word_at(p + i);
 	return acc == 0;
 #endif
+}
+
+/* The same for a slot, len a multiple of 16 (16 at least): up to 64 bytes
+ * by loads that overlap at the end, no loop. */
+static inline bool slot_bytes_zero(const char *p, size_t len)
+{
+#ifdef __SSE2__
+	if (len <= 64) {
+		__m128i a = _mm_or_si128(_mm_loadu_si128((const __m128i *)p),
+					 _mm_loadu_si128((const __m128i *)(p + len - 16)));
+		if (len > 32)
+			a = _mm_or_si128(a, _mm_or_si128(
+				_mm_loadu_si128((const __m128i *)(p + 16)),
+				_mm_loadu_si128((const __m128i *)(p + len - 32))));
+		return _mm_movemask_epi8(_mm_cmpeq_epi8(a, _mm_setzero_si128())) == 0xffff;
+	}
+#endif
+	return bytes_all_zero(p, len);
 }
 
 /* Offset of the first non-zero byte of [0, len), or NO_DAMAGE; len is a

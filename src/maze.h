@@ -83,7 +83,7 @@ struct wing {
 	/* Its placement key, out of the wing: a process keys only the wings it
 	 * uses, and 230 generators inline would make every process touch 70 KiB. */
 	struct rng *rng;
-};
+} __attribute__((aligned(256)));	/* a power of two: wings[cls] is a shift */
 
 struct maze {
 	char *base;             /* aligned to a span (2 MiB) */

@@ -7,6 +7,7 @@ void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n)
 {
 	q->nstage = n / 2;
 	q->nfifo = n - q->nstage;
+	q->stage_mask = q->nstage > 1 && !(q->nstage & (q->nstage - 1)) ? q->nstage - 1 : 0;
 	q->stage = storage;
 	q->fifo = storage + q->nstage;
 	q->head = q->count = 0;

@@ -46,6 +46,7 @@ struct quarantine {
 	struct slot_ref *stage;   /* random stage, cells stored plus one: 0 is empty */
 	struct slot_ref *fifo;
 	uint32_t nstage, nfifo;
+	uint32_t stage_mask;     /* nstage - 1 if a power of two, else 0 */
 	/* One word, so that taking from the FIFO moves both at once: a fork
 	 * that catches a thread there must not see one moved without the other. */
 	union {
@@ -111,10 +112,23 @@ static inline bool quarantine_stage_slot(struct slot_ref stored, struct slot_ref
 	return true;
 }
 
-static inline bool quarantine_push(struct quarantine *q, struct rng *r, struct slot_ref in, struct slot_ref *out)
+/* The stage place of a push, from the low 16 bits of a random word u (the
+ * caller may use the high 16 for a draw of its own). The stage of the
+ * default quarantine is a power of two: a mask, no rejection. */
+static inline uint32_t quarantine_stage_place(const struct quarantine *q, struct rng *r,
+					      uint32_t u)
+{
+	if (q->stage_mask)
+		return u & q->stage_mask;
+	return rng_pick_bits(r, u & 0xffff, q->nstage);
+}
+
+/* u: a random word, whose low 16 bits choose the stage place. */
+static inline bool quarantine_push(struct quarantine *q, struct rng *r, uint32_t u,
+				   struct slot_ref in, struct slot_ref *out)
 {
 	if (q->nstage) {
-		uint32_t i = rng_pick(r, q->nstage);
+		uint32_t i = quarantine_stage_place(q, r, u);
 		struct slot_ref old = q->stage[i], held = in;
 		held.cell++;
 		q->stage[i] = held;     /* one store: a fork never sees half of it */

@@ -71,12 +71,12 @@ static inline uint32_t rng_u16(struct rng *r)
 	return v & 0xffff;
 }
 
-/* Uniform in [0, n) like rng_below, from 16 bits when n <= 65536. */
-static inline uint32_t rng_pick(struct rng *r, uint32_t n)
+/* Uniform in [0, n), 0 < n <= 65536, from bits, 16 random bits the caller
+ * drew: a multiply and a shift, and a fresh draw only in the rare case
+ * that would bias the result. */
+static inline uint32_t rng_pick_bits(struct rng *r, uint32_t bits, uint32_t n)
 {
-	if (n > 0x10000)
-		return rng_below(r, n);
-	uint32_t m = rng_u16(r) * n;
+	uint32_t m = bits * n;
 	uint32_t low = m & 0xffff;
 	if (__builtin_expect(low < n, 0)) {
 		uint32_t floor = (0x10000 - n) % n;
@@ -86,6 +86,14 @@ static inline uint32_t rng_pick(struct rng *r, uint32_t n)
 		}
 	}
 	return m >> 16;
+}
+
+/* Uniform in [0, n) like rng_below, from 16 bits when n <= 65536. */
+static inline uint32_t rng_pick(struct rng *r, uint32_t n)
+{
+	if (n > 0x10000)
+		return rng_below(r, n);
+	return rng_pick_bits(r, rng_u16(r), n);
 }
 
 #endif

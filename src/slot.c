@@ -14,6 +14,7 @@
  * the slot alone, a lock or a thread's batch, so it is a plain store.
  */
 #include "slot.h"
+#include "generation.h"
 #include "annotate.h"
 #include "canary.h"
 #include "epoch.h"
@@ -155,10 +156,11 @@ size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
 }
 
 /* Slots leave a quarantine long after they entered it: their records are
- * cold, and each is fetched a few slots ahead so the misses overlap. */
+ * cold, and each is fetched a few slots ahead so the misses overlap.
+ * Always inlined, as slot_prefetch is (slot.h), or gcc drops the calls. */
 #define RELEASE_AHEAD 4
 
-static inline void release_prefetch(struct labyrinth *lab, struct slot_ref ref)
+static inline __attribute__((always_inline)) void release_prefetch(struct labyrinth *lab, struct slot_ref ref)
 {
 	const struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
@@ -250,18 +252,56 @@ static size_t salvage_one(struct labyrinth *lab, struct slot_ref ref, bool quara
 	return closed;
 }
 
-/* Whether ref names a slot of an open room that its version says is
- * quarantined: a dead thread's quarantine entry a child may keep. */
-bool slot_is_quarantined(struct labyrinth *lab, struct slot_ref ref)
+/*
+ * A forked child keeping a dead thread's quarantine entry claims its slot:
+ * pages copied at different moments may show one slot in two lists, and
+ * only the first claim in this process wins. The claim marks the slot's
+ * quarantined version with a salvage owner tag, a bit no quarantine owner
+ * uses and the process generation; the entry is released later only while
+ * the slot still carries a salvage tag (slot_release_salvaged), so a copy
+ * whose slot moved on since is never released twice.
+ */
+#define SALVAGE_BIT (1u << (V_OWNER_BITS - 1))
+
+static struct room *salvage_room(struct labyrinth *lab, struct slot_ref ref)
 {
 	if (ref.cls >= SMALL_CLASSES)
-		return false;
+		return NULL;
 	struct wing *w = &lab->maze.wings[ref.cls];
 	if (ref.cell >= atomic_load(&w->ext_cells) || ref.slot >= slots_per_room(w))
-		return false;
+		return NULL;
 	struct room *r = room_of(w, ref.cell);
-	return v_state(version_read(&r->version)) == V_OWNED &&
-	       v_state(version_read(slot_version(r, ref.slot))) == V_QUARANTINED;
+	return v_state(version_read(&r->version)) == V_OWNED ? r : NULL;
+}
+
+bool slot_claim_salvaged(struct labyrinth *lab, struct slot_ref ref)
+{
+	struct room *r = salvage_room(lab, ref);
+	if (!r)
+		return false;
+	unsigned tag = SALVAGE_BIT | (generation_now() & (SALVAGE_BIT - 1));
+	version_t *v = slot_version(r, ref.slot);
+	uint64_t seen = version_read(v);
+	if (v_state(seen) != V_QUARANTINED || v_owner(seen) == tag)
+		return false;
+	return atomic_compare_exchange_strong(v, &seen, v_next(seen, V_QUARANTINED, tag));
+}
+
+size_t slot_release_salvaged(struct labyrinth *lab, struct slot_ref ref)
+{
+	struct room *r = salvage_room(lab, ref);
+	if (!r)
+		return 0;
+	struct wing *w = &lab->maze.wings[ref.cls];
+	struct arena *a = room_arena(lab, r);
+	size_t closed = 0;
+	pthread_mutex_lock(&a->lock);
+	uint64_t v = version_read(slot_version(r, ref.slot));
+	if (v_state(version_read(&r->version)) == V_OWNED && v_state(v) == V_QUARANTINED &&
+	    (v_owner(v) & SALVAGE_BIT))
+		closed = release_in(lab, a, w, r, ref);
+	pthread_mutex_unlock(&a->lock);
+	return closed;
 }
 
 /*
@@ -308,7 +348,7 @@ void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 	counter_add(&a->live_bytes, -(uint64_t)w->class_size);
 	if (!lab->prot.quarantine)
 		slot_release(lab, a, ref);
-	else if (quarantine_push(&a->quarantine, &a->rng, ref, &out))
+	else if (quarantine_push(&a->quarantine, &a->rng, rng_u32(&a->rng), ref, &out))
 		slot_release(lab, a, out);     /* the quarantine holds a's slots only */
 	pthread_mutex_unlock(&a->lock);
 }

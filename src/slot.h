@@ -74,8 +74,12 @@ static inline void slot_touch(char *p, size_t size)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	char *last = p + size - 1;
-	for (char *q = p; q <= last; q = (char *)(((uintptr_t)q | (PAGE_SIZE - 1)) + 1))
-		__asm__ volatile("orb $0, %0" : "+m"(*q));
+	/* Up to a page, the first and the last byte are on every page. */
+	if (size > PAGE_SIZE)
+		for (char *q = p; q <= last; q = (char *)(((uintptr_t)q | (PAGE_SIZE - 1)) + 1))
+			__asm__ volatile("orb $0, %0" : "+m"(*q));
+	else
+		__asm__ volatile("orb $0, %0" : "+m"(*p));
 	__asm__ volatile("orb $0, %0" : "+m"(*last));
 #else
 	(void)p;
@@ -88,9 +92,10 @@ static inline void slot_touch(char *p, size_t size)
  * written), its version word and its size entry. Slots are picked at random
  * from scattered rooms, so each is a cache miss; fetched one allocation
  * early, the miss overlaps the caller's work instead of stalling the next
- * malloc.
+ * malloc. Always inlined: gcc takes a function made only of prefetches
+ * for one without effects and drops its calls, prefetches and all.
  */
-static inline void slot_prefetch(struct labyrinth *lab, struct slot_ref ref)
+static inline __attribute__((always_inline)) void slot_prefetch(struct labyrinth *lab, struct slot_ref ref)
 {
 	const struct wing *w = &lab->maze.wings[ref.cls];
 	struct room *r = room_of(w, ref.cell);
@@ -121,11 +126,12 @@ static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, si
 	annotate_open(p, w->class_size);
 	if (lab->prot.uaf_check) {
 		slot_touch(p, w->class_size);
-		if (__builtin_expect(!bytes_all_zero(p, w->class_size), 0))
+		if (__builtin_expect(!slot_bytes_zero(p, w->class_size), 0))
 			slot_zero_report(w, r, p, v_gen(v));
 	}
 	if (lab->prot.canary)
-		canary_write(p, size, w->class_size, canary_pattern(r->key ^ g->key, p, v));
+		canary_write_slot(p, size, w->class_size,
+				  canary_pattern(r->key ^ g->key, p, v));
 	annotate_alloc(p, size, w->class_size);
 	return p;
 }
@@ -157,7 +163,7 @@ static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, stru
 	if (!lab->prot.canary)
 		return;
 	uint64_t pat = slot_pattern(r, p, v);
-	if (__builtin_expect(!canary_intact(p, req, w->class_size, pat), 0))
+	if (__builtin_expect(!canary_intact_slot(p, req, w->class_size, pat), 0))
 		slot_canary_report(w, r, p, req, pat, gen);
 }
 
@@ -173,9 +179,44 @@ static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, stru
  * clear in place.
  */
 #define SLOT_DISCARD_MIN 16384
+/* Slots are 16-aligned and a multiple of 16 long (16 at least). Small ones
+ * are cleared with stores right here, overlapping at the end rather than
+ * looping (gcc turns such a loop back into rep stos): a call to memset
+ * through the PLT, then its own size dispatch, costs more than clearing. */
+static inline void slot_store0(char *p)
+{
+#ifdef __SSE2__
+	_mm_store_si128((__m128i *)p, _mm_setzero_si128());
+#else
+	memset(p, 0, 16);
+#endif
+}
+
+static inline void slot_clear(char *p, size_t size)
+{
+	if (size <= 32) {
+		slot_store0(p);
+		slot_store0(p + size - 16);
+		return;
+	}
+	if (size <= 64) {
+		slot_store0(p);
+		slot_store0(p + 16);
+		slot_store0(p + size - 32);
+		slot_store0(p + size - 16);
+		return;
+	}
+	memset(p, 0, size);
+}
+
 static inline bool slot_zero(struct wing *w, char *p, struct quarantine *q)
 {
 	size_t size = w->class_size;
+	/* Below a page a slot holds no whole page to give back. */
+	if (size < PAGE_SIZE) {
+		slot_clear(p, size);
+		return false;
+	}
 	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
 	char *hi = (char *)(((uintptr_t)p + size) & ~(PAGE_SIZE - 1));
 	if (hi <= lo || (size < SLOT_DISCARD_MIN && !q)) {
@@ -233,7 +274,11 @@ static inline void slot_recycle(struct labyrinth *lab, struct slot_ref ref)
 		slot_corrupt_quarantine();
 }
 
-bool slot_is_quarantined(struct labyrinth *lab, struct slot_ref ref);
+/* A forked child's claim on a dead thread's quarantined slot (false: not
+ * quarantined, or another list of this process claimed it first), and its
+ * release when it leaves; see slot.c. */
+bool slot_claim_salvaged(struct labyrinth *lab, struct slot_ref ref);
+size_t slot_release_salvaged(struct labyrinth *lab, struct slot_ref ref);
 /* The arena path: a slot of class cls for a request of size bytes (size <
  * class size when canaries are on), or NULL when the wing is full. */
 void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t size);

@@ -127,12 +127,12 @@ static uint32_t at_most(uint32_t n, uint32_t max)
 void tcache_salvaged_out(struct labyrinth *lab, struct slot_ref ref)
 {
 	ref.cls &= ~SLOT_REF_SALVAGED;
-	slot_salvage_all(lab, &ref, 1, true);
+	slot_release_salvaged(lab, ref);
 }
 
-static bool still_quarantined(void *lab, struct slot_ref ref)
+static bool claim_quarantined(void *lab, struct slot_ref ref)
 {
-	return slot_is_quarantined(lab, ref);
+	return slot_claim_salvaged(lab, ref);
 }
 
 static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
@@ -140,7 +140,7 @@ static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 	/* The quarantine keeps its slots, in order, where the index agrees:
 	 * releasing them here handed a dead thread's freed blocks out again
 	 * after a few dozen allocations in every child a server forks. */
-	quarantine_filter(&tc->quarantine, &lab->maze, still_quarantined, lab);
+	quarantine_filter(&tc->quarantine, &lab->maze, claim_quarantined, lab);
 	size_t closed = slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
@@ -368,9 +368,15 @@ void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uin
 	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
 		if (tc->lab != lab)
 			continue;
-		*allocs += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
-		*frees += atomic_load_explicit(&tc->frees, memory_order_relaxed);
-		*live += atomic_load_explicit(&tc->live_bytes, memory_order_relaxed);
+		for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+			uint64_t in = atomic_load_explicit(&tc->batch[c].allocs, memory_order_relaxed);
+			uint64_t out = atomic_load_explicit(&tc->batch[c].frees, memory_order_relaxed);
+			*allocs += in;
+			*frees += out;
+			/* A thread frees what others allocated: its own part of
+			 * a class may be negative; the sum wraps back. */
+			*live += (in - out) * lab->maze.wings[c].class_size;
+		}
 		if (quarantined)
 			*quarantined += quarantine_held(&tc->quarantine);
 	}

@@ -36,6 +36,9 @@ struct batch {
 	 * class's next refill, and cap is 0 until then, so nothing lands on
 	 * them (n is 0). */
 	uint16_t inherited;
+	/* Slots of this class the owning thread handed out and freed (read by
+	 * stats): one count per operation; live bytes are derived when read. */
+	_Atomic uint64_t allocs, frees;
 	struct slot_ref ref[BATCH_MAX];
 };
 
@@ -47,8 +50,6 @@ struct thread_cache {
 	struct quarantine quarantine;
 	uint16_t nrelease;
 	struct slot_ref release[RELEASE_MAX];   /* left the quarantine, to release */
-	/* Written by the owning thread only; read by stats. */
-	_Atomic uint64_t allocs, frees, live_bytes;
 	struct thread_cache *_Atomic next;      /* every cache, never unlinked */
 	struct thread_cache *next_idle;
 	bool orphan;            /* left by a thread that a fork did not copy */
@@ -104,8 +105,7 @@ static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc,
 	tcache_order();
 	if (b->n)
 		slot_prefetch(lab, b->ref[b->n - 1]);
-	counter_add(&tc->allocs, 1);
-	counter_add(&tc->live_bytes, lab->maze.wings[cls].class_size);
+	counter_add(&b->allocs, 1);
 	return slot_hand_out(lab, ref, size, tc->arena->id, g);
 }
 
@@ -113,11 +113,13 @@ static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc,
  * one it pushes out waits in the release list. */
 static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
 {
-	counter_add(&tc->frees, 1);
-	counter_add(&tc->live_bytes, -(uint64_t)lab->maze.wings[ref.cls].class_size);
+	counter_add(&tc->batch[ref.cls].frees, 1);
 	struct slot_ref out = ref;
 	if (lab->prot.quarantine) {
-		if (!quarantine_push(&tc->quarantine, &tc->rng, ref, &out))
+		/* One keystream word per free: its low half places ref in the
+		 * stage, its high half places the leaving slot in a batch. */
+		uint32_t u = rng_u32(&tc->rng);
+		if (!quarantine_push(&tc->quarantine, &tc->rng, u, ref, &out))
 			return;
 		out = quarantine_leave(&tc->quarantine, &lab->maze, out);
 		if (__builtin_expect(out.cls & SLOT_REF_SALVAGED, 0)) {
@@ -133,7 +135,7 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 		struct batch *b = &tc->batch[out.cls];
 		if (b->n >= RECYCLE_MIN && b->n < b->cap) {
 			slot_recycle(lab, out);
-			uint32_t at = rng_pick(&tc->rng, b->n + 1u);
+			uint32_t at = rng_pick_bits(&tc->rng, u >> 16, b->n + 1u);
 			b->ref[b->n] = b->ref[at];
 			b->ref[at] = out;
 			tcache_order();

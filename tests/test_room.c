@@ -115,3 +115,51 @@ Test(room, canary_stays_inside_its_bytes_and_finds_damage)
 		}
 	}
 }
+
+/* The slot versions (slot tails end on a multiple of 16) write the same
+ * bytes as the general ones, touch nothing outside [from, to), and find
+ * damage to any one byte, at every start of the tail. */
+Test(room, slot_canary_is_the_general_canary)
+{
+	canary_init();
+	_Alignas(16) unsigned char buf[320], ref[320];
+	for (size_t to = 16; to <= 272; to += 16) {
+		for (size_t from = 0; from < to; from++) {
+			memset(buf, 0x00, sizeof buf);
+			memset(ref, 0x00, sizeof ref);
+			char *b = (char *)buf + 16;
+			uint64_t pat = canary_pattern(0x13198a2e03707344ULL, b, to + from);
+			canary_write_slot(b, from, to, pat);
+			canary_write((char *)ref + 16, from, to, pat);
+			cr_assert(memcmp(buf, ref, sizeof buf) == 0,
+				  "slot canary of [%zu, %zu) differs from the general one", from, to);
+			cr_assert(canary_intact_slot(b, from, to, pat));
+			for (size_t hit = from; hit < to; hit++) {
+				b[hit] ^= 0x02;
+				cr_assert(!canary_intact_slot(b, from, to, pat),
+					  "damage at %zu of [%zu, %zu) missed", hit, from, to);
+				b[hit] ^= 0x02;
+			}
+		}
+	}
+}
+
+/* The reuse check of a slot finds a write to any one byte of it, whatever
+ * its size (short slots are read by overlapping loads, not a loop). */
+Test(room, slot_zero_check_sees_every_byte)
+{
+	canary_init();
+	_Alignas(16) char buf[1024 + 32] = { 0 };
+	for (size_t len = 16; len <= 1024; len += 16) {
+		char *p = buf + 16;
+		cr_assert(slot_bytes_zero(p, len), "a zero slot of %zu bytes is not zero", len);
+		buf[15] = buf[16 + len] = 1;    /* the neighbours do not count */
+		cr_assert(slot_bytes_zero(p, len), "a neighbour counted in %zu bytes", len);
+		buf[15] = buf[16 + len] = 0;
+		for (size_t hit = 0; hit < len; hit++) {
+			p[hit] = 0x20;
+			cr_assert(!slot_bytes_zero(p, len), "byte %zu of %zu missed", hit, len);
+			p[hit] = 0;
+		}
+	}
+}

@@ -44,4 +44,15 @@ fi
 out=$(run trim)
 echo "# trim: $out"
 check '[[ $out == "returned=0" ]]' "malloc_trim keeps freed addresses quarantined" "$out"
+
+# The miss overlap of the thread cache (the next slot of a batch fetched one
+# malloc early) and of releases: gcc dropped the calls of the prefetch
+# helpers as calls without effect, and the library had no prefetch at all.
+if [[ $(uname -m) == x86_64 ]] && command -v objdump >/dev/null; then
+	prefetches=$(objdump -d "$lib" | grep -c prefetch)
+	check '[ "$prefetches" -ge 3 ]' "the library prefetches ($prefetches instructions)" \
+		"$prefetches"
+else
+	skip "prefetch instructions (not x86_64, or no objdump)"
+fi
 echo "1..$n"
