@@ -73,7 +73,8 @@ struct regs {
 
 /* ---- reading the tables ------------------------------------------------ */
 
-static uint64_t uleb(const uint8_t **pp)
+/* A LEB128 number; signed: its last byte's sign bit extends it. */
+static uint64_t leb(const uint8_t **pp, bool sign)
 {
 	const uint8_t *p = *pp;
 	uint64_t v = 0;
@@ -85,26 +86,20 @@ static uint64_t uleb(const uint8_t **pp)
 			v |= (uint64_t)(b & 0x7f) << shift;
 		shift += 7;
 	} while (b & 0x80);
+	if (sign && shift < 64 && (b & 0x40))
+		v |= ~(uint64_t)0 << shift;
 	*pp = p;
 	return v;
 }
 
+static uint64_t uleb(const uint8_t **pp)
+{
+	return leb(pp, false);
+}
+
 static int64_t sleb(const uint8_t **pp)
 {
-	const uint8_t *p = *pp;
-	uint64_t v = 0;
-	unsigned shift = 0;
-	uint8_t b;
-	do {
-		b = *p++;
-		if (shift < 64)
-			v |= (uint64_t)(b & 0x7f) << shift;
-		shift += 7;
-	} while (b & 0x80);
-	if (shift < 64 && (b & 0x40))
-		v |= ~(uint64_t)0 << shift;
-	*pp = p;
-	return (int64_t)v;
+	return (int64_t)leb(pp, true);
 }
 
 #define LOAD(type, p) ({ type v_; memcpy(&v_, (p), sizeof v_); v_; })

@@ -459,6 +459,17 @@ static bool reports_name(const char *err, const char *addr)
 	return false;
 }
 
+/* The child said "freed ADDR", exited 0, and a report names ADDR. */
+static void expect_freed_named(const struct outcome *o)
+{
+	char freed[32] = "";
+	const char *f = strstr(o->err, "freed ");
+	if (f)
+		sscanf(f, "freed %31s", freed);
+	cr_assert_eq(o->exit_code, 0, "exit %d: %s", o->exit_code, o->err);
+	cr_assert(reports_name(o->err, freed), "%s not named: %s", freed, o->err);
+}
+
 /*
  * Many live 24-byte blocks (32-byte slots), then one byte written just
  * before one of them: the last byte of the slot before it, which may be
@@ -528,12 +539,7 @@ Test(detect, sweep_finds_a_write_into_a_quarantined_slot)
 {
 	SKIP_UNDER_ASAN("the sweep leaves free slots to ASan");
 	struct outcome o = run_in_child(write_after_free_in_quarantine, NULL);
-	char freed[32] = "";
-	const char *f = strstr(o.err, "freed ");
-	if (f)
-		sscanf(f, "freed %31s", freed);
-	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
-	cr_assert(reports_name(o.err, freed), "%s not named: %s", freed, o.err);
+	expect_freed_named(&o);
 	cr_assert(strstr(o.err, "labyrinth: write after free or wild write to 0x"), "got: %s", o.err);
 	cr_assert(strstr(o.err, "(byte changed at +5,"), "got: %s", o.err);
 }
@@ -629,12 +635,7 @@ Test(detect, sweep_reads_no_page_a_free_slot_gave_back_but_finds_a_write_there)
 {
 	SKIP_UNDER_ASAN("the sweep leaves free slots to ASan");
 	struct outcome o = run_in_child(write_into_a_given_back_slot, NULL);
-	char freed[32] = "";
-	const char *f = strstr(o.err, "freed ");
-	if (f)
-		sscanf(f, "freed %31s", freed);
-	cr_assert_eq(o.exit_code, 0, "exit %d: %s", o.exit_code, o.err);
-	cr_assert(reports_name(o.err, freed), "%s not named: %s", freed, o.err);
+	expect_freed_named(&o);
 	cr_assert(strstr(o.err, "(byte changed at +9000,"), "got: %s", o.err);
 }
 
