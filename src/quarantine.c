@@ -51,7 +51,7 @@ uint64_t quarantine_held(struct quarantine *q)
 /* The whole pages of the slot ref names, given back; false if it has none. */
 static bool discard_slot(const struct maze *m, struct slot_ref ref)
 {
-	const struct wing *w = &m->wings[ref.cls & ~SLOT_REF_SALVAGED];
+	const struct wing *w = &m->wings[ref.cls];
 	char *p = cell_addr(w, ref.cell & ~SLOT_REF_RESIDENT) + (size_t)ref.slot * w->class_size;
 	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
 	char *hi = (char *)(((uintptr_t)p + w->class_size) & ~(PAGE_SIZE - 1));
@@ -76,7 +76,7 @@ static void discard_entry(struct quarantine *q, const struct maze *m, struct slo
 		return;
 	e->cell &= ~SLOT_REF_RESIDENT;          /* one store */
 	quarantine_order();
-	q->resident -= m->wings[ref.cls & ~SLOT_REF_SALVAGED].class_size;
+	q->resident -= m->wings[ref.cls].class_size;
 }
 
 void quarantine_discard(struct quarantine *q, const struct maze *m, bool all)
@@ -89,42 +89,4 @@ void quarantine_discard(struct quarantine *q, const struct maze *m, bool all)
 	}
 	for (uint32_t i = 0; i < q->nstage; i++)
 		discard_entry(q, m, &q->stage[i], 1, all);
-}
-
-/* One entry as stored (plus: 1 in the stage): false to empty it, else
- * true with *e marked salvaged. */
-static bool filter_entry(struct quarantine *q, const struct maze *m, struct slot_ref *e,
-			 uint32_t plus, bool (*keep)(void *, struct slot_ref), void *ctx)
-{
-	struct slot_ref ref = *e;
-	ref.cell = (ref.cell & ~SLOT_REF_RESIDENT) - plus;
-	ref.cls &= ~SLOT_REF_SALVAGED;
-	if (!keep(ctx, ref))
-		return false;
-	if (e->cell & SLOT_REF_RESIDENT)
-		q->resident += m->wings[ref.cls].class_size;
-	e->cls |= SLOT_REF_SALVAGED;
-	return true;
-}
-
-void quarantine_filter(struct quarantine *q, const struct maze *m,
-		       bool (*keep)(void *ctx, struct slot_ref ref), void *ctx)
-{
-	uint32_t count = q->count < q->nfifo ? q->count : q->nfifo, kept = 0;
-	uint32_t head = q->head < q->nfifo ? q->head : 0;
-	q->resident = 0;
-	/* Compacted towards the head: a kept entry moves to a place already
-	 * read, never over one still to read. */
-	for (uint32_t i = 0; i < count; i++) {
-		struct slot_ref e = q->fifo[(head + i) % q->nfifo];
-		if (filter_entry(q, m, &e, 0, keep, ctx))
-			q->fifo[(head + kept++) % q->nfifo] = e;
-	}
-	struct quarantine ends = { .head = head, .count = kept };
-	atomic_store_explicit(&q->ends, ends.ends, memory_order_relaxed);
-	for (uint32_t i = 0; i < q->nstage; i++) {
-		struct slot_ref e = q->stage[i];
-		if (e.cell)
-			q->stage[i] = filter_entry(q, m, &e, 1, keep, ctx) ? e : (struct slot_ref){ 0 };
-	}
 }

@@ -32,14 +32,6 @@ struct slot_ref {
  * pins at most about a mebibyte however big its slots are.
  */
 #define SLOT_REF_RESIDENT 0x80000000u
-/*
- * A slot a forked child kept from a dead thread's quarantine carries this
- * bit in its class, which no class uses. Pages copied at different moments
- * may show one slot in two lists, so such a slot leaves the quarantine
- * through the checked release (the index must still say quarantined), not
- * the plain one, which would take a second release for corruption.
- */
-#define SLOT_REF_SALVAGED 0x8000u
 #define QUARANTINE_RESIDENT_MAX (1UL << 20)
 
 struct quarantine {
@@ -149,7 +141,7 @@ static inline struct slot_ref quarantine_leave(struct quarantine *q, const struc
 {
 	if (ref.cell & SLOT_REF_RESIDENT) {
 		ref.cell &= ~SLOT_REF_RESIDENT;
-		q->resident -= m->wings[ref.cls & ~SLOT_REF_SALVAGED].class_size;
+		q->resident -= m->wings[ref.cls].class_size;
 	}
 	return ref;
 }
@@ -163,11 +155,5 @@ bool quarantine_pop(struct quarantine *q, struct slot_ref *out);
  * smaller than a page shares its pages and stays as it is.
  */
 void quarantine_discard(struct quarantine *q, const struct maze *m, bool all);
-/* A forked child's copy of a dead thread's quarantine: only the entries
- * keep(ctx, slot) accepts stay, in their order, marked SLOT_REF_SALVAGED
- * (the rest are dropped, not released); its count of resident bytes is
- * made anew from those kept. */
-void quarantine_filter(struct quarantine *q, const struct maze *m,
-		       bool (*keep)(void *ctx, struct slot_ref ref), void *ctx);
 
 #endif

@@ -253,58 +253,6 @@ static size_t salvage_one(struct labyrinth *lab, struct slot_ref ref, bool quara
 }
 
 /*
- * A forked child keeping a dead thread's quarantine entry claims its slot:
- * pages copied at different moments may show one slot in two lists, and
- * only the first claim in this process wins. The claim marks the slot's
- * quarantined version with a salvage owner tag, a bit no quarantine owner
- * uses and the process generation; the entry is released later only while
- * the slot still carries a salvage tag (slot_release_salvaged), so a copy
- * whose slot moved on since is never released twice.
- */
-#define SALVAGE_BIT (1u << (V_OWNER_BITS - 1))
-
-static struct room *salvage_room(struct labyrinth *lab, struct slot_ref ref)
-{
-	if (ref.cls >= SMALL_CLASSES)
-		return NULL;
-	struct wing *w = &lab->maze.wings[ref.cls];
-	if (ref.cell >= atomic_load(&w->ext_cells) || ref.slot >= slots_per_room(w))
-		return NULL;
-	struct room *r = room_of(w, ref.cell);
-	return v_state(version_read(&r->version)) == V_OWNED ? r : NULL;
-}
-
-bool slot_claim_salvaged(struct labyrinth *lab, struct slot_ref ref)
-{
-	struct room *r = salvage_room(lab, ref);
-	if (!r)
-		return false;
-	unsigned tag = SALVAGE_BIT | (generation_now() & (SALVAGE_BIT - 1));
-	version_t *v = slot_version(r, ref.slot);
-	uint64_t seen = version_read(v);
-	if (v_state(seen) != V_QUARANTINED || v_owner(seen) == tag)
-		return false;
-	return atomic_compare_exchange_strong(v, &seen, v_next(seen, V_QUARANTINED, tag));
-}
-
-size_t slot_release_salvaged(struct labyrinth *lab, struct slot_ref ref)
-{
-	struct room *r = salvage_room(lab, ref);
-	if (!r)
-		return 0;
-	struct wing *w = &lab->maze.wings[ref.cls];
-	struct arena *a = room_arena(lab, r);
-	size_t closed = 0;
-	pthread_mutex_lock(&a->lock);
-	uint64_t v = version_read(slot_version(r, ref.slot));
-	if (v_state(version_read(&r->version)) == V_OWNED && v_state(v) == V_QUARANTINED &&
-	    (v_owner(v) & SALVAGE_BIT))
-		closed = release_in(lab, a, w, r, ref);
-	pthread_mutex_unlock(&a->lock);
-	return closed;
-}
-
-/*
  * A fork copies memory page by page while other threads run, so a dead
  * thread's cache may disagree with the maze index (each page is as it was
  * when the kernel copied it): a list may still hold a slot that already

@@ -274,11 +274,6 @@ static inline void slot_recycle(struct labyrinth *lab, struct slot_ref ref)
 		slot_corrupt_quarantine();
 }
 
-/* A forked child's claim on a dead thread's quarantined slot (false: not
- * quarantined, or another list of this process claimed it first), and its
- * release when it leaves; see slot.c. */
-bool slot_claim_salvaged(struct labyrinth *lab, struct slot_ref ref);
-size_t slot_release_salvaged(struct labyrinth *lab, struct slot_ref ref);
 /* The arena path: a slot of class cls for a request of size bytes (size <
  * class size when canaries are on), or NULL when the wing is full. */
 void *small_alloc(struct labyrinth *lab, struct arena *a, unsigned cls, size_t size);

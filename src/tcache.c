@@ -119,35 +119,31 @@ static uint32_t at_most(uint32_t n, uint32_t max)
 	return n < max ? n : max;
 }
 
-/*
- * A cache whose thread did not survive a fork: its lists may disagree
- * with the maze index (see slot_salvage_all), so every slot they name goes
- * back only where the index agrees, and the cache starts over empty.
- */
-void tcache_salvaged_out(struct labyrinth *lab, struct slot_ref ref)
-{
-	ref.cls &= ~SLOT_REF_SALVAGED;
-	slot_release_salvaged(lab, ref);
-}
-
-static bool claim_quarantined(void *lab, struct slot_ref ref)
-{
-	return slot_claim_salvaged(lab, ref);
-}
-
 static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 {
-	/* The quarantine keeps its slots, in order, where the index agrees:
-	 * releasing them here handed a dead thread's freed blocks out again
-	 * after a few dozen allocations in every child a server forks. */
-	quarantine_filter(&tc->quarantine, &lab->maze, claim_quarantined, lab);
-	size_t closed = slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
+	/* Every slot goes back where the index agrees, the quarantine's too:
+	 * see "Fork" in SECURITY.md for what that gives up. */
+	struct quarantine *q = &tc->quarantine;
+	size_t closed = 0;
+	for (uint32_t i = 0; i < at_most(q->count, q->nfifo); i++) {
+		struct slot_ref ref = quarantine_leave(q, &lab->maze, q->fifo[(q->head + i) % q->nfifo]);
+		closed += slot_salvage_all(lab, &ref, 1, true);
+	}
+	struct slot_ref ref;
+	for (uint32_t i = 0; i < q->nstage; i++) {
+		if (!quarantine_stage_slot(q->stage[i], &ref))
+			continue;
+		ref = quarantine_leave(q, &lab->maze, ref);
+		closed += slot_salvage_all(lab, &ref, 1, true);
+		q->stage[i].cell = 0;   /* cache_clear leaves the stage as it is */
+	}
+	closed += slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct batch *b = &tc->batch[c];
 		closed += slot_salvage_all(lab, b->ref, at_most(b->n + b->inherited, BATCH_MAX),
 					   false);
 	}
-	cache_clear_lists(lab, tc);
+	cache_clear(lab, tc);
 	return closed;
 }
 

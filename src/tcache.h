@@ -74,9 +74,6 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 void tcache_forked(struct labyrinth *lab, struct thread_cache *tc) __attribute__((noinline));
 size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 	__attribute__((noinline));
-/* A slot a forked child kept from a dead thread's quarantine, leaving it:
- * released only where the index agrees (see SLOT_REF_SALVAGED). */
-void tcache_salvaged_out(struct labyrinth *lab, struct slot_ref ref) __attribute__((noinline, cold));
 
 /*
  * An entry is written before the count that covers it, never after: a fork
@@ -122,10 +119,6 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 		if (!quarantine_push(&tc->quarantine, &tc->rng, u, ref, &out))
 			return;
 		out = quarantine_leave(&tc->quarantine, &lab->maze, out);
-		if (__builtin_expect(out.cls & SLOT_REF_SALVAGED, 0)) {
-			tcache_salvaged_out(lab, out);
-			return;
-		}
 		/* Long out of use and chosen by the quarantine's random stage:
 		 * reuse it directly, skipping a lock and a room round trip, at
 		 * a random place of a batch that holds others. On top of the
