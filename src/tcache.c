@@ -86,22 +86,16 @@ static void cache_rekey(struct thread_cache *tc, struct arena *a)
 	tc->gen = generation_now();
 }
 
-/* No batch, nothing to release; the quarantine as it is. */
-static void cache_clear_lists(struct labyrinth *lab, struct thread_cache *tc)
+/* An empty cache: no batch, no quarantine, nothing to release. */
+static void cache_clear(struct labyrinth *lab, struct thread_cache *tc)
 {
+	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
 	tc->nrelease = 0;
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		tc->batch[c].n = tc->batch[c].inherited = 0;
 		tc->batch[c].cap = batch_cap(lab, c);
 	}
 	tc->orphan = false;
-}
-
-/* An empty cache: no batch, no quarantine, nothing to release. */
-static void cache_clear(struct labyrinth *lab, struct thread_cache *tc)
-{
-	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
-	cache_clear_lists(lab, tc);
 }
 
 static void cache_init(struct labyrinth *lab, struct thread_cache *tc)
