@@ -70,3 +70,11 @@ void *aslr_reserve(struct rng *r, size_t bytes, size_t align, bool rw)
 	errno = EEXIST;
 	return NULL;
 }
+
+void *aslr_reserve_or_plain(struct rng *r, size_t bytes, size_t align, bool rw)
+{
+	void *p = aslr_reserve(r, bytes, align, rw);
+	if (!p && errno != ENOMEM)
+		p = rw ? os_reserve_rw(bytes) : os_reserve(bytes);
+	return p;
+}

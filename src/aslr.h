@@ -17,5 +17,9 @@
  * takes what plain mmap gives.
  */
 void *aslr_reserve(struct rng *r, size_t bytes, size_t align, bool rw);
+/* aslr_reserve, else (unless the kernel refused the size) where plain mmap
+ * puts it, page-aligned only: what every reservation but the maze wants.
+ * NULL with ENOMEM when neither could be had. */
+void *aslr_reserve_or_plain(struct rng *r, size_t bytes, size_t align, bool rw);
 
 #endif

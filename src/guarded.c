@@ -29,7 +29,6 @@
 #include "report.h"
 #include "version.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -118,9 +117,7 @@ static bool index_map(struct guarded *g)
 	size_t recs = GUARDED_PAGES * sizeof(struct grec);
 	size_t traces = (TRACE_SLOTS * sizeof(struct trace) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
 	g->index_bytes = bits + recs + traces + 4 * PAGE_SIZE;
-	g->index = aslr_reserve(&g->rng, g->index_bytes, PAGE_SIZE, false);
-	if (!g->index && errno != ENOMEM)
-		g->index = os_reserve(g->index_bytes);
+	g->index = aslr_reserve_or_plain(&g->rng, g->index_bytes, PAGE_SIZE, false);
 	if (!g->index)
 		return false;
 	/* Guard pages around and between the bitmap, the records and the traces. */
@@ -136,9 +133,7 @@ static bool index_map(struct guarded *g)
 static bool region_map(struct guarded *g, enum guard_mode mode)
 {
 	/* Its blocks are heap memory: at a random place, like the maze. */
-	g->span.base = aslr_reserve(&g->rng, GUARDED_BYTES, PAGE_SIZE, false);
-	if (!g->span.base && errno != ENOMEM)
-		g->span.base = os_reserve(GUARDED_BYTES);
+	g->span.base = aslr_reserve_or_plain(&g->rng, GUARDED_BYTES, PAGE_SIZE, false);
 	if (!g->span.base)
 		return false;
 	g->span.bytes = GUARDED_BYTES;

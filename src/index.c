@@ -18,8 +18,6 @@
 #include "aslr.h"
 #include "os.h"
 
-#include <errno.h>
-
 /* The extent's first growth (growth_target's minimum). */
 #define HEAD_EXTENT_BYTES (4UL << 20)
 
@@ -84,10 +82,7 @@ static void index_lay_out(struct maze *m, size_t maps, size_t head)
  * where mmap puts it, would say where the maze is. */
 static char *reserve(struct maze *m, size_t bytes, bool rw)
 {
-	char *p = aslr_reserve(&m->epoch_rng, bytes, PAGE_SIZE, rw);
-	if (!p && errno != ENOMEM)
-		p = rw ? os_reserve_rw(bytes) : os_reserve(bytes);
-	return p;
+	return aslr_reserve_or_plain(&m->epoch_rng, bytes, PAGE_SIZE, rw);
 }
 
 bool index_open(struct maze *m)

@@ -22,8 +22,6 @@
 #include "os.h"
 #include "report.h"
 
-#include <errno.h>
-
 #define SLOT_SHIFT 4                            /* malloc(0): 16 bytes apart */
 #define EXTENT_MIN 4096                         /* slots */
 #define QUARANTINE 1024                         /* freed slots held back, one page */
@@ -56,20 +54,16 @@ static size_t index_bytes(const struct zero_region *z)
 	return n;
 }
 
-/* Both reservations, at the first zero-size request. The region is aligned
- * to ZERO_ALIGN_MAX so that an aligned block is a multiple of slots. */
-static char *reserve_apart(struct zero_region *z, size_t bytes, size_t align)
-{
-	char *p = aslr_reserve(&z->rng, bytes, align, false);
-	return p || errno == ENOMEM ? p : os_reserve(bytes);
-}
-
-/* Both at addresses of their own draw, as the maze's: where mmap would put
- * them, a leaked zero-size pointer would say where the libraries are. */
+/* Both reservations, at the first zero-size request, at addresses of their
+ * own draw, as the maze's: where mmap would put them, a leaked zero-size
+ * pointer would say where the libraries are. The region is aligned to
+ * ZERO_ALIGN_MAX (it has that much slack) so that an aligned block is a
+ * multiple of slots. */
 static bool zero_open(struct zero_region *z)
 {
-	char *mem = reserve_apart(z, ZERO_BYTES + ZERO_ALIGN_MAX, ZERO_ALIGN_MAX);
-	char *index = mem ? reserve_apart(z, index_bytes(z), PAGE_SIZE) : NULL;
+	char *mem = aslr_reserve_or_plain(&z->rng, ZERO_BYTES + ZERO_ALIGN_MAX, ZERO_ALIGN_MAX,
+					  false);
+	char *index = mem ? aslr_reserve_or_plain(&z->rng, index_bytes(z), PAGE_SIZE, false) : NULL;
 	if (!index || !os_protect_rw(index + PAGE_SIZE, QUARANTINE * sizeof(uint32_t))) {
 		if (index)
 			os_unmap(index, index_bytes(z));
