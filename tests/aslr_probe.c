@@ -17,6 +17,7 @@
  *       agreed: BITS is all that N runs can show), the collision entropy over
  *       the runs.
  */
+#include "collision.h"
 #include "guarded.h"
 #include "lab.h"
 #include "labyrinth.h"
@@ -63,24 +64,12 @@ static int one(void)
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* -log2 P(two runs agree), from the pairs that do (tests/test_entropy.c). */
+/* "NAME BITS", or "NAME >BITS" when no two runs agreed. */
 static void print_bits(const char *name, uint64_t *v, size_t n)
 {
-	qsort(v, n, sizeof *v, cmp_u64);
-	double pairs = 0;
-	for (size_t i = 0, j; i < n; i = j) {
-		for (j = i + 1; j < n && v[j] == v[i]; j++)
-			;
-		pairs += (double)(j - i) * (double)(j - i - 1) / 2;
-	}
-	double all = (double)n * (double)(n - 1) / 2;
-	printf("%s %s%.1f\n", name, pairs ? "" : ">", log2(all / (pairs ? pairs : 1)));
+	bool bound;
+	double bits = collision_bits(v, n, &bound);
+	printf("%s %s%.1f\n", name, bound ? ">" : "", bits);
 }
 
 static bool run_one(char *self, char *lib, uintptr_t out[FIELDS])

@@ -16,6 +16,7 @@
  * Cauchy-Schwarz), so the entropies of the base and of the address's place
  * in its span, each measurable here, add up to a lower bound.
  */
+#include "collision.h"
 #include "helpers.h"
 #include "lab.h"
 #include "room.h"
@@ -29,28 +30,6 @@
 
 #define RUNS 10000
 #define BASE_RUNS 100000        /* the base: about 26 bits, so 80 pairs collide */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* -log2 P(two samples agree), from the colliding pairs among n samples;
- * with no collision, the bound that n samples can show. */
-static double collision_bits(uint64_t *v, size_t n, bool *bound)
-{
-	qsort(v, n, sizeof *v, cmp_u64);
-	double pairs = 0;
-	for (size_t i = 0, j; i < n; i = j) {
-		for (j = i + 1; j < n && v[j] == v[i]; j++)
-			;
-		pairs += (double)(j - i) * (double)(j - i - 1) / 2;
-	}
-	double all = (double)n * (double)(n - 1) / 2;
-	*bound = pairs == 0;
-	return log2(all / (pairs ? pairs : 1));
-}
 
 static uint64_t ext_lo[RUNS], cell[RUNS], slot[RUNS], in_span[RUNS], offset[RUNS], addr[RUNS];
 static uint64_t base[BASE_RUNS];
