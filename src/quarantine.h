@@ -145,8 +145,6 @@ static inline struct slot_ref quarantine_leave(struct quarantine *q, const struc
 	}
 	return ref;
 }
-/* Take any entry (to empty the quarantine); false when it is empty. */
-bool quarantine_pop(struct quarantine *q, struct slot_ref *out);
 /*
  * Give the whole pages of q's slots back to the kernel, the slots staying
  * where they are: they read as zero and are checked as zero on reuse, so
