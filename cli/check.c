@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,7 +45,11 @@ static void probe_overflow(void)
 }
 
 /* Write into a freed slot whose room stays open (its neighbours live),
- * then churn until the slot is handed out again and checked. */
+ * then make sure it is handed out again and checked: frees of another size
+ * push it out of the quarantine, trim returns it to its room, and blocks of
+ * its size kept until then must reach it once the other free slots are
+ * used. (Churning its own size could leave it unused for ever: a refill
+ * keeps taking the current room, into which the churn's slots go back.) */
 static void probe_write_after_free(void)
 {
 	static char *keep[512];
@@ -53,11 +58,14 @@ static void probe_write_after_free(void)
 	sink = keep[100];
 	free(keep[100]);
 	((volatile char *)sink)[8] = 'X';
-	for (int i = 0; i < 1000000; i++) {
-		char *p = malloc(48);
+	for (int i = 0; i < 20000; i++) {
+		char *p = malloc(16);
 		sink = p;
 		free(p);
 	}
+	malloc_trim(0);
+	for (int i = 0; i < 1000000; i++)
+		sink = malloc(48);
 }
 
 /* One byte past a block of a size malloc pads to nothing: only a guard
