@@ -4,6 +4,7 @@
  * glibc's malloc, so there is no dlsym dance and no recursion at start-up.
  */
 #include "arena.h"
+#include "fastpath.h"
 #include "lab.h"
 #include "os.h"
 #include "stats.h"
@@ -21,17 +22,30 @@ static void *enomem(void)
 	return NULL;
 }
 
-SHIM void *malloc(size_t size)
+/* The general paths, out of line so that the fast ones save no registers. */
+static __attribute__((noinline)) void *malloc_general(size_t size)
 {
 	struct labyrinth *lab = lab_default();
 	void *p = lab ? lab_malloc(lab, size) : NULL;
 	return p ? p : enomem();
 }
 
-SHIM void free(void *p)
+static __attribute__((noinline)) void free_general(void *p)
 {
 	if (p)
 		lab_free(lab_default(), p);
+}
+
+SHIM void *malloc(size_t size)
+{
+	void *p = fast_malloc(size);
+	return __builtin_expect(p != NULL, 1) ? p : malloc_general(size);
+}
+
+SHIM void free(void *p)
+{
+	if (!__builtin_expect(fast_free(p), 1))
+		free_general(p);
 }
 
 SHIM void *calloc(size_t n, size_t size)

@@ -71,27 +71,28 @@ static inline uint32_t quarantine_ring_next(uint32_t i, uint32_t n)
 	return i + 1 == n ? 0 : i + 1;
 }
 
-static inline bool quarantine_fifo_push(struct quarantine *q, struct slot_ref in, struct slot_ref *out)
+static inline __attribute__((always_inline)) bool
+quarantine_fifo_push(struct quarantine *q, uint32_t nfifo, struct slot_ref in,
+		     struct slot_ref *out)
 {
-	if (q->nfifo == 0) {
+	if (nfifo == 0) {
 		*out = in;
 		return true;
 	}
-	if (q->count == q->nfifo) {     /* full: the oldest leaves, in takes its place */
+	if (q->count == nfifo) {        /* full: the oldest leaves, in takes its place */
 		*out = q->fifo[q->head];
 		q->fifo[q->head] = in;
 		quarantine_order();
-		q->head = quarantine_ring_next(q->head, q->nfifo);
+		q->head = quarantine_ring_next(q->head, nfifo);
 		return true;
 	}
 	uint32_t tail = q->head + q->count;
-	q->fifo[tail >= q->nfifo ? tail - q->nfifo : tail] = in;
+	q->fifo[tail >= nfifo ? tail - nfifo : tail] = in;
 	quarantine_order();
 	q->count++;
 	return false;
 }
 
-/* Hold in; true if an older entry now leaves (*out) and must be released. */
 /* The slot a stage entry holds: the stage stores cells plus one, so that a
  * stage nobody has written yet (zero pages, never touched) reads as empty.
  * False for an empty entry. */
@@ -104,23 +105,36 @@ static inline bool quarantine_stage_slot(struct slot_ref stored, struct slot_ref
 	return true;
 }
 
-/* The stage place of a push, from the low 16 bits of a random word u (the
- * caller may use the high 16 for a draw of its own). The stage of the
- * default quarantine is a power of two: a mask, no rejection. */
-static inline uint32_t quarantine_stage_place(const struct quarantine *q, struct rng *r,
-					      uint32_t u)
+/*
+ * A quarantine's sizes, as quarantine_init() set them: q's own, read from
+ * q, or the default's as constants the compiler folds (the fast path, whose
+ * threads all have the default quarantine).
+ */
+struct quarantine_shape {
+	uint32_t nstage, stage_mask, nfifo;
+};
+
+#define QUARANTINE_DEFAULT 1024
+static const struct quarantine_shape quarantine_default_shape = {
+	QUARANTINE_DEFAULT / 2, QUARANTINE_DEFAULT / 2 - 1, QUARANTINE_DEFAULT / 2,
+};
+
+static inline struct quarantine_shape quarantine_shape_of(const struct quarantine *q)
 {
-	if (q->stage_mask)
-		return u & q->stage_mask;
-	return rng_pick_bits(r, u & 0xffff, q->nstage);
+	return (struct quarantine_shape){ q->nstage, q->stage_mask, q->nfifo };
 }
 
-/* u: a random word, whose low 16 bits choose the stage place. */
-static inline bool quarantine_push(struct quarantine *q, struct rng *r, uint32_t u,
-				   struct slot_ref in, struct slot_ref *out)
+/* Hold in; true if an older entry now leaves (*out) and must be released.
+ * u is a random word whose low 16 bits choose the stage place (the caller
+ * may use the high 16 for a draw of its own). A stage whose size is a
+ * power of two takes a mask, no rejection. */
+static inline __attribute__((always_inline)) bool
+quarantine_push_shaped(struct quarantine *q, const struct quarantine_shape *sh, struct rng *r,
+		       uint32_t u, struct slot_ref in, struct slot_ref *out)
 {
-	if (q->nstage) {
-		uint32_t i = quarantine_stage_place(q, r, u);
+	if (sh->nstage) {
+		uint32_t i = sh->stage_mask ? u & sh->stage_mask
+					    : rng_pick_bits(r, u & 0xffff, sh->nstage);
 		struct slot_ref old = q->stage[i], held = in;
 		held.cell++;
 		q->stage[i] = held;     /* one store: a fork never sees half of it */
@@ -128,7 +142,14 @@ static inline bool quarantine_push(struct quarantine *q, struct rng *r, uint32_t
 		if (!quarantine_stage_slot(old, &in))
 			return false;
 	}
-	return quarantine_fifo_push(q, in, out);
+	return quarantine_fifo_push(q, sh->nfifo, in, out);
+}
+
+static inline bool quarantine_push(struct quarantine *q, struct rng *r, uint32_t u,
+				   struct slot_ref in, struct slot_ref *out)
+{
+	struct quarantine_shape sh = quarantine_shape_of(q);
+	return quarantine_push_shaped(q, &sh, r, u, in, out);
 }
 
 /* Slots held, read without the owner's lock: a count for the statistics,

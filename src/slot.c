@@ -25,9 +25,13 @@
 
 #include <string.h>
 
-void slot_bad_pointer(struct wing *w, const void *p, int kind, const char *why)
+void slot_not_a_slot(struct wing *w, const void *p, int kind)
 {
-	struct error_site site = { .addr = p, .class_size = w->class_size, .why = why };
+	size_t off = 0;
+	uint32_t cell = wing_cell_of(w, p, &off);
+	bool past = cell == CELL_NONE || (off / w->class_size + 1) * w->class_size > w->room_bytes;
+	struct error_site site = { .addr = p, .class_size = w->class_size,
+				   .why = past ? "never allocated" : "not the start of a slot" };
 	report_heap_error(kind, &site);
 }
 
@@ -58,6 +62,24 @@ void slot_zero_report(struct wing *w, struct room *r, char *p, uint64_t gen)
 	size_t len = w->class_size;
 	const char *next = word_at(p + len - NEAR_END) ? slot_next(w, r, p) : NULL;
 	zero_report_near(p, next, zero_damage(p, len), len, gen);
+}
+
+void *slot_hand_out_dirty(struct labyrinth *lab, struct wing *w, struct room *r, char *p,
+			  size_t size, uint64_t v, const struct gen_page *g)
+{
+	slot_zero_report(w, r, p, v_gen(v));
+	return slot_hand_over(&lab->prot, w->class_size, r, p, size, v, g);
+}
+
+struct slot_ref slot_retire_damaged(struct labyrinth *lab, struct wing *w, struct room *r,
+				    char *p, uint32_t cell, uint16_t slot, size_t expect,
+				    uint64_t seen, struct quarantine *q)
+{
+	size_t req = *slot_size(w, r, slot);
+	if (expect != SIZE_MAX && expect != req)
+		report_wrong_size_if(p, expect, req, w->class_size);
+	slot_check_canary(lab, w, r, p, req, seen, v_gen(seen) + 1);
+	return slot_retire_end(&lab->prot, w, w->class_size, p, cell, slot, q);
 }
 
 void slot_corrupt(void)

@@ -46,7 +46,6 @@ size_t slot_salvage_all(struct labyrinth *lab, const struct slot_ref *refs, uint
 struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
 
 /* The out-of-line reports of the inline steps below. */
-void slot_bad_pointer(struct wing *w, const void *p, int kind, const char *why);
 void slot_bad_release(struct wing *w, struct room *r, void *p, int kind, uint64_t seen);
 /* A slot's damaged canary (pattern pat), or its bytes changed since it was
  * freed: the report names the next slot too when the damage is near the
@@ -111,49 +110,97 @@ static inline uint64_t slot_pattern(const struct room *r, const char *p, uint64_
 	return canary_pattern(r->key ^ generation_key(v_owner(v)), p, v);
 }
 
+/* The rest of a hand-out once the slot is known clean: the canary, then
+ * the block is the caller's. */
+static inline __attribute__((always_inline)) void *
+slot_hand_over(const struct protections *prot, size_t cs, struct room *r, char *p, size_t size,
+	       uint64_t v, const struct gen_page *g)
+{
+	if (prot->canary)
+		canary_write_slot(p, size, cs, canary_pattern(r->key ^ g->key, p, v));
+	annotate_alloc(p, size, cs);
+	return p;
+}
+
+/* A slot found written after it was freed: the report, then the rest of
+ * the hand-out. Out of line, so the clean case saves no registers. */
+void *slot_hand_out_dirty(struct labyrinth *lab, struct wing *w, struct room *r, char *p,
+			  size_t size, uint64_t v, const struct gen_page *g)
+	__attribute__((noinline));
+
+/* The class size of w, which the caller knows is at most class_max: the
+ * inlined steps below drop the branches of bigger slots (the fast path's
+ * are below a page). Read once: the version word's atomics would make the
+ * compiler read it again after each. */
+static inline __attribute__((always_inline)) size_t class_size_at_most(const struct wing *w,
+									size_t class_max)
+{
+	size_t cs = w->class_size;
+	if (cs > class_max)
+		__builtin_unreachable();
+	return cs;
+}
+
 /* Hand out a slot taken from arena `owner`'s rooms as an allocation of
- * size bytes; its owner tag also names this process generation, g. */
-static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size,
-				  unsigned owner, const struct gen_page *g)
+ * size bytes; its owner tag also names this process generation, g. prot
+ * is lab's, or a constant the compiler folds (the fast path); class_max
+ * as for class_size_at_most(). */
+static inline __attribute__((always_inline)) void *
+slot_hand_out_with(const struct protections *prot, size_t class_max, struct labyrinth *lab,
+		   struct slot_ref ref, size_t size, unsigned owner, const struct gen_page *g)
 {
 	struct wing *w = &lab->maze.wings[ref.cls];
+	size_t cs = class_size_at_most(w, class_max);
 	struct room *r = room_of(w, ref.cell);
 	*slot_size(w, r, ref.slot) = (uint16_t)size;
 	uint64_t v = version_set(slot_version(r, ref.slot), V_FREE, V_OWNED, owner | g->tag_bits);
 	if (__builtin_expect(!v, 0))
 		slot_corrupt();
-	char *p = slot_addr(w, ref.cell, ref.slot);
-	annotate_open(p, w->class_size);
-	if (lab->prot.uaf_check) {
-		slot_touch(p, w->class_size);
-		if (__builtin_expect(!slot_bytes_zero(p, w->class_size), 0))
-			slot_zero_report(w, r, p, v_gen(v));
+	char *p = cell_addr(w, ref.cell) + (size_t)ref.slot * cs;
+	annotate_open(p, cs);
+	if (prot->uaf_check) {
+		slot_touch(p, cs);
+		if (__builtin_expect(!slot_bytes_zero(p, cs), 0))
+			return slot_hand_out_dirty(lab, w, r, p, size, v, g);
 	}
-	if (lab->prot.canary)
-		canary_write_slot(p, size, w->class_size,
-				  canary_pattern(r->key ^ g->key, p, v));
-	annotate_alloc(p, size, w->class_size);
-	return p;
+	return slot_hand_over(prot, cs, r, p, size, v, g);
 }
+
+static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size,
+				  unsigned owner, const struct gen_page *g)
+{
+	return slot_hand_out_with(&lab->prot, SMALL_MAX, lab, ref, size, owner, g);
+}
+
+/* p's room, cell and slot; NULL if p is not the start of a slot of w's
+ * extent. No report: the fast path hands such a pointer to the general one. */
+static inline struct room *slot_find(struct wing *w, const void *p, uint32_t *cellp,
+				     uint16_t *slot)
+{
+	size_t off = 0;
+	uint32_t cell = wing_cell_of(w, p, &off);
+	if (__builtin_expect(cell == CELL_NONE, 0))
+		return NULL;
+	uint32_t i = fast_div((uint32_t)off, w->class_magic);
+	if (__builtin_expect(off != (size_t)i * w->class_size ||
+			     ((size_t)i + 1) * w->class_size > w->room_bytes, 0))
+		return NULL;
+	*cellp = cell;
+	*slot = (uint16_t)i;
+	return room_of(w, cell);
+}
+
+/* Report p, which slot_find() refused, as no slot of w. */
+void slot_not_a_slot(struct wing *w, const void *p, int kind) __attribute__((noinline));
 
 /* p's room, cell and slot; NULL (after a report) if p is no slot at all. */
 static inline struct room *slot_of(struct wing *w, const void *p, int kind, uint32_t *cellp,
 				   uint16_t *slot)
 {
-	size_t off = 0;
-	uint32_t cell = wing_cell_of(w, p, &off);
-	uint32_t i = cell == CELL_NONE ? 0 : fast_div((uint32_t)off, w->class_magic);
-	if (__builtin_expect(cell == CELL_NONE || ((size_t)i + 1) * w->class_size > w->room_bytes, 0)) {
-		slot_bad_pointer(w, p, kind, "never allocated");
-		return NULL;
-	}
-	if (__builtin_expect(off != (size_t)i * w->class_size, 0)) {
-		slot_bad_pointer(w, p, kind, "not the start of a slot");
-		return NULL;
-	}
-	*cellp = cell;
-	*slot = (uint16_t)i;
-	return room_of(w, cell);
+	struct room *r = slot_find(w, p, cellp, slot);
+	if (__builtin_expect(!r, 0))
+		slot_not_a_slot(w, p, kind);
+	return r;
 }
 
 /* v: the slot's version word while it was owned; gen goes into a report. */
@@ -209,9 +256,8 @@ static inline void slot_clear(char *p, size_t size)
 	memset(p, 0, size);
 }
 
-static inline bool slot_zero(struct wing *w, char *p, struct quarantine *q)
+static inline bool slot_zero(size_t size, char *p, struct quarantine *q)
 {
-	size_t size = w->class_size;
 	/* Below a page a slot holds no whole page to give back. */
 	if (size < PAGE_SIZE) {
 		slot_clear(p, size);
@@ -234,16 +280,33 @@ static inline bool slot_zero(struct wing *w, char *p, struct quarantine *q)
 	return false;
 }
 
-/* Retire a freed slot on its way into quarantine q (NULL: an arena's):
- * false (after a report) if p is not a live slot. */
-static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, int kind,
-			       size_t expect, struct slot_ref *out, struct quarantine *q)
+/* The last step of a retire, the slot's bytes checked: it is zeroed and
+ * named by the ref returned. */
+static inline __attribute__((always_inline)) struct slot_ref
+slot_retire_end(const struct protections *prot, const struct wing *w, size_t cs, char *p,
+		uint32_t cell, uint16_t slot, struct quarantine *q)
 {
-	uint32_t cell;
-	uint16_t slot;
-	struct room *r = slot_of(w, p, kind, &cell, &slot);
-	if (!r)
-		return false;
+	bool resident = prot->zero && slot_zero(cs, p, prot->quarantine ? q : NULL);
+	annotate_free(p, cs);
+	return (struct slot_ref){ .cell = cell | (resident ? SLOT_REF_RESIDENT : 0),
+				  .cls = (uint16_t)w->index, .slot = slot };
+}
+
+/* A retire that found the canary damaged or the wrong size passed: the
+ * reports, then the rest. Out of line, so the clean case saves no registers. */
+struct slot_ref slot_retire_damaged(struct labyrinth *lab, struct wing *w, struct room *r,
+				    char *p, uint32_t cell, uint16_t slot, size_t expect,
+				    uint64_t seen, struct quarantine *q) __attribute__((noinline));
+
+/* Retire the slot at p, found by slot_find(), on its way into quarantine q
+ * (NULL: an arena's): false (after a report) if it is not live. prot as
+ * for slot_hand_out_with(). */
+static inline __attribute__((always_inline)) bool
+slot_retire_found(const struct protections *prot, size_t class_max, struct labyrinth *lab,
+		  struct wing *w, struct room *r, char *p, uint32_t cell, uint16_t slot, int kind,
+		  size_t expect, struct slot_ref *out, struct quarantine *q)
+{
+	size_t cs = class_size_at_most(w, class_max);
 	uint64_t seen = 0;
 	/* A slot of a room never opened has version 0: free, so this fails too. */
 	if (__builtin_expect(!version_move(slot_version(r, slot), V_OWNED, V_QUARANTINED, 0,
@@ -253,15 +316,27 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 	}
 	/* The slot is ours until it leaves the quarantine: no lock needed here. */
 	size_t req = *slot_size(w, r, slot);
-	annotate_open(p, w->class_size);
-	if (__builtin_expect(expect != SIZE_MAX && expect != req, 0))
-		report_wrong_size_if(p, expect, req, w->class_size);
-	slot_check_canary(lab, w, r, p, req, seen, v_gen(seen) + 1);
-	bool resident = lab->prot.zero && slot_zero(w, p, lab->prot.quarantine ? q : NULL);
-	annotate_free(p, w->class_size);
-	*out = (struct slot_ref){ .cell = cell | (resident ? SLOT_REF_RESIDENT : 0),
-				  .cls = (uint16_t)wing_index(lab, w), .slot = slot };
+	annotate_open(p, cs);
+	bool clean = expect == SIZE_MAX || expect == req;
+	if (prot->canary)
+		clean &= canary_intact_slot(p, req, cs, slot_pattern(r, p, seen));
+	if (__builtin_expect(!clean, 0))
+		*out = slot_retire_damaged(lab, w, r, p, cell, slot, expect, seen, q);
+	else
+		*out = slot_retire_end(prot, w, cs, p, cell, slot, q);
 	return true;
+}
+
+/* Retire a freed slot on its way into quarantine q (NULL: an arena's):
+ * false (after a report) if p is not a live slot. */
+static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, int kind,
+			       size_t expect, struct slot_ref *out, struct quarantine *q)
+{
+	uint32_t cell;
+	uint16_t slot;
+	struct room *r = slot_of(w, p, kind, &cell, &slot);
+	return r && slot_retire_found(&lab->prot, SMALL_MAX, lab, w, r, p, cell, slot, kind, expect,
+				      out, q);
 }
 
 /* A slot that left its holder's quarantine becomes free again without

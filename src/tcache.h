@@ -59,6 +59,14 @@ struct thread_cache {
 
 extern __thread struct thread_cache *tcache_self
 	__attribute__((tls_model("initial-exec")));
+/* The same cache, or NULL, when its labyrinth runs with the fast path's
+ * settings (fastpath.h): the one word the shim's malloc and free test. */
+extern __thread struct thread_cache *tcache_fast
+	__attribute__((tls_model("initial-exec")));
+/* The largest request the fast path serves: with its canary byte, its
+ * class is below a page (3,840 bytes), so zeroing never gives pages back. */
+#define FAST_REQUEST_MAX 3839
+#define FAST_CLASS_MAX 3840
 
 /* Called when tcache_self is not lab's: the calling thread's cache for the
  * default labyrinth, made on its first call, taking batches from arena a;
@@ -88,6 +96,20 @@ static inline void tcache_order(void)
 	atomic_signal_fence(memory_order_seq_cst);
 }
 
+/* Hand out the top slot of tc's batch of class cls (not empty). */
+static inline __attribute__((always_inline)) void *
+tcache_hand_out(const struct protections *prot, size_t class_max, struct labyrinth *lab,
+		struct thread_cache *tc, unsigned cls, size_t size, const struct gen_page *g)
+{
+	struct batch *b = &tc->batch[cls];
+	struct slot_ref ref = b->ref[--b->n];
+	tcache_order();
+	if (b->n)
+		slot_prefetch(lab, b->ref[b->n - 1]);
+	counter_add(&b->allocs, 1);
+	return slot_hand_out_with(prot, class_max, lab, ref, size, tc->arena->id, g);
+}
+
 /* A slot of class cls for a request of size bytes, or NULL when the wing is full. */
 static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc, unsigned cls,
 				 size_t size)
@@ -95,28 +117,25 @@ static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc,
 	const struct gen_page *g = generation_page();
 	if (__builtin_expect(tc->gen != atomic_load_explicit(&g->gen, memory_order_relaxed), 0))
 		tcache_forked(lab, tc);
-	struct batch *b = &tc->batch[cls];
-	if (__builtin_expect(b->n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
+	if (__builtin_expect(tc->batch[cls].n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
 		return NULL;
-	struct slot_ref ref = b->ref[--b->n];
-	tcache_order();
-	if (b->n)
-		slot_prefetch(lab, b->ref[b->n - 1]);
-	counter_add(&b->allocs, 1);
-	return slot_hand_out(lab, ref, size, tc->arena->id, g);
+	return tcache_hand_out(&lab->prot, SMALL_MAX, lab, tc, cls, size, g);
 }
 
 /* A slot that slot_retire() accepted enters the thread's quarantine; the
- * one it pushes out waits in the release list. */
-static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
+ * one it pushes out waits in the release list. prot as for
+ * slot_hand_out_with(), sh is the quarantine's shape. */
+static inline __attribute__((always_inline)) void
+tcache_free_with(const struct protections *prot, const struct quarantine_shape *sh,
+		 struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
 {
 	counter_add(&tc->batch[ref.cls].frees, 1);
 	struct slot_ref out = ref;
-	if (lab->prot.quarantine) {
+	if (prot->quarantine) {
 		/* One keystream word per free: its low half places ref in the
 		 * stage, its high half places the leaving slot in a batch. */
 		uint32_t u = rng_u32(&tc->rng);
-		if (!quarantine_push(&tc->quarantine, &tc->rng, u, ref, &out))
+		if (!quarantine_push_shaped(&tc->quarantine, sh, &tc->rng, u, ref, &out))
 			return;
 		out = quarantine_leave(&tc->quarantine, &lab->maze, out);
 		/* Long out of use and chosen by the quarantine's random stage:
@@ -143,6 +162,12 @@ static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, s
 	tc->release[tc->nrelease] = out;
 	tcache_order();
 	tc->nrelease++;
+}
+
+static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
+{
+	struct quarantine_shape sh = quarantine_shape_of(&tc->quarantine);
+	tcache_free_with(&lab->prot, &sh, lab, tc, ref);
 }
 
 /* The calling thread's cache and those of exited threads give back their

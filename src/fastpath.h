@@ -1,0 +1,81 @@
+/*
+ * fastpath: malloc and free of small blocks by the default labyrinth, each
+ * in one inlined piece, for the preload shim.
+ *
+ * Every protection is on here at full strength: the canary, the zeroing
+ * and the reuse check, the version word's compare-and-swap, the random
+ * quarantine. What the fast path leaves out is the general path's
+ * configuration tests and call layers. One per-thread word (tcache_fast)
+ * says that the thread has a cache and that its labyrinth runs with the
+ * default protections and nothing else to consult (no guarded blocks, no
+ * pool); then malloc is a batch pop and a hand-out, free a lookup, a
+ * retire and a quarantine push.
+ *
+ * Both are leaves: anything out of the common case (no cache yet, an empty
+ * batch, a spent keystream buffer, a full release list, a forked child, a
+ * slot of a page or more, a pointer that is no slot) is seen before any
+ * change and sends the caller to the general path, which does the same
+ * steps with every test. So on the common case they call nothing and save
+ * no registers; the reports they make are calls at the end of cold paths.
+ */
+#ifndef LAB_FASTPATH_H
+#define LAB_FASTPATH_H
+
+#include "lab.h"
+#include "report.h"
+#include "slot.h"
+#include "tcache.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The protections fast_path_fits() (tcache.c) requires, as constants the
+ * compiler folds into the inlined steps. */
+static const struct protections fast_prot = {
+	.canary = true, .zero = true, .uaf_check = true, .quarantine = 1,
+};
+
+/* A block of 1 to FAST_REQUEST_MAX bytes, or NULL: take the general path. */
+static inline void *fast_malloc(size_t size)
+{
+	struct thread_cache *tc = tcache_fast;
+	if (__builtin_expect(!tc || size - 1 >= FAST_REQUEST_MAX, 0))
+		return NULL;
+	const struct gen_page *g = gen_page;
+	if (__builtin_expect(tc->gen != atomic_load_explicit(&g->gen, memory_order_relaxed), 0))
+		return NULL;    /* a forked child: tcache_forked() first */
+	unsigned cls = small_class(size + 1);
+	if (__builtin_expect(tc->batch[cls].n == 0, 0))
+		return NULL;
+	return tcache_hand_out(&fast_prot, FAST_CLASS_MAX, tc->lab, tc, cls, size, g);
+}
+
+/* Free p if it is a small slot the fast path can retire; false (nothing
+ * done) for the general path. */
+static inline bool fast_free(void *p)
+{
+	struct thread_cache *tc = tcache_fast;
+	if (__builtin_expect(!tc, 0))
+		return false;
+	struct labyrinth *lab = tc->lab;
+	struct wing *w = maze_wing_of(&lab->maze, p);
+	/* Large and page wings have no class below a page. The keystream
+	 * word and the release place that tcache_free_with() uses are there:
+	 * it calls nothing (but on a draw rejected, one time in 2,000). */
+	if (__builtin_expect(!w || w->class_size > FAST_CLASS_MAX || tc->rng.used == RNG_WORDS ||
+			     tc->nrelease == RELEASE_MAX, 0))
+		return false;
+	uint32_t cell;
+	uint16_t slot;
+	struct room *r = slot_find(w, p, &cell, &slot);
+	if (__builtin_expect(!r, 0))
+		return false;
+	struct slot_ref ref;
+	if (slot_retire_found(&fast_prot, FAST_CLASS_MAX, lab, w, r, p, cell, slot,
+			      ERR_INVALID_FREE, SIZE_MAX, &ref, &tc->quarantine))
+		tcache_free_with(&fast_prot, &quarantine_default_shape, lab, tc, ref);
+	return true;
+}
+
+#endif
