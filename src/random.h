@@ -4,8 +4,11 @@
 
 #include <stdint.h>
 
-/* Four ChaCha blocks are made at once (one per vector lane): 64 words. */
-#define RNG_WORDS 64
+#include <stdbool.h>
+
+/* Eight ChaCha blocks are made at once (one per vector lane): 128 words. */
+#define RNG_BLOCKS 8
+#define RNG_WORDS (16 * RNG_BLOCKS)
 
 struct rng {
 	uint32_t key[8];
@@ -26,6 +29,9 @@ void rng_renew_if_stale(struct rng *r);
 /* Make the next RNG_WORDS words; used by rng_u32 when the buffer is spent.
  * A generator inherited from another process generation is rekeyed first. */
 void rng_refill(struct rng *r);
+/* ChaCha8 blocks counter + [0, RNG_BLOCKS) under key: word i of block j
+ * into out[i * RNG_BLOCKS + j]; wide (AVX2) or not, the same words. */
+void rng_fill(const uint32_t key[8], uint64_t counter, uint32_t out[RNG_WORDS], bool wide);
 uint64_t rng_u64(struct rng *r);
 /* Uniform in [0, n) for 64-bit ranges. */
 uint64_t rng_below64(struct rng *r, uint64_t n);
