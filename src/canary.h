@@ -124,47 +124,64 @@ static inline bool canary_intact(const char *base, size_t from, size_t to, uint6
 
 /*
  * The same two for a slot's tail, where from < to and to is a multiple of
- * 16 (every class size is): the first word is always whole inside the
- * slot, and no byte is left after the last word, so the guards the general
- * loops test are dead. A word up to 16 bytes, then 16 bytes a store.
+ * 16 (every class size is), and the slot 16-aligned: the tail is whole
+ * 16-byte lines, the first of them shared with the block's last bytes.
+ * With SSE2 that line is merged under a byte mask (canary_line_keep), and
+ * the rest are plain stores; no loop runs for a tail within one line.
  */
+#ifdef __SSE2__
+/* Bytes [0, h) of the line at 16 - h are 0xff: the block's, kept. */
+static const uint8_t canary_line_ramp[32] __attribute__((aligned(16))) = {
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+};
+
+static inline __m128i canary_line_keep(size_t from)
+{
+	return _mm_loadu_si128((const __m128i *)(canary_line_ramp + 16 - (from & 15)));
+}
+
+static inline void canary_write_slot(char *base, size_t from, size_t to, uint64_t pat)
+{
+	size_t i = from & ~(size_t)15;
+	__m128i v = _mm_set1_epi64x((long long)pat), keep = canary_line_keep(from);
+	__m128i line = _mm_load_si128((const __m128i *)(base + i));
+	_mm_store_si128((__m128i *)(base + i),
+			_mm_or_si128(_mm_and_si128(keep, line), _mm_andnot_si128(keep, v)));
+	for (i += 16; i < to; i += 16)
+		_mm_store_si128((__m128i *)(base + i), v);
+}
+
+static inline bool canary_intact_slot(const char *base, size_t from, size_t to, uint64_t pat)
+{
+	size_t i = from & ~(size_t)15;
+	__m128i v = _mm_set1_epi64x((long long)pat);
+	__m128i bad = _mm_andnot_si128(canary_line_keep(from),
+				       _mm_xor_si128(_mm_load_si128((const __m128i *)(base + i)), v));
+	for (i += 16; i < to; i += 16)
+		bad = _mm_or_si128(bad, _mm_xor_si128(_mm_load_si128((const __m128i *)(base + i)), v));
+	return _mm_movemask_epi8(_mm_cmpeq_epi8(bad, _mm_setzero_si128())) == 0xffff;
+}
+#else
 static inline void canary_write_slot(char *base, size_t from, size_t to, uint64_t pat)
 {
 	size_t i = from & ~(size_t)7;
 	uint64_t keep = canary_below(from);
 	uint64_t w = (word_at(base + i) & keep) | (pat & ~keep);
 	memcpy(base + i, &w, 8);
-	for (i += 8; i < to && (i & 15); i += 8)
+	for (i += 8; i < to; i += 8)
 		memcpy(base + i, &pat, 8);
-#ifdef __SSE2__
-	__m128i v = _mm_set1_epi64x((long long)pat);
-	for (; i < to; i += 16)
-		_mm_storeu_si128((__m128i *)(base + i), v);
-#else
-	for (; i < to; i += 8)
-		memcpy(base + i, &pat, 8);
-#endif
 }
 
 static inline bool canary_intact_slot(const char *base, size_t from, size_t to, uint64_t pat)
 {
 	size_t i = from & ~(size_t)7;
 	uint64_t bad = (word_at(base + i) ^ pat) & ~canary_below(from);
-	for (i += 8; i < to && (i & 15); i += 8)
+	for (i += 8; i < to; i += 8)
 		bad |= word_at(base + i) ^ pat;
-#ifdef __SSE2__
-	if (i < to) {
-		__m128i v = _mm_set1_epi64x((long long)pat), acc = _mm_setzero_si128();
-		for (; i < to; i += 16)
-			acc = _mm_or_si128(acc, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(base + i)), v));
-		bad |= _mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) != 0xffff;
-	}
-#else
-	for (; i < to; i += 8)
-		bad |= word_at(base + i) ^ pat;
-#endif
 	return bad == 0;
 }
+#endif
 
 /* Offset of the first byte of [from, to) that is not the canary, or NO_DAMAGE. */
 static inline size_t canary_damage(const char *base, size_t from, size_t to, uint64_t pat)
