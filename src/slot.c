@@ -179,7 +179,8 @@ size_t slot_release(struct labyrinth *lab, struct arena *a, struct slot_ref ref)
 
 /* Slots leave a quarantine long after they entered it: their records are
  * cold, and each is fetched a few slots ahead so the misses overlap.
- * Always inlined, as slot_prefetch is (slot.h), or gcc drops the calls. */
+ * Always inlined, or gcc takes a function made only of prefetches for one
+ * without effects and drops its calls, prefetches and all. */
 #define RELEASE_AHEAD 4
 
 static inline __attribute__((always_inline)) void release_prefetch(struct labyrinth *lab, struct slot_ref ref)

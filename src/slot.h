@@ -86,23 +86,6 @@ static inline void slot_touch(char *p, size_t size)
 #endif
 }
 
-/*
- * Start loading what handing out ref will touch: the slot (about to be
- * written), its version word and its size entry. Slots are picked at random
- * from scattered rooms, so each is a cache miss; fetched one allocation
- * early, the miss overlaps the caller's work instead of stalling the next
- * malloc. Always inlined: gcc takes a function made only of prefetches
- * for one without effects and drops its calls, prefetches and all.
- */
-static inline __attribute__((always_inline)) void slot_prefetch(struct labyrinth *lab, struct slot_ref ref)
-{
-	const struct wing *w = &lab->maze.wings[ref.cls];
-	struct room *r = room_of(w, ref.cell);
-	__builtin_prefetch(slot_addr(w, ref.cell, ref.slot), 1);
-	__builtin_prefetch(slot_version(r, ref.slot), 1);
-	__builtin_prefetch(slot_size(w, r, ref.slot), 1);
-}
-
 /* The canary pattern of the slot at p while its version word is v: the
  * room's key, and the key of the generation whose tag v's owner carries. */
 static inline uint64_t slot_pattern(const struct room *r, const char *p, uint64_t v)
