@@ -130,6 +130,13 @@ tcache_free_with(const struct protections *prot, const struct quarantine_shape *
 		 struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
 {
 	counter_add(&tc->batch[ref.cls].frees, 1);
+	/* The release list is flushed once it is full, not when the next
+	 * slot needs its place: frees whose slots all go to batches would
+	 * leave it full, and the fast path, which never flushes, would give
+	 * way every time. Checked before adding, too: a child may take over
+	 * a cache whose thread the fork caught with the list full. */
+	if (__builtin_expect(tc->nrelease == RELEASE_MAX, 0))
+		tcache_release_flush(lab, tc);
 	struct slot_ref out = ref;
 	if (prot->quarantine) {
 		/* One keystream word per free: its low half places ref in the
@@ -155,10 +162,6 @@ tcache_free_with(const struct protections *prot, const struct quarantine_shape *
 			return;
 		}
 	}
-	/* Full is checked before adding: a child may take over a cache whose
-	 * thread the fork caught between filling the list and flushing it. */
-	if (__builtin_expect(tc->nrelease == RELEASE_MAX, 0))
-		tcache_release_flush(lab, tc);
 	tc->release[tc->nrelease] = out;
 	tcache_order();
 	tc->nrelease++;
