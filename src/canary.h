@@ -201,10 +201,9 @@ static inline size_t canary_damage(const char *base, size_t from, size_t to, uin
 bool bytes_all_zero_wide(const char *p, size_t len);
 extern bool canary_cpu_avx2;
 
-static inline bool bytes_all_zero(const char *p, size_t len)
+/* The same without AVX2, inline: no call. */
+static inline bool bytes_all_zero_narrow(const char *p, size_t len)
 {
-	if (len >= 512 && canary_cpu_avx2)
-		return bytes_all_zero_wide(p, len);
 	size_t i = 0;
 #ifdef __SSE2__
 	__m128i acc = _mm_setzero_si128();
@@ -226,9 +225,17 @@ static inline bool bytes_all_zero(const char *p, size_t len)
 #endif
 }
 
+static inline bool bytes_all_zero(const char *p, size_t len)
+{
+	if (len >= 512 && canary_cpu_avx2)
+		return bytes_all_zero_wide(p, len);
+	return bytes_all_zero_narrow(p, len);
+}
+
 /* The same for a slot, len a multiple of 16 (16 at least): up to 64 bytes
- * by loads that overlap at the end, no loop. */
-static inline bool slot_bytes_zero(const char *p, size_t len)
+ * by loads that overlap at the end, no loop. With leaf set, nothing is
+ * called (no AVX2 for big slots): the caller saves no registers for it. */
+static inline bool slot_bytes_zero(const char *p, size_t len, bool leaf)
 {
 #ifdef __SSE2__
 	if (len <= 64) {
@@ -241,7 +248,7 @@ static inline bool slot_bytes_zero(const char *p, size_t len)
 		return _mm_movemask_epi8(_mm_cmpeq_epi8(a, _mm_setzero_si128())) == 0xffff;
 	}
 #endif
-	return bytes_all_zero(p, len);
+	return leaf ? bytes_all_zero_narrow(p, len) : bytes_all_zero(p, len);
 }
 
 /* Offset of the first non-zero byte of [0, len), or NO_DAMAGE; len is a

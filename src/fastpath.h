@@ -30,10 +30,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The protections fast_path_fits() (tcache.c) requires, as constants the
- * compiler folds into the inlined steps. */
+/* The protections fast_path_fits() (tcache.c) requires and the classes
+ * served, as constants the compiler folds into the inlined steps. */
 static const struct protections fast_prot = {
 	.canary = true, .zero = true, .uaf_check = true, .quarantine = 1,
+};
+static const struct step_terms fast_terms = {
+	.prot = &fast_prot, .class_max = FAST_CLASS_MAX, .leaf = true,
 };
 
 /* A block of 1 to FAST_REQUEST_MAX bytes, or NULL: take the general path. */
@@ -48,7 +51,7 @@ static inline void *fast_malloc(size_t size)
 	unsigned cls = small_class(size + 1);
 	if (__builtin_expect(tc->batch[cls].n == 0, 0))
 		return NULL;
-	return tcache_hand_out(&fast_prot, FAST_CLASS_MAX, tc->lab, tc, cls, size, g);
+	return tcache_hand_out(&fast_terms, tc->lab, tc, cls, size, g);
 }
 
 /* Free p if it is a small slot the fast path can retire; false (nothing
@@ -62,7 +65,7 @@ static inline bool fast_free(void *p)
 	struct wing *w = maze_wing_of(&lab->maze, p);
 	/* Large and page wings have no class below a page. The keystream
 	 * word and the release place that tcache_free_with() uses are there:
-	 * it calls nothing (but on a draw rejected, one time in 2,000). */
+	 * it calls nothing. */
 	if (__builtin_expect(!w || w->class_size > FAST_CLASS_MAX || tc->rng.used == RNG_WORDS ||
 			     tc->nrelease == RELEASE_MAX, 0))
 		return false;
@@ -72,9 +75,18 @@ static inline bool fast_free(void *p)
 	if (__builtin_expect(!r, 0))
 		return false;
 	struct slot_ref ref;
-	if (slot_retire_found(&fast_prot, FAST_CLASS_MAX, lab, w, r, p, cell, slot,
-			      ERR_INVALID_FREE, SIZE_MAX, &ref, &tc->quarantine))
-		tcache_free_with(&fast_prot, &quarantine_default_shape, lab, tc, ref);
+	uint64_t seen;
+	switch (slot_retire_found(&fast_terms, lab, w, r, p, cell, slot, ERR_INVALID_FREE,
+				  SIZE_MAX, &ref, &tc->quarantine, &seen)) {
+	case RETIRE_DONE:
+		tcache_free_with(&fast_terms, &quarantine_default_shape, lab, tc, ref);
+		break;
+	case RETIRE_DAMAGED:
+		tcache_free_damaged(tc, w, p, seen);
+		break;
+	case RETIRE_REFUSED:
+		break;
+	}
 	return true;
 }
 

@@ -38,13 +38,21 @@ uint64_t rng_below64(struct rng *r, uint64_t n);
 /* Key a new generator from an existing one: no system call. */
 void rng_derive(struct rng *child, struct rng *parent);
 
+/* The next keystream word, the caller having checked that one is left
+ * (used < RNG_WORDS): no refill, so no call. Spent output is not left
+ * lying around. */
+static inline uint32_t rng_take(struct rng *r)
+{
+	uint32_t v = r->block[r->used];
+	r->block[r->used++] = 0;
+	return v;
+}
+
 static inline uint32_t rng_u32(struct rng *r)
 {
 	if (__builtin_expect(r->used == RNG_WORDS, 0))
 		rng_refill(r);
-	uint32_t v = r->block[r->used];
-	r->block[r->used++] = 0;        /* spent output is not left lying around */
-	return v;
+	return rng_take(r);
 }
 
 /* Uniform in [0, n), n > 0, without modulo bias: Lemire's multiply-shift
@@ -92,6 +100,19 @@ static inline uint32_t rng_pick_bits(struct rng *r, uint32_t bits, uint32_t n)
 		}
 	}
 	return m >> 16;
+}
+
+/* The same in one try: false where rng_pick_bits() would draw again
+ * (n / 65536 of the time), so that a caller which must not call out can
+ * do something else instead; when true, *out is exactly uniform. */
+static inline bool rng_pick_once(uint32_t bits, uint32_t n, uint32_t *out)
+{
+	uint32_t m = bits * n;
+	uint32_t low = m & 0xffff;
+	if (__builtin_expect(low < n, 0) && low < (0x10000 - n) % n)
+		return false;
+	*out = m >> 16;
+	return true;
 }
 
 /* Uniform in [0, n) like rng_below, from 16 bits when n <= 65536. */

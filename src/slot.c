@@ -64,11 +64,11 @@ void slot_zero_report(struct wing *w, struct room *r, char *p, uint64_t gen)
 	zero_report_near(p, next, zero_damage(p, len), len, gen);
 }
 
-void *slot_hand_out_dirty(struct labyrinth *lab, struct wing *w, struct room *r, char *p,
-			  size_t size, uint64_t v, const struct gen_page *g)
+void *slot_hand_out_dirty(const struct protections *prot, struct wing *w, struct room *r,
+			  char *p, size_t size, uint64_t v)
 {
 	slot_zero_report(w, r, p, v_gen(v));
-	return slot_hand_over(&lab->prot, w->class_size, r, p, size, v, g);
+	return slot_hand_over(prot, w->class_size, r, p, size, v);
 }
 
 struct slot_ref slot_retire_damaged(struct labyrinth *lab, struct wing *w, struct room *r,
@@ -79,7 +79,8 @@ struct slot_ref slot_retire_damaged(struct labyrinth *lab, struct wing *w, struc
 	if (expect != SIZE_MAX && expect != req)
 		report_wrong_size_if(p, expect, req, w->class_size);
 	slot_check_canary(lab, w, r, p, req, seen, v_gen(seen) + 1);
-	return slot_retire_end(&lab->prot, w, w->class_size, p, cell, slot, q);
+	struct step_terms t = step_terms_general(lab);
+	return slot_retire_end(&t, w, w->class_size, p, cell, slot, q);
 }
 
 void slot_corrupt(void)

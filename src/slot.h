@@ -93,28 +93,29 @@ static inline uint64_t slot_pattern(const struct room *r, const char *p, uint64_
 	return canary_pattern(r->key ^ generation_key(v_owner(v)), p, v);
 }
 
-/* The rest of a hand-out once the slot is known clean: the canary, then
- * the block is the caller's. */
-static inline __attribute__((always_inline)) void *
-slot_hand_over(const struct protections *prot, size_t cs, struct room *r, char *p, size_t size,
-	       uint64_t v, const struct gen_page *g)
+/*
+ * What the inlined steps below may take for granted. The general path
+ * passes its labyrinth's settings (step_terms_general()); the fast path
+ * (fastpath.h) constants, which the compiler folds: every test of a
+ * setting goes, and so do the branches for slots bigger than class_max.
+ * With leaf set, no step calls out on the common case (the caller checked
+ * that a keystream word and a release place are ready, and class_max is
+ * below a page), so the compiler saves no registers for calls.
+ */
+struct step_terms {
+	const struct protections *prot;
+	size_t class_max;
+	bool leaf;
+};
+
+static inline struct step_terms step_terms_general(const struct labyrinth *lab)
 {
-	if (prot->canary)
-		canary_write_slot(p, size, cs, canary_pattern(r->key ^ g->key, p, v));
-	annotate_alloc(p, size, cs);
-	return p;
+	return (struct step_terms){ .prot = &lab->prot, .class_max = SMALL_MAX, .leaf = false };
 }
 
-/* A slot found written after it was freed: the report, then the rest of
- * the hand-out. Out of line, so the clean case saves no registers. */
-void *slot_hand_out_dirty(struct labyrinth *lab, struct wing *w, struct room *r, char *p,
-			  size_t size, uint64_t v, const struct gen_page *g)
-	__attribute__((noinline));
-
-/* The class size of w, which the caller knows is at most class_max: the
- * inlined steps below drop the branches of bigger slots (the fast path's
- * are below a page). Read once: the version word's atomics would make the
- * compiler read it again after each. */
+/* The class size of w, which the caller knows is at most class_max. Read
+ * once: the version word's atomics would make the compiler read it again
+ * after each. */
 static inline __attribute__((always_inline)) size_t class_size_at_most(const struct wing *w,
 									size_t class_max)
 {
@@ -124,16 +125,32 @@ static inline __attribute__((always_inline)) size_t class_size_at_most(const str
 	return cs;
 }
 
-/* Hand out a slot taken from arena `owner`'s rooms as an allocation of
- * size bytes; its owner tag also names this process generation, g. prot
- * is lab's, or a constant the compiler folds (the fast path); class_max
- * as for class_size_at_most(). */
+/* The rest of a hand-out once the slot is known clean: the canary, then
+ * the block is the caller's. v's owner tag names the generation whose key
+ * the canary takes. */
 static inline __attribute__((always_inline)) void *
-slot_hand_out_with(const struct protections *prot, size_t class_max, struct labyrinth *lab,
-		   struct slot_ref ref, size_t size, unsigned owner, const struct gen_page *g)
+slot_hand_over(const struct protections *prot, size_t cs, struct room *r, char *p, size_t size,
+	       uint64_t v)
+{
+	if (prot->canary)
+		canary_write_slot(p, size, cs, slot_pattern(r, p, v));
+	annotate_alloc(p, size, cs);
+	return p;
+}
+
+/* A slot found written after it was freed: the report, then the rest of
+ * the hand-out. Out of line, so the clean case saves no registers. */
+void *slot_hand_out_dirty(const struct protections *prot, struct wing *w, struct room *r,
+			  char *p, size_t size, uint64_t v) __attribute__((noinline));
+
+/* Hand out a slot taken from arena `owner`'s rooms as an allocation of
+ * size bytes; its owner tag also names this process generation, g. */
+static inline __attribute__((always_inline)) void *
+slot_hand_out_with(const struct step_terms *t, struct labyrinth *lab, struct slot_ref ref,
+		   size_t size, unsigned owner, const struct gen_page *g)
 {
 	struct wing *w = &lab->maze.wings[ref.cls];
-	size_t cs = class_size_at_most(w, class_max);
+	size_t cs = class_size_at_most(w, t->class_max);
 	struct room *r = room_of(w, ref.cell);
 	*slot_size(w, r, ref.slot) = (uint16_t)size;
 	uint64_t v = version_set(slot_version(r, ref.slot), V_FREE, V_OWNED, owner | g->tag_bits);
@@ -141,18 +158,19 @@ slot_hand_out_with(const struct protections *prot, size_t class_max, struct laby
 		slot_corrupt();
 	char *p = cell_addr(w, ref.cell) + (size_t)ref.slot * cs;
 	annotate_open(p, cs);
-	if (prot->uaf_check) {
+	if (t->prot->uaf_check) {
 		slot_touch(p, cs);
-		if (__builtin_expect(!slot_bytes_zero(p, cs), 0))
-			return slot_hand_out_dirty(lab, w, r, p, size, v, g);
+		if (__builtin_expect(!slot_bytes_zero(p, cs, t->leaf), 0))
+			return slot_hand_out_dirty(t->prot, w, r, p, size, v);
 	}
-	return slot_hand_over(prot, cs, r, p, size, v, g);
+	return slot_hand_over(t->prot, cs, r, p, size, v);
 }
 
 static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size,
 				  unsigned owner, const struct gen_page *g)
 {
-	return slot_hand_out_with(&lab->prot, SMALL_MAX, lab, ref, size, owner, g);
+	struct step_terms t = step_terms_general(lab);
+	return slot_hand_out_with(&t, lab, ref, size, owner, g);
 }
 
 /* p's room, cell and slot; NULL if p is not the start of a slot of w's
@@ -222,7 +240,7 @@ static inline void slot_store0(char *p)
 #endif
 }
 
-static inline void slot_clear(char *p, size_t size)
+static inline void slot_clear(char *p, size_t size, bool leaf)
 {
 	if (size <= 32) {
 		slot_store0(p);
@@ -236,14 +254,31 @@ static inline void slot_clear(char *p, size_t size)
 		slot_store0(p + size - 16);
 		return;
 	}
-	memset(p, 0, size);
+	if (!leaf) {
+		memset(p, 0, size);
+		return;
+	}
+	/* No call: 64 bytes a step, then the last 16-byte lines. The empty
+	 * asms keep gcc from turning the loops back into memset calls. */
+	size_t i = 0;
+	for (; i + 64 <= size; i += 64) {
+		__asm__("" : "+r"(i));
+		slot_store0(p + i);
+		slot_store0(p + i + 16);
+		slot_store0(p + i + 32);
+		slot_store0(p + i + 48);
+	}
+	for (; i < size; i += 16) {
+		__asm__("" : "+r"(i));
+		slot_store0(p + i);
+	}
 }
 
-static inline bool slot_zero(size_t size, char *p, struct quarantine *q)
+static inline bool slot_zero(size_t size, char *p, struct quarantine *q, bool leaf)
 {
 	/* Below a page a slot holds no whole page to give back. */
 	if (size < PAGE_SIZE) {
-		slot_clear(p, size);
+		slot_clear(p, size, leaf);
 		return false;
 	}
 	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
@@ -266,10 +301,11 @@ static inline bool slot_zero(size_t size, char *p, struct quarantine *q)
 /* The last step of a retire, the slot's bytes checked: it is zeroed and
  * named by the ref returned. */
 static inline __attribute__((always_inline)) struct slot_ref
-slot_retire_end(const struct protections *prot, const struct wing *w, size_t cs, char *p,
+slot_retire_end(const struct step_terms *t, const struct wing *w, size_t cs, char *p,
 		uint32_t cell, uint16_t slot, struct quarantine *q)
 {
-	bool resident = prot->zero && slot_zero(cs, p, prot->quarantine ? q : NULL);
+	const struct protections *prot = t->prot;
+	bool resident = prot->zero && slot_zero(cs, p, prot->quarantine ? q : NULL, t->leaf);
 	annotate_free(p, cs);
 	return (struct slot_ref){ .cell = cell | (resident ? SLOT_REF_RESIDENT : 0),
 				  .cls = (uint16_t)w->index, .slot = slot };
@@ -281,33 +317,42 @@ struct slot_ref slot_retire_damaged(struct labyrinth *lab, struct wing *w, struc
 				    char *p, uint32_t cell, uint16_t slot, size_t expect,
 				    uint64_t seen, struct quarantine *q) __attribute__((noinline));
 
+enum retire {
+	RETIRE_REFUSED,         /* not a live slot: reported */
+	RETIRE_DONE,            /* *out names the slot, for the quarantine */
+	RETIRE_DAMAGED,         /* (leaf only) quarantined, canary or size bad:
+				 * the caller reports and finishes out of line */
+};
+
 /* Retire the slot at p, found by slot_find(), on its way into quarantine q
- * (NULL: an arena's): false (after a report) if it is not live. prot as
- * for slot_hand_out_with(). */
-static inline __attribute__((always_inline)) bool
-slot_retire_found(const struct protections *prot, size_t class_max, struct labyrinth *lab,
-		  struct wing *w, struct room *r, char *p, uint32_t cell, uint16_t slot, int kind,
-		  size_t expect, struct slot_ref *out, struct quarantine *q)
+ * (NULL: an arena's). *seen is its version word while it was owned. */
+static inline __attribute__((always_inline)) enum retire
+slot_retire_found(const struct step_terms *t, struct labyrinth *lab, struct wing *w,
+		  struct room *r, char *p, uint32_t cell, uint16_t slot, int kind, size_t expect,
+		  struct slot_ref *out, struct quarantine *q, uint64_t *seen)
 {
-	size_t cs = class_size_at_most(w, class_max);
-	uint64_t seen = 0;
+	const struct protections *prot = t->prot;
+	size_t cs = class_size_at_most(w, t->class_max);
 	/* A slot of a room never opened has version 0: free, so this fails too. */
 	if (__builtin_expect(!version_move(slot_version(r, slot), V_OWNED, V_QUARANTINED, 0,
-					   &seen), 0)) {
-		slot_bad_release(w, r, p, kind, seen);
-		return false;
+					   seen), 0)) {
+		slot_bad_release(w, r, p, kind, *seen);
+		return RETIRE_REFUSED;
 	}
 	/* The slot is ours until it leaves the quarantine: no lock needed here. */
 	size_t req = *slot_size(w, r, slot);
 	annotate_open(p, cs);
 	bool clean = expect == SIZE_MAX || expect == req;
 	if (prot->canary)
-		clean &= canary_intact_slot(p, req, cs, slot_pattern(r, p, seen));
-	if (__builtin_expect(!clean, 0))
-		*out = slot_retire_damaged(lab, w, r, p, cell, slot, expect, seen, q);
-	else
-		*out = slot_retire_end(prot, w, cs, p, cell, slot, q);
-	return true;
+		clean &= canary_intact_slot(p, req, cs, slot_pattern(r, p, *seen));
+	if (__builtin_expect(!clean, 0)) {
+		if (t->leaf)
+			return RETIRE_DAMAGED;
+		*out = slot_retire_damaged(lab, w, r, p, cell, slot, expect, *seen, q);
+	} else {
+		*out = slot_retire_end(t, w, cs, p, cell, slot, q);
+	}
+	return RETIRE_DONE;
 }
 
 /* Retire a freed slot on its way into quarantine q (NULL: an arena's):
@@ -318,8 +363,10 @@ static inline bool slot_retire(struct labyrinth *lab, struct wing *w, void *p, i
 	uint32_t cell;
 	uint16_t slot;
 	struct room *r = slot_of(w, p, kind, &cell, &slot);
-	return r && slot_retire_found(&lab->prot, SMALL_MAX, lab, w, r, p, cell, slot, kind, expect,
-				      out, q);
+	struct step_terms t = step_terms_general(lab);
+	uint64_t seen;
+	return r && slot_retire_found(&t, lab, w, r, p, cell, slot, kind, expect, out, q,
+				      &seen) == RETIRE_DONE;
 }
 
 /* A slot that left its holder's quarantine becomes free again without

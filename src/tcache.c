@@ -273,6 +273,17 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 	return n != 0;
 }
 
+void tcache_free_damaged(struct thread_cache *tc, struct wing *w, char *p, uint64_t seen)
+{
+	/* The fast path found this slot a moment ago: found again. */
+	uint32_t cell = 0;
+	uint16_t slot = 0;
+	struct room *r = slot_find(w, p, &cell, &slot);
+	struct slot_ref ref = slot_retire_damaged(tc->lab, w, r, p, cell, slot, SIZE_MAX, seen,
+						  &tc->quarantine);
+	tcache_free(tc->lab, tc, ref);
+}
+
 size_t tcache_release_flush(struct labyrinth *lab, struct thread_cache *tc)
 {
 	return slot_release_all(lab, tc->release, &tc->nrelease);

@@ -98,8 +98,8 @@ static inline void tcache_order(void)
 
 /* Hand out the top slot of tc's batch of class cls (not empty). */
 static inline __attribute__((always_inline)) void *
-tcache_hand_out(const struct protections *prot, size_t class_max, struct labyrinth *lab,
-		struct thread_cache *tc, unsigned cls, size_t size, const struct gen_page *g)
+tcache_hand_out(const struct step_terms *t, struct labyrinth *lab, struct thread_cache *tc,
+		unsigned cls, size_t size, const struct gen_page *g)
 {
 	struct batch *b = &tc->batch[cls];
 	/* The next slot is not prefetched: that cost 31 instructions a pair
@@ -107,7 +107,7 @@ tcache_hand_out(const struct protections *prot, size_t class_max, struct labyrin
 	struct slot_ref ref = b->ref[--b->n];
 	tcache_order();
 	counter_add(&b->allocs, 1);
-	return slot_hand_out_with(prot, class_max, lab, ref, size, tc->arena->id, g);
+	return slot_hand_out_with(t, lab, ref, size, tc->arena->id, g);
 }
 
 /* A slot of class cls for a request of size bytes, or NULL when the wing is full. */
@@ -119,14 +119,16 @@ static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc,
 		tcache_forked(lab, tc);
 	if (__builtin_expect(tc->batch[cls].n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
 		return NULL;
-	return tcache_hand_out(&lab->prot, SMALL_MAX, lab, tc, cls, size, g);
+	struct step_terms t = step_terms_general(lab);
+	return tcache_hand_out(&t, lab, tc, cls, size, g);
 }
 
 /* A slot that slot_retire() accepted enters the thread's quarantine; the
- * one it pushes out waits in the release list. prot as for
- * slot_hand_out_with(), sh is the quarantine's shape. */
+ * one it pushes out waits in the release list. sh is the quarantine's
+ * shape; with t->leaf the caller checked that the keystream has a word
+ * left and the release list a place. */
 static inline __attribute__((always_inline)) void
-tcache_free_with(const struct protections *prot, const struct quarantine_shape *sh,
+tcache_free_with(const struct step_terms *t, const struct quarantine_shape *sh,
 		 struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
 {
 	counter_add(&tc->batch[ref.cls].frees, 1);
@@ -135,13 +137,13 @@ tcache_free_with(const struct protections *prot, const struct quarantine_shape *
 	 * leave it full, and the fast path, which never flushes, would give
 	 * way every time. Checked before adding, too: a child may take over
 	 * a cache whose thread the fork caught with the list full. */
-	if (__builtin_expect(tc->nrelease == RELEASE_MAX, 0))
+	if (!t->leaf && __builtin_expect(tc->nrelease == RELEASE_MAX, 0))
 		tcache_release_flush(lab, tc);
 	struct slot_ref out = ref;
-	if (prot->quarantine) {
+	if (t->prot->quarantine) {
 		/* One keystream word per free: its low half places ref in the
 		 * stage, its high half places the leaving slot in a batch. */
-		uint32_t u = rng_u32(&tc->rng);
+		uint32_t u = t->leaf ? rng_take(&tc->rng) : rng_u32(&tc->rng);
 		if (!quarantine_push_shaped(&tc->quarantine, sh, &tc->rng, u, ref, &out))
 			return;
 		out = quarantine_leave(&tc->quarantine, &lab->maze, out);
@@ -152,9 +154,11 @@ tcache_free_with(const struct protections *prot, const struct quarantine_shape *
 		 * would make it the very next malloc of its size; into a
 		 * near-empty batch, one of the next few. */
 		struct batch *b = &tc->batch[out.cls];
-		if (b->n >= RECYCLE_MIN && b->n < b->cap) {
+		uint32_t at;
+		/* A place that needs a second draw (1 time in 2,000 at most):
+		 * the slot goes back to its room instead, no call made. */
+		if (b->n >= RECYCLE_MIN && b->n < b->cap && rng_pick_once(u >> 16, b->n + 1u, &at)) {
 			slot_recycle(lab, out);
-			uint32_t at = rng_pick_bits(&tc->rng, u >> 16, b->n + 1u);
 			b->ref[b->n] = b->ref[at];
 			b->ref[at] = out;
 			tcache_order();
@@ -167,10 +171,17 @@ tcache_free_with(const struct protections *prot, const struct quarantine_shape *
 	tc->nrelease++;
 }
 
+/* The fast path's free of a slot slot_retire_found() quarantined and found
+ * damaged (its version word was seen while owned): the reports, then the
+ * rest of the free. */
+void tcache_free_damaged(struct thread_cache *tc, struct wing *w, char *p, uint64_t seen)
+	__attribute__((noinline));
+
 static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
 {
 	struct quarantine_shape sh = quarantine_shape_of(&tc->quarantine);
-	tcache_free_with(&lab->prot, &sh, lab, tc, ref);
+	struct step_terms t = step_terms_general(lab);
+	tcache_free_with(&t, &sh, lab, tc, ref);
 }
 
 /* The calling thread's cache and those of exited threads give back their

@@ -4,6 +4,7 @@
 #include "maze.h"
 #include "os.h"
 #include "room.h"
+#include "slot.h"
 
 #include "canary.h"
 
@@ -145,21 +146,40 @@ Test(room, slot_canary_is_the_general_canary)
 }
 
 /* The reuse check of a slot finds a write to any one byte of it, whatever
- * its size (short slots are read by overlapping loads, not a loop). */
+ * its size (short slots are read by overlapping loads, not a loop), with
+ * the AVX2 scan or the inline one of the fast path (leaf). */
 Test(room, slot_zero_check_sees_every_byte)
 {
 	canary_init();
 	_Alignas(16) char buf[1024 + 32] = { 0 };
-	for (size_t len = 16; len <= 1024; len += 16) {
-		char *p = buf + 16;
-		cr_assert(slot_bytes_zero(p, len), "a zero slot of %zu bytes is not zero", len);
-		buf[15] = buf[16 + len] = 1;    /* the neighbours do not count */
-		cr_assert(slot_bytes_zero(p, len), "a neighbour counted in %zu bytes", len);
-		buf[15] = buf[16 + len] = 0;
-		for (size_t hit = 0; hit < len; hit++) {
-			p[hit] = 0x20;
-			cr_assert(!slot_bytes_zero(p, len), "byte %zu of %zu missed", hit, len);
-			p[hit] = 0;
+	for (int leaf = 0; leaf < 2; leaf++) {
+		for (size_t len = 16; len <= 1024; len += 16) {
+			char *p = buf + 16;
+			cr_assert(slot_bytes_zero(p, len, leaf), "a zero slot of %zu bytes is not zero", len);
+			buf[15] = buf[16 + len] = 1;    /* the neighbours do not count */
+			cr_assert(slot_bytes_zero(p, len, leaf), "a neighbour counted in %zu bytes", len);
+			buf[15] = buf[16 + len] = 0;
+			for (size_t hit = 0; hit < len; hit++) {
+				p[hit] = 0x20;
+				cr_assert(!slot_bytes_zero(p, len, leaf), "byte %zu of %zu missed", hit, len);
+				p[hit] = 0;
+			}
+		}
+	}
+}
+
+/* Zeroing at free clears every byte of a slot of any class below a page,
+ * by stores or by memset, and not a byte of its neighbours. */
+Test(room, slot_clear_clears_the_slot_and_nothing_else)
+{
+	static _Alignas(16) char buf[4096 + 32];
+	for (int leaf = 0; leaf < 2; leaf++) {
+		for (size_t len = 16; len < 4096; len += 16) {
+			memset(buf, 0x5a, sizeof buf);
+			slot_clear(buf + 16, len, leaf);
+			for (size_t i = 0; i < len + 32; i++)
+				cr_assert_eq(buf[i], i >= 16 && i < 16 + len ? 0 : 0x5a,
+					     "byte %zu after clearing %zu bytes (leaf %d)", i, len, leaf);
 		}
 	}
 }
