@@ -15,13 +15,37 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
-/* One small slot, named without a pointer: its class, cell and index. */
+/* One small slot, named without a pointer: its class, cell and index.
+ * Built and stored as one 64-bit word (slot_ref_make, slot_ref_put): a
+ * fork that catches a thread writing an entry must see all of it or none,
+ * and field by field the compiler made three stores of it. */
 struct slot_ref {
 	uint32_t cell;
 	uint16_t cls;
 	uint16_t slot;
 };
+
+static inline struct slot_ref slot_ref_make(uint32_t cell, unsigned cls, unsigned slot)
+{
+	struct slot_ref r;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t w = (uint64_t)slot << 48 | (uint64_t)(cls & 0xffff) << 32 | cell;
+	memcpy(&r, &w, sizeof r);
+#else
+	r = (struct slot_ref){ .cell = cell, .cls = (uint16_t)cls, .slot = (uint16_t)slot };
+#endif
+	return r;
+}
+
+/* *at = r, in one store. */
+static inline void slot_ref_put(struct slot_ref *at, struct slot_ref r)
+{
+	uint64_t w;
+	memcpy(&w, &r, sizeof w);
+	memcpy(at, &w, sizeof w);
+}
 
 /*
  * A slot held with its pages still resident (cleared in place) carries this
@@ -81,13 +105,13 @@ quarantine_fifo_push(struct quarantine *q, uint32_t nfifo, struct slot_ref in,
 	}
 	if (q->count == nfifo) {        /* full: the oldest leaves, in takes its place */
 		*out = q->fifo[q->head];
-		q->fifo[q->head] = in;
+		slot_ref_put(&q->fifo[q->head], in);
 		quarantine_order();
 		q->head = quarantine_ring_next(q->head, nfifo);
 		return true;
 	}
 	uint32_t tail = q->head + q->count;
-	q->fifo[tail >= nfifo ? tail - nfifo : tail] = in;
+	slot_ref_put(&q->fifo[tail >= nfifo ? tail - nfifo : tail], in);
 	quarantine_order();
 	q->count++;
 	return false;
@@ -135,9 +159,8 @@ quarantine_push_shaped(struct quarantine *q, const struct quarantine_shape *sh, 
 	if (sh->nstage) {
 		uint32_t i = sh->stage_mask ? u & sh->stage_mask
 					    : rng_pick_bits(r, u & 0xffff, sh->nstage);
-		struct slot_ref old = q->stage[i], held = in;
-		held.cell++;
-		q->stage[i] = held;     /* one store: a fork never sees half of it */
+		struct slot_ref old = q->stage[i];
+		slot_ref_put(&q->stage[i], slot_ref_make(in.cell + 1, in.cls, in.slot));
 		quarantine_order();
 		if (!quarantine_stage_slot(old, &in))
 			return false;

@@ -106,7 +106,7 @@ unsigned slot_take(struct labyrinth *lab, struct arena *a, unsigned cls, struct 
 		unsigned nfree = r->nfree;      /* kept in a register: out[] may alias */
 		for (; got < want && nfree; got++) {
 			uint32_t i = rng_pick(&a->rng, nfree);
-			out[got] = (struct slot_ref){ .cell = cell, .cls = (uint16_t)cls, .slot = fs[i] };
+			slot_ref_put(&out[got], slot_ref_make(cell, cls, fs[i]));
 			fs[i] = fs[--nfree];
 		}
 		r->nfree = (uint16_t)nfree;

@@ -265,8 +265,8 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 	for (uint16_t i = n; i > 1; i--) {
 		uint32_t j = rng_pick(&tc->rng, i);
 		struct slot_ref t = b->ref[i - 1];
-		b->ref[i - 1] = b->ref[j];
-		b->ref[j] = t;
+		slot_ref_put(&b->ref[i - 1], b->ref[j]);
+		slot_ref_put(&b->ref[j], t);
 	}
 	tcache_order();
 	b->n = n;

@@ -159,14 +159,14 @@ tcache_free_with(const struct step_terms *t, const struct quarantine_shape *sh,
 		 * the slot goes back to its room instead, no call made. */
 		if (b->n >= RECYCLE_MIN && b->n < b->cap && rng_pick_once(u >> 16, b->n + 1u, &at)) {
 			slot_recycle(lab, out);
-			b->ref[b->n] = b->ref[at];
-			b->ref[at] = out;
+			slot_ref_put(&b->ref[b->n], b->ref[at]);
+			slot_ref_put(&b->ref[at], out);
 			tcache_order();
 			b->n++;
 			return;
 		}
 	}
-	tc->release[tc->nrelease] = out;
+	slot_ref_put(&tc->release[tc->nrelease], out);
 	tcache_order();
 	tc->nrelease++;
 }
