@@ -10,6 +10,7 @@
  * not load libstdc++.
  */
 #include "arena.h"
+#include "fastpath.h"
 #include "lab.h"
 #include "report.h"
 
@@ -24,6 +25,9 @@ extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 
 static void *try_alloc(size_t size, size_t align)
 {
+	void *p = align <= 16 ? fast_malloc(size) : NULL;
+	if (__builtin_expect(p != NULL, 1))
+		return p;
 	struct labyrinth *lab = lab_default();
 	if (!lab || (align & (align - 1)))
 		return NULL;
@@ -57,13 +61,13 @@ static void *cxx_new_nothrow(size_t size, size_t align)
 
 static void cxx_delete(void *p)
 {
-	if (p)
+	if (p && !fast_free(p))
 		lab_free(lab_default(), p);
 }
 
 static void cxx_delete_sized(void *p, size_t size)
 {
-	if (p)
+	if (p && !fast_free_sized(p, size))
 		lab_free_sized(lab_default(), p, size);
 }
 

@@ -51,10 +51,16 @@ SHIM void free(void *p)
 SHIM void *calloc(size_t n, size_t size)
 {
 	size_t bytes;
-	struct labyrinth *lab = lab_default();
-	if (__builtin_mul_overflow(n, size, &bytes) || !lab)
+	if (__builtin_mul_overflow(n, size, &bytes))
 		return enomem();
-	void *p = lab_calloc(lab, bytes);
+	/* A fast-path block is zero: its slot was checked to be at hand-out. */
+	void *p = fast_malloc(bytes);
+	if (__builtin_expect(p != NULL, 1)) {
+		annotate_defined(p, bytes);
+		return p;
+	}
+	struct labyrinth *lab = lab_default();
+	p = lab ? lab_calloc(lab, bytes) : NULL;
 	return p ? p : enomem();
 }
 
@@ -147,7 +153,7 @@ SHIM size_t malloc_usable_size(void *p)
 /* C23's sized frees: the size must be the one asked for. */
 SHIM void free_sized(void *p, size_t size)
 {
-	if (p)
+	if (p && !fast_free_sized(p, size))
 		lab_free_sized(lab_default(), p, size);
 }
 

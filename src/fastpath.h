@@ -40,7 +40,7 @@ static const struct step_terms fast_terms = {
 };
 
 /* A block of 1 to FAST_REQUEST_MAX bytes, or NULL: take the general path. */
-static inline void *fast_malloc(size_t size)
+static inline __attribute__((always_inline)) void *fast_malloc(size_t size)
 {
 	struct thread_cache *tc = tcache_fast;
 	if (__builtin_expect(!tc || size - 1 >= FAST_REQUEST_MAX, 0))
@@ -55,8 +55,9 @@ static inline void *fast_malloc(size_t size)
 }
 
 /* Free p if it is a small slot the fast path can retire; false (nothing
- * done) for the general path. */
-static inline bool fast_free(void *p)
+ * done) for the general path. expect is the size a sized free passed, or
+ * SIZE_MAX. */
+static inline __attribute__((always_inline)) bool fast_free_sized(void *p, size_t expect)
 {
 	struct thread_cache *tc = tcache_fast;
 	if (__builtin_expect(!tc, 0))
@@ -76,18 +77,23 @@ static inline bool fast_free(void *p)
 		return false;
 	struct slot_ref ref;
 	uint64_t seen;
-	switch (slot_retire_found(&fast_terms, lab, w, r, p, cell, slot, ERR_INVALID_FREE,
-				  SIZE_MAX, &ref, &tc->quarantine, &seen)) {
+	switch (slot_retire_found(&fast_terms, lab, w, r, p, cell, slot, ERR_INVALID_FREE, expect,
+				  &ref, &tc->quarantine, &seen)) {
 	case RETIRE_DONE:
 		tcache_free_with(&fast_terms, &quarantine_default_shape, lab, tc, ref);
 		break;
 	case RETIRE_DAMAGED:
-		tcache_free_damaged(tc, w, p, seen);
+		tcache_free_damaged(tc, w, p, seen, expect);
 		break;
 	case RETIRE_REFUSED:
 		break;
 	}
 	return true;
+}
+
+static inline __attribute__((always_inline)) bool fast_free(void *p)
+{
+	return fast_free_sized(p, SIZE_MAX);
 }
 
 #endif

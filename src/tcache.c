@@ -273,13 +273,14 @@ bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned 
 	return n != 0;
 }
 
-void tcache_free_damaged(struct thread_cache *tc, struct wing *w, char *p, uint64_t seen)
+void tcache_free_damaged(struct thread_cache *tc, struct wing *w, char *p, uint64_t seen,
+			 size_t expect)
 {
 	/* The fast path found this slot a moment ago: found again. */
 	uint32_t cell = 0;
 	uint16_t slot = 0;
 	struct room *r = slot_find(w, p, &cell, &slot);
-	struct slot_ref ref = slot_retire_damaged(tc->lab, w, r, p, cell, slot, SIZE_MAX, seen,
+	struct slot_ref ref = slot_retire_damaged(tc->lab, w, r, p, cell, slot, expect, seen,
 						  &tc->quarantine);
 	tcache_free(tc->lab, tc, ref);
 }

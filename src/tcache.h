@@ -172,10 +172,10 @@ tcache_free_with(const struct step_terms *t, const struct quarantine_shape *sh,
 }
 
 /* The fast path's free of a slot slot_retire_found() quarantined and found
- * damaged (its version word was seen while owned): the reports, then the
- * rest of the free. */
-void tcache_free_damaged(struct thread_cache *tc, struct wing *w, char *p, uint64_t seen)
-	__attribute__((noinline));
+ * damaged or of another size than expect (its version word was seen while
+ * owned): the reports, then the rest of the free. */
+void tcache_free_damaged(struct thread_cache *tc, struct wing *w, char *p, uint64_t seen,
+			 size_t expect) __attribute__((noinline));
 
 static inline void tcache_free(struct labyrinth *lab, struct thread_cache *tc, struct slot_ref ref)
 {

@@ -199,6 +199,19 @@ static void check_misc(void)
 		zero &= c[i] == 0;
 	check(zero, "calloc zeroes");
 	free(c);
+	/* Blocks written all over and freed, then calloc'd again, thousands of
+	 * times, at every size of the fast path: each must come back zero. */
+	zero = 1;
+	for (int round = 0; round < 4000; round++) {
+		size_t n = 1 + (size_t)round * 7 % 3839;
+		unsigned char *q = calloc(1, n);
+		for (size_t i = 0; q && i < n; i++)
+			zero &= q[i] == 0;
+		if (q)
+			memset(q, 0xa5, n);
+		free(q);
+	}
+	check(zero, "calloc zeroes reused slots");
 	free(NULL);
 }
 
