@@ -420,16 +420,21 @@ static void check_canaries(const struct grec *r, const char *run, const void *p,
 	size_t bad = canaries_damage(r, run, v);
 	if (bad == NO_DAMAGE)
 		return;
+	/* The bytes before a guarded block are its own canary, not another
+	 * block's end: damage there can only be this block's underflow. */
 	struct error_site site = {
 		.addr = p, .why = "canary changed", .version = gen, .has_version = 1,
+		.allocated = r->size, .has_allocated = 1,
 	};
 	if (bad < r->in_page) {
-		site.why = "canary before the block changed";
+		site.why = "canary changed ";
+		site.before = r->in_page - bad;
+		site.has_before = 1;
 	} else {
 		site.offset = bad - r->in_page;
 		site.has_offset = 1;
 	}
-	report_heap_error(ERR_OVERFLOW, &site);
+	report_heap_error(site.has_before ? ERR_UNDERFLOW : ERR_OVERFLOW, &site);
 }
 
 void guarded_free(struct labyrinth *lab, void *p, int kind, size_t expect)
