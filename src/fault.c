@@ -144,13 +144,29 @@ static bool maze_scene(const struct labyrinth *lab, uintptr_t a, struct fault_sc
 	return true;
 }
 
+/* A zero-size block's slot: never accessible, so any access through a
+ * malloc(0) pointer, at it or a few bytes on, faults here. */
+static bool zero_scene(const struct labyrinth *lab, uintptr_t a, struct fault_scene *sc)
+{
+	if (!zero_has(&lab->zero, (const void *)a))
+		return false;
+	uintptr_t start;
+	uint64_t v = zero_slot_version(&lab->zero, (const void *)a, &start);
+	sc->zero = true;
+	if (v_gen(v))
+		sc->below = (struct heap_block){ .start = start, .gen = v_gen(v),
+						 .live = v_state(v) == V_OWNED };
+	return true;
+}
+
 /* ---- the report --------------------------------------------------------- */
 
 static const char *const kind_words[] = {
 	"heap overflow", "heap underflow", "use after free",
-	"access to never-allocated heap", "access to allocator metadata", "",
+	"access to never-allocated heap", "access to allocator metadata",
+	"access to a zero-size block (malloc(0))", "",
 };
-enum { K_OVERFLOW, K_UNDERFLOW, K_AFTER_FREE, K_NEVER, K_METADATA, K_PROGRAMS };
+enum { K_OVERFLOW, K_UNDERFLOW, K_AFTER_FREE, K_NEVER, K_METADATA, K_ZERO, K_PROGRAMS };
 
 /* An overflow or underflow stops at the first guard page past the block:
  * a fault farther than this from every live block is a wild access. */
@@ -167,6 +183,10 @@ static int verdict(const struct fault_scene *sc, uintptr_t a, const struct heap_
 	*b = NULL;
 	if (sc->metadata)
 		return K_METADATA;
+	if (sc->zero) {
+		*b = lo->start ? lo : NULL;
+		return *rel = K_ZERO;
+	}
 	if (lo->start && !lo->live && a - lo->start < lo->span + PAGE_SIZE) {
 		*b = lo;
 		return *rel = K_AFTER_FREE;
@@ -213,6 +233,27 @@ static void block_words(struct line *l, int kind, int rel, uintptr_t a,
 	line_str(l, ")");
 }
 
+/* A zero-size block owns no byte: the words say which block, and whether
+ * it was still allocated. */
+static void zero_words(struct line *l, uintptr_t a, const struct heap_block *b)
+{
+	if (!b) {
+		line_str(l, " (never allocated)");
+		return;
+	}
+	line_str(l, " (");
+	if (a != b->start)
+		bytes_words(l, a - b->start, " past ");
+	line_str(l, b->live ? "a live" : "a freed");
+	if (a != b->start) {
+		line_str(l, " zero-size block at ");
+		line_hex(l, b->start);
+	} else {
+		line_str(l, " block of 0 bytes");
+	}
+	line_str(l, ")");
+}
+
 __attribute__((noinline)) static void fault_line(int sig, uintptr_t a, uint64_t err,
 						 const struct fault_scene *sc,
 		       int kind, int rel, const struct heap_block *b)
@@ -222,7 +263,9 @@ __attribute__((noinline)) static void fault_line(int sig, uintptr_t a, uint64_t 
 	line_str(&l, kind_words[kind]);
 	line_str(&l, err & 0x10 ? ", execute at " : err & 2 ? ", write at " : ", read at ");
 	line_hex(&l, a);
-	if (b)
+	if (kind == K_ZERO)
+		zero_words(&l, a, b);
+	else if (b)
 		block_words(&l, kind, rel, a, b);
 	else if (sc->metadata) {
 		line_str(&l, " (");
@@ -266,7 +309,8 @@ __attribute__((noinline)) static bool explain(int sig, const siginfo_t *si,
 	const struct labyrinth *lab = lab_default_if_open();
 	uintptr_t a = (uintptr_t)si->si_addr;
 	struct fault_scene sc = { 0 };
-	if (!lab || !(guarded_scene(lab, si->si_addr, &sc) || maze_scene(lab, a, &sc)))
+	if (!lab || !(zero_scene(lab, a, &sc) || guarded_scene(lab, si->si_addr, &sc) ||
+		      maze_scene(lab, a, &sc)))
 		return false;
 	const struct heap_block *b;
 	int rel = K_NEVER;

@@ -24,10 +24,12 @@ struct heap_block {
 };
 
 /* The blocks around an address: the nearest starting at or below it, the
- * nearest starting above it; or the allocator metadata it lies in. */
+ * nearest starting above it; or the allocator metadata it lies in; or, in
+ * the zero region, the zero-size block whose slot holds it. */
 struct fault_scene {
 	struct heap_block below, above;
 	const char *metadata;   /* which metadata, or NULL */
+	bool zero;              /* in the zero region; below: its slot's block */
 };
 
 /*

@@ -48,6 +48,21 @@ run -- after-free 8 20000
 check 'has "use after free, read at $(at 8) (8 bytes into a freed 20000-byte block at $block" && segv' \
 	"a read of a freed large block is a use after free" "rc $rc: $err"
 
+# malloc(0) returns a pointer into the zero region, which is never
+# accessible: any access through it faults, and is named as such.
+run -- write 0 0
+check 'has "labyrinth: SIGSEGV: access to a zero-size block (malloc(0)), write at $block (a live block of 0 bytes)" && has_stack && segv' \
+	"a write through a live malloc(0) pointer: kind, write, address, live; stack; dies of SIGSEGV" "rc $rc: $err"
+run -- read 3 0
+check 'has "access to a zero-size block (malloc(0)), read at $(at 3) (3 bytes past a live zero-size block at $block)" && segv' \
+	"a read a few bytes past a malloc(0) pointer names the block and the distance" "rc $rc: $err"
+run -- after-free 0 0
+check 'has "access to a zero-size block (malloc(0)), read at $block (a freed block of 0 bytes)" && has_stack && segv' \
+	"a read through a freed malloc(0) pointer says freed" "rc $rc: $err"
+run -- write 4096 0
+check 'has "access to a zero-size block (malloc(0)), write at $(at 4096) (never allocated)" && segv' \
+	"an access to a zero-size slot never handed out says so" "rc $rc: $err"
+
 # Guard-all: every block ends at a guard page, and keeps its stacks.
 run LABYRINTH_GUARD_ALL=1 -- write 32 32
 check 'has "heap overflow, write at $(at 32) (0 bytes past the end of a 32-byte block at $block)" && segv' \

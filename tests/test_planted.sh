@@ -20,12 +20,12 @@ expected='
 overflow-7|1-byte overflow of a 7-byte block (`p[7] = x`)|write|heap overflow@free|heap overflow@free|heap overflow@free|heap overflow@free|heap-buffer-overflow, WRITE of size 1@bug
 uaf-write|write after free (`free(p); p[8] = x`)|write|-|write after free or wild write@exit|SIGSEGV: use after free@bug|SIGSEGV: use after free@bug|heap-use-after-free, WRITE of size 1@bug
 uaf-read|read after free (`free(p); x = p[8]`)|read|-|-|SIGSEGV: use after free@bug|SIGSEGV: use after free@bug|heap-use-after-free, READ of size 1@bug
-underflow|underflow of a 32-byte block (`p[-1] = x`)|write|-|write after free or wild write@exit|heap overflow@free|heap overflow@free|heap-buffer-overflow, WRITE of size 1@bug
+underflow|underflow of a 32-byte block (`p[-1] = x`)|write|-|write after free or wild write@exit|heap underflow@free|heap underflow@free|heap-buffer-overflow, WRITE of size 1@bug
 double-free|double free|free|double free@bug|double free@bug|double free@bug|double free@bug|attempting double-free@bug
 interior-free|invalid free (`free(p + 8)`)|free|invalid free@bug|invalid free@bug|invalid free@bug|invalid free@bug|attempting free on address which was not malloc()-ed@bug
 large-overflow|1 byte past a 200,000-byte block (`p[200000] = x`)|write|heap overflow@free|heap overflow@free|SIGSEGV: heap overflow@bug|SIGSEGV: heap overflow@bug|heap-buffer-overflow, WRITE of size 1@bug
-zero-write|write through `malloc(0)` (`p[0] = x`)|write|SIGSEGV@bug|SIGSEGV@bug|SIGSEGV@bug|SIGSEGV@bug|-
-zero-read|read through `malloc(0)` (`x = p[0]`)|read|SIGSEGV@bug|SIGSEGV@bug|SIGSEGV@bug|SIGSEGV@bug|-
+zero-write|write through `malloc(0)` (`p[0] = x`)|write|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|-
+zero-read|read through `malloc(0)` (`x = p[0]`)|read|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|-
 '
 modes=("" LABYRINTH_EXIT_CHECK=1 LABYRINTH_SAMPLE=1 LABYRINTH_GUARD_ALL=1)
 mode_names=("default" "LABYRINTH_EXIT_CHECK=1" "LABYRINTH_SAMPLE=1" "LABYRINTH_GUARD_ALL=1")
