@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <sys/auxv.h>
 #include <ucontext.h>
@@ -276,16 +277,51 @@ __attribute__((noinline)) static void fault_line(int sig, uintptr_t a, uint64_t 
 	line_write_reports(&l);
 }
 
+/* A frame of its own, so that its line is not on the stack during a walk. */
+__attribute__((noinline)) static void title_line(const char *title, const char *why,
+						 void (*write)(struct line *))
+{
+	struct line l = { .len = 0 };
+	line_str(&l, "labyrinth: ");
+	line_str(&l, title);
+	line_str(&l, why);
+	write(&l);
+}
+
+/* One of a guarded block's stacks, or plainly why it is not shown. above:
+ * the stack the report printed before it, or NULL. */
+static void block_stack(const struct labyrinth *lab, const struct heap_block *b, bool freed,
+			struct stack *s, const struct stack *above, void (*write)(struct line *))
+{
+	const char *title = freed ? "freed by" : "allocated by";
+	const char *why = NULL;
+	switch (guarded_stack(lab, b->start, b->gen, freed, s)) {
+	case TRACE_KEPT:
+		if (above && above->n == s->n && s->n &&
+		    !memcmp(above->pc, s->pc, s->n * sizeof s->pc[0]))
+			why = ": the same frames as the stack above\n";
+		break;
+	case TRACE_LOST:
+		why = ": not kept (a later block's record took its place)\n";
+		break;
+	case TRACE_PENDING:
+		why = ": not known yet (another thread was freeing it at that moment)\n";
+		break;
+	}
+	if (why)
+		title_line(title, why, write);
+	else
+		stack_print(s, title, write);
+}
+
 /* Where a guarded block was allocated and, if it was, freed. */
 static void block_stacks(const struct labyrinth *lab, const struct heap_block *b,
-			 struct stack *s, void (*write)(struct line *))
+			 struct stack *s, const struct stack *above,
+			 void (*write)(struct line *))
 {
-	guarded_stack(lab, b->start, b->gen, false, s);
-	stack_print(s, "allocated by", write);
-	if (b->live)
-		return;
-	guarded_stack(lab, b->start, b->gen, true, s);
-	stack_print(s, "freed by", write);
+	block_stack(lab, b, false, s, above, write);
+	if (!b->live)
+		block_stack(lab, b, true, s, above, write);
 }
 
 /* The fault's stack and a guarded block's stacks: a frame apart from the
@@ -298,7 +334,7 @@ __attribute__((noinline)) static void context_stacks(const struct labyrinth *lab
 	stack_of_context(&s, uc);
 	stack_print(&s, "stack", line_to_stderr);
 	if (b && guarded_has(lab, (const void *)b->start))
-		block_stacks(lab, b, &s, line_to_stderr);
+		block_stacks(lab, b, &s, NULL, line_to_stderr);
 }
 
 /* The report, if a lies in the default labyrinth's memory; the stack too
@@ -446,11 +482,11 @@ void fault_install(void)
 __attribute__((noinline)) void fault_report_stacks(const void *addr)
 {
 	void (*write)(struct line *) = line_to_stderr;
-	struct stack s;
-	stack_here(&s, 2);      /* this function and report_heap_error */
-	stack_print(&s, "stack", write);
+	struct stack here, s;
+	stack_here(&here, 2);   /* this function and report_heap_error */
+	stack_print(&here, "stack", write);
 	const struct labyrinth *lab = lab_default_if_open();
 	struct fault_scene sc = { 0 };
 	if (lab && guarded_scene(lab, addr, &sc) && sc.below.start)
-		block_stacks(lab, &sc.below, &s, write);
+		block_stacks(lab, &sc.below, &s, &here, write);
 }

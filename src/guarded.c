@@ -451,23 +451,28 @@ void guarded_free(struct labyrinth *lab, void *p, int kind, size_t expect)
 	size_t at = (size_t)(r - g->recs);
 	char *run = g->span.base + at * PAGE_SIZE;
 	size_t n = r->npages;
+	struct stack st;
+	stack_here(&st, 1);
+	/* The free's stack is kept before the checks, so that a report they
+	 * make says where the block was freed: here. (Not reported under the
+	 * lock: a handler of the abort that follows may allocate.) */
+	pthread_mutex_lock(&g->lock);
+	struct trace *t = trace_of(g, at);
+	if (atomic_load_explicit(&t->tag, memory_order_relaxed) == trace_tag(at, v_gen(seen)))
+		t->freed = st;
+	pthread_mutex_unlock(&g->lock);
 	annotate_open(run, n * PAGE_SIZE);
 	report_wrong_size_if(p, expect, r->size, 0);
 	check_canaries(r, run, p, seen, v_gen(seen) + 1);
 	annotate_free(p, n * PAGE_SIZE - r->in_page);
 	annotate_noaccess(run, r->in_page);
-	atomic_fetch_add_explicit(&g->frees, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&g->live_bytes, n * PAGE_SIZE, memory_order_relaxed);
-	struct stack st;
-	stack_here(&st, 1);
 	/* Closed under the lock, so the sweep never reads a page as it closes. */
 	pthread_mutex_lock(&g->lock);
-	struct trace *t = trace_of(g, at);
-	if (atomic_load_explicit(&t->tag, memory_order_relaxed) == trace_tag(at, v_gen(seen)))
-		t->freed = st;
 	run_close(g, at, n);
 	mark_taken(g, at, n, false);
 	pthread_mutex_unlock(&g->lock);
+	atomic_fetch_add_explicit(&g->frees, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&g->live_bytes, n * PAGE_SIZE, memory_order_relaxed);
 }
 
 size_t guarded_usable(struct labyrinth *lab, const void *p, int kind)
@@ -591,12 +596,11 @@ bool guarded_scene(const struct labyrinth *lab, const void *a, struct fault_scen
 	return true;
 }
 
-/* A stack of the block at start whose generation is gen; a slot since
- * taken over by another run gives none (n = 0). The block's allocation
- * bumped its generation once, its free once more. One at a time: the
- * caller may be on a small alternate stack. */
-void guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen, bool freed,
-		   struct stack *out)
+/* A stack of the block at start whose generation is gen. The block's
+ * allocation bumped its generation once, its free once more. One at a
+ * time: the caller may be on a small alternate stack. */
+enum trace_state guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen,
+			       bool freed, struct stack *out)
 {
 	const struct guarded *g = lab->guarded;
 	size_t at = (start - (uintptr_t)g->span.base) / PAGE_SIZE;
@@ -604,8 +608,11 @@ void guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen, b
 	out->n = 0;
 	uint64_t tag = atomic_load_explicit(&((struct trace *)t)->tag, memory_order_acquire);
 	if (tag != trace_tag(at, gen) && tag != trace_tag(at, gen - 1))
-		return;
+		return TRACE_LOST;
 	*out = freed ? t->freed : t->alloc;
 	if (out->n > STACK_FRAMES)
 		out->n = 0;
+	/* A free keeps its stack as soon as it owns the block's release:
+	 * none yet, the free is under way in another thread. */
+	return freed && out->n == 0 ? TRACE_PENDING : TRACE_KEPT;
 }

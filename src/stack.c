@@ -23,6 +23,7 @@
 #include "stack.h"
 
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <elf.h>
 #include <link.h>
 #include <stdbool.h>
@@ -443,14 +444,48 @@ static bool step(struct window *w, struct regs *r, uintptr_t lookup)
 	return ra > 4096;
 }
 
+/*
+ * The module labyrinth's code lies in, [lo, hi), when it is a library of
+ * its own (the preload, liblabyrinth.so): the frames of a report taken
+ * inside it are the allocator's, not the program's, and the user wants to
+ * see first the call that reached it. Linked into the program itself, its
+ * frames cannot be told from the program's by module: none is skipped.
+ * Found at the first walk (_dl_find_object is async-signal-safe); two
+ * threads that race to find it store the same values.
+ */
+static _Atomic uintptr_t self_lo, self_hi;
+static _Atomic bool self_found;
+
+static bool in_self(uintptr_t pc)
+{
+	if (!atomic_load_explicit(&self_found, memory_order_acquire)) {
+		struct object o, main_program;
+		bool apart = object_of((uintptr_t)&in_self, &o) &&
+			     object_of((uintptr_t)getauxval(AT_PHDR), &main_program) &&
+			     o.lm != main_program.lm;
+		atomic_store_explicit(&self_lo, apart ? o.start : 0, memory_order_relaxed);
+		atomic_store_explicit(&self_hi, apart ? o.end : 0, memory_order_relaxed);
+		atomic_store_explicit(&self_found, true, memory_order_release);
+	}
+	return pc - atomic_load_explicit(&self_lo, memory_order_relaxed) <
+	       atomic_load_explicit(&self_hi, memory_order_relaxed) -
+	       atomic_load_explicit(&self_lo, memory_order_relaxed);
+}
+
+/* Frames a walk may pass over before it records: the skipped ones and, at
+ * most this many more, labyrinth's own. */
+#define SELF_FRAMES_MAX 16
+
 /* pc[] holds the address looked up: inside the call instruction. w: the
- * pages known readable to begin with. */
-static void walk(struct stack *s, struct regs *r, unsigned skip, struct window w)
+ * pages known readable to begin with. skip_self: leave out labyrinth's own
+ * frames until the first that is not. */
+static void walk(struct stack *s, struct regs *r, unsigned skip, struct window w,
+		 bool skip_self)
 {
 	uintptr_t lookup = r->pc;
 	s->n = 0;
-	for (unsigned i = 0; i < skip + STACK_FRAMES; i++) {
-		if (i >= skip) {
+	for (unsigned i = 0; i < skip + SELF_FRAMES_MAX + STACK_FRAMES; i++) {
+		if (i >= skip && !(skip_self && s->n == 0 && in_self(lookup))) {
 			s->pc[s->n++] = lookup;
 			if (s->n == STACK_FRAMES)
 				return;
@@ -469,7 +504,13 @@ __attribute__((noinline)) void stack_here(struct stack *s, unsigned skip)
 	/* This thread runs on the page at its stack pointer: no need to try
 	 * it (most walks inside malloc then need no system call). */
 	uintptr_t page = r.sp & ~(PAGE_BYTES - 1);
-	walk(s, &r, skip + 1, (struct window){ .lo = page, .hi = page + PAGE_BYTES });
+	struct window w = { .lo = page, .hi = page + PAGE_BYTES };
+	struct regs start = r;
+	walk(s, &r, skip + 1, w, true);
+	/* Nothing but labyrinth's frames (a walk stopped inside it, or a
+	 * thread of its own): those, rather than nothing. */
+	if (s->n == 0)
+		walk(s, &start, skip + 1, w, false);
 }
 
 void stack_of_context(struct stack *s, const void *ucontext)
@@ -480,8 +521,9 @@ void stack_of_context(struct stack *s, const void *ucontext)
 		.sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
 		.bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
 	};
-	/* The interrupted context's registers may be anything: try them all. */
-	walk(s, &r, 0, (struct window){ 0 });
+	/* The interrupted context's registers may be anything: try them all.
+	 * Its first frame is the faulting instruction, wherever it lies. */
+	walk(s, &r, 0, (struct window){ 0 }, false);
 }
 
 /* ---- naming frames ----------------------------------------------------- */
@@ -624,12 +666,19 @@ static void frame_line(struct line *l, unsigned i, uintptr_t pc)
 	line_str(l, ")");
 }
 
+/* Why a walk found no frame, said plainly. */
+#ifdef HAVE__DL_FIND_OBJECT
+#define NO_FRAMES ": none found (no unwind table for its first frame, or its stack unreadable)\n"
+#else
+#define NO_FRAMES ": none (the unwinder needs _dl_find_object, glibc 2.35 or later)\n"
+#endif
+
 void stack_print(const struct stack *s, const char *title, void (*write)(struct line *))
 {
 	struct line l = { .len = 0 };
 	line_str(&l, "labyrinth: ");
 	line_str(&l, title);
-	line_str(&l, s->n ? ":\n" : ": (no frames)\n");
+	line_str(&l, s->n ? ":\n" : NO_FRAMES);
 	write(&l);
 	for (uint32_t i = 0; i < s->n; i++) {
 		l.len = 0;

@@ -103,6 +103,19 @@ report_whole() {
 	*@exit) ;;
 	*) grep -q '^labyrinth:     #[0-9]* main+0x' "$tmp/err" || { why="the stack does not reach main"; return 1; } ;;
 	esac
+	grep -qE '^labyrinth: (stack|allocated by|freed by): (\(no frames\)|none)' "$tmp/err" &&
+		{ why="a stack with no frames"; return 1; }
+	return 0
+}
+
+# Every stack of a report made in the program's own call starts in the
+# program: the faulting instruction, or the call to malloc or free, not
+# one of labyrinth's frames (its malloc, its report functions).
+first_frames_ours() {
+	local bad
+	bad=$(awk '/^labyrinth: (stack|allocated by|freed by):$/ { head = $0; getline
+			if ($0 !~ /^labyrinth:     #0 .*[(\/]planted\+0x/) print head " " $0 }' "$tmp/err")
+	[ -z "$bad" ] || { why="first frame not the program's: $bad"; return 1; }
 }
 
 while IFS='|' read -r c bug verb d e s g a; do
@@ -116,6 +129,10 @@ while IFS='|' read -r c bug verb d e s g a; do
 			why=""
 			check 'report_whole' "$c, ${mode_names[$i]}: the report has its address and stack" \
 				"$why: $(head -c 600 "$tmp/err")"
+			if [[ $got != *@exit ]]; then
+				check 'first_frames_ours' "$c, ${mode_names[$i]}: each stack starts at the program's frame" \
+					"$why: $(head -c 1200 "$tmp/err")"
+			fi
 		fi
 	done
 done <<<"$expected"
