@@ -65,7 +65,6 @@ struct guarded {
 	struct guarded_span span;       /* first: guarded_has() reads it */
 	struct trace *traces;
 	bool markers;
-	unsigned sample;                /* 0: every allocation */
 	uint64_t *taken;                /* bit per page: part of a live run */
 	struct grec *recs;
 	char *index;
@@ -162,7 +161,7 @@ struct guarded *guarded_open(enum guard_mode mode)
 		guarded_close(g);
 		return NULL;
 	}
-	g->sample = c->guard_all ? 0 : c->sample;
+	g->span.sample = c->guard_all ? 0 : c->sample;
 	pthread_mutex_init(&g->lock, NULL);
 	/* A random start in the first 1/64 of the region; the ring is [lo, end). */
 	g->lo = 1 + rng_below64(&g->rng, GUARDED_PAGES / 64);
@@ -185,22 +184,23 @@ void guarded_close(struct guarded *g)
 
 /* ---- sampling ------------------------------------------------------- */
 
-static __thread uint32_t countdown __attribute__((tls_model("initial-exec")));
+__thread uint32_t guarded_countdown __attribute__((tls_model("initial-exec")));
 
-/* About one call in g->sample says yes, at random intervals (mean N); a
- * thread's first call draws its interval. N = 1 is every call, the first
- * too. */
+/* About one call in N (g->span.sample) says yes, at random intervals
+ * (mean N); a thread's first call draws its interval. N = 1 is every call,
+ * the first too. guarded_take counts down inline; this is its end. */
 static bool sample_now(struct guarded *g)
 {
-	if (g->sample == 1)
+	unsigned n = g->span.sample;
+	if (n == 1)
 		return true;
-	if (__builtin_expect(countdown > 1, 1)) {
-		countdown--;
+	if (guarded_countdown > 1) {
+		guarded_countdown--;
 		return false;
 	}
-	bool first = countdown == 0;
+	bool first = guarded_countdown == 0;
 	pthread_mutex_lock(&g->lock);
-	countdown = 1 + rng_below(&g->rng, 2 * g->sample - 1);
+	guarded_countdown = 1 + rng_below(&g->rng, 2 * n - 1);
 	pthread_mutex_unlock(&g->lock);
 	return !first;
 }
@@ -310,11 +310,15 @@ static void canaries_write(struct grec *r, char *run, char *p, uint64_t v)
 	canary_write(run, head + r->size, (size_t)r->npages * PAGE_SIZE, pat);
 }
 
-/* The first damaged canary byte's offset from run, or NO_DAMAGE. */
+/* The first damaged canary byte's offset from run, or NO_DAMAGE. Every
+ * free reads up to a page of canary: a wide pass decides the common case,
+ * intact, and only damage is looked for byte by byte. */
 static size_t canaries_damage(const struct grec *r, const char *run, uint64_t v)
 {
-	size_t head = r->in_page;
+	size_t head = r->in_page, end = (size_t)r->npages * PAGE_SIZE;
 	uint64_t pat = canary_pattern(r->key, run, v);
+	if (canary_intact(run, 0, head, pat) && canary_intact(run, head + r->size, end, pat))
+		return NO_DAMAGE;
 	size_t bad = canary_damage(run, 0, head, pat);
 	if (bad == NO_DAMAGE)
 		bad = canary_damage(run, head + r->size, (size_t)r->npages * PAGE_SIZE, pat);
@@ -339,7 +343,7 @@ static struct trace *trace_of(const struct guarded *g, size_t at)
 static void *block_alloc(struct guarded *g, size_t size, size_t align)
 {
 	struct stack st;
-	stack_here(&st, 2);     /* block_alloc and guarded_take */
+	stack_here(&st, 2);     /* block_alloc and guarded_take_drawn */
 	size_t span = size ? size : 16;         /* malloc(0): 16 canary bytes */
 	size_t bytes = (span + align - 1) & ~(align - 1);
 	size_t npages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -376,10 +380,10 @@ static void *block_alloc(struct guarded *g, size_t size, size_t align)
 	return p;
 }
 
-void *guarded_take(struct labyrinth *lab, size_t size, size_t align)
+void *guarded_take_drawn(struct labyrinth *lab, size_t size, size_t align)
 {
 	struct guarded *g = lab->guarded;
-	if (g->sample && !sample_now(g))
+	if (g->span.sample && !sample_now(g))
 		return NULL;
 	if (size > GUARDED_MAX || align > PAGE_SIZE)
 		return NULL;
@@ -546,7 +550,7 @@ void guarded_fork_child(struct guarded *g, struct rng *seed)
 	if (!g)
 		return;
 	rng_derive(&g->rng, seed);
-	countdown = 0;          /* the forking thread's next sample is drawn anew */
+	guarded_countdown = 0;  /* the forking thread's next sample is drawn anew */
 }
 
 void guarded_lock(struct guarded *g)

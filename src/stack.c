@@ -324,13 +324,90 @@ static bool cfa_program(struct cfa_run *r, const uint8_t *p, const uint8_t *end)
 	return ok;
 }
 
+/*
+ * Rows found before, by pc. Running a function's call-frame program up to
+ * pc is most of a walk's time, and long for large functions (an
+ * interpreter's loop: thousands of instructions), while the pcs a program
+ * allocates from recur; so a sampled block's two walks mostly hit here.
+ * Each slot is a sequence lock of atomic words, so that any thread or
+ * signal handler may read or fill it without a lock: an odd count is a
+ * slot being written (a miss), a count that changed under the read is a
+ * miss, and a writer that finds the slot taken leaves it. The key is the
+ * pc and its module's table: a module unloaded and another loaded at the
+ * same place could make a stale row hit, and the walk that follows it
+ * still reads only what it has checked.
+ */
+#define ROW_CACHE_BITS 9
+#define ROW_WORDS ((sizeof(struct row) + 7) / 8)
+
+struct row_slot {
+	_Atomic uint64_t seq;
+	_Atomic uintptr_t pc, hdr;
+	_Atomic uint64_t word[ROW_WORDS];
+};
+
+static struct row_slot row_cache[1u << ROW_CACHE_BITS];
+
+static struct row_slot *row_slot_of(uintptr_t pc)
+{
+	return &row_cache[(pc * 0x9e3779b97f4a7c15ULL) >> (64 - ROW_CACHE_BITS)];
+}
+
+static bool row_cached(uintptr_t pc, const uint8_t *hdr, struct row *row)
+{
+	struct row_slot *s = row_slot_of(pc);
+	uint64_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
+	if (q & 1 || atomic_load_explicit(&s->pc, memory_order_relaxed) != pc ||
+	    atomic_load_explicit(&s->hdr, memory_order_relaxed) != (uintptr_t)hdr)
+		return false;
+	uint64_t w[ROW_WORDS];
+	for (size_t i = 0; i < ROW_WORDS; i++)
+		w[i] = atomic_load_explicit(&s->word[i], memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&s->seq, memory_order_relaxed) != q)
+		return false;
+	memcpy(row, w, sizeof *row);
+	return true;
+}
+
+static void row_keep(uintptr_t pc, const uint8_t *hdr, const struct row *row)
+{
+	struct row_slot *s = row_slot_of(pc);
+	uint64_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	if (q & 1 || !atomic_compare_exchange_strong_explicit(&s->seq, &q, q + 1,
+							      memory_order_relaxed,
+							      memory_order_relaxed))
+		return;
+	atomic_thread_fence(memory_order_release);
+	uint64_t w[ROW_WORDS] = { 0 };
+	memcpy(w, row, sizeof *row);
+	atomic_store_explicit(&s->pc, pc, memory_order_relaxed);
+	atomic_store_explicit(&s->hdr, (uintptr_t)hdr, memory_order_relaxed);
+	for (size_t i = 0; i < ROW_WORDS; i++)
+		atomic_store_explicit(&s->word[i], w[i], memory_order_relaxed);
+	atomic_store_explicit(&s->seq, q + 2, memory_order_release);
+}
+
+static bool row_run(const struct object *o, uintptr_t pc, struct row *row);
+
 /* The unwind row that holds at pc (an instruction of the frame's function). */
 static bool row_at(uintptr_t pc, struct row *row)
 {
 	struct object o;
 	if (!object_of(pc, &o) || !o.eh_frame_hdr)
 		return false;
-	const uint8_t *f = fde_search(o.eh_frame_hdr, pc);
+	if (row_cached(pc, o.eh_frame_hdr, row))
+		return true;
+	if (!row_run(&o, pc, row))
+		return false;
+	row_keep(pc, o.eh_frame_hdr, row);
+	return true;
+}
+
+/* The row at pc, from the call-frame program of pc's module o. */
+static bool row_run(const struct object *o, uintptr_t pc, struct row *row)
+{
+	const uint8_t *f = fde_search(o->eh_frame_hdr, pc);
 	if (!f || LOAD(uint32_t, f) == 0 || LOAD(uint32_t, f) == 0xffffffff)
 		return false;
 	struct cie cie;
