@@ -8,6 +8,8 @@
 #include <link.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +308,25 @@ int main(int argc, char **argv)
 			lm->l_ld = fake;
 		}
 		call(write_at, p, 20480);
+	} else if (!strcmp(c, "lost-trace")) {
+		/* Guard-all keeps stacks in a table of 8192 slots, one per run's
+		 * first page modulo 8192 pages: blocks allocated until one's page
+		 * shares the first block's slot take its stacks over. */
+		char *p = alloc_here(32);
+		uintptr_t span = 8192UL * 4096;
+		long i;
+		for (i = 0; i < 1000000; i++) {
+			char *q = malloc(32);
+			bool same = (((uintptr_t)q & ~4095UL) - ((uintptr_t)p & ~4095UL)) % span == 0;
+			free(q);
+			if (same)
+				break;
+		}
+		if (i == 1000000) {
+			printf("skip: no block shared the slot\n");
+			return 0;
+		}
+		double_free_here(p);
 	} else if (!strcmp(c, "stack-overflow")) {
 		stack_t ss = { .ss_size = 16384 };
 		ss.ss_sp = malloc(ss.ss_size);

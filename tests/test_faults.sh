@@ -87,6 +87,19 @@ check 'grep -A4 "labyrinth: freed by:" <<<"$err" | grep -q "double_free_here+0x"
        grep -A4 "labyrinth: allocated by:" <<<"$err" | grep -q "alloc_here+0x"' \
 	"guard-all: a double free names the first free and the allocation" "$err"
 
+# A block whose stacks a later block took over: the report says so,
+# rather than print an empty stack.
+run LABYRINTH_GUARD_ALL=1 -- lost-trace
+if [[ $out == *skip:* ]]; then
+	skip "guard-all: stacks taken over by a later block (${out#*skip: })"
+else
+	check 'has "labyrinth: double free of $block" &&
+	       has "labyrinth: allocated by: not kept (a later block'"'"'s record took its place)" &&
+	       has "labyrinth: freed by: not kept (a later block'"'"'s record took its place)" &&
+	       ! grep -Eq "by: (\(no frames\)|none)" <<<"$err"' \
+		"guard-all: stacks taken over by a later block are said to be lost, not shown empty" "rc $rc: $out $err"
+fi
+
 # The report also goes to LABYRINTH_REPORT_FD (a pipe, as the command uses).
 mkfifo "$tmp/fifo"
 cat "$tmp/fifo" >"$tmp/fd7" &
