@@ -6,6 +6,7 @@
  */
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -165,6 +166,33 @@ __attribute__((noinline)) static void recurse(void)
 	if (depth)      /* always: the compiler need not know */
 		recurse();
 	sink = frame[0];
+}
+
+/* Threads that allocate and free through functions of their own, each
+ * keeping its last block: their stack walks share the unwinder's row
+ * cache, filling and reading it at once. */
+#define THREADS 4
+static char *kept[THREADS];
+
+#define THREAD_ALLOC(i) \
+	__attribute__((noinline)) char *thread_alloc_##i(void) \
+	{ \
+		char *p = malloc(24); \
+		p[0] = 1;      /* after the call: no tail call */ \
+		return p; \
+	}
+THREAD_ALLOC(0) THREAD_ALLOC(1) THREAD_ALLOC(2) THREAD_ALLOC(3)
+static char *(*const thread_allocs[THREADS])(void) = {
+	thread_alloc_0, thread_alloc_1, thread_alloc_2, thread_alloc_3,
+};
+
+void *thread_body(void *arg)
+{
+	long i = (long)arg;
+	for (int k = 0; k < 3000; k++)
+		free(thread_allocs[i]());
+	kept[i] = thread_allocs[i]();
+	return NULL;
 }
 
 static int usage(void)
@@ -327,6 +355,15 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		double_free_here(p);
+	} else if (!strcmp(c, "thread-stacks")) {
+		pthread_t t[THREADS];
+		for (long i = 0; i < THREADS; i++)
+			if (pthread_create(&t[i], NULL, thread_body, (void *)i) != 0)
+				return 2;
+		for (int i = 0; i < THREADS; i++)
+			pthread_join(t[i], NULL);
+		say_block(kept[n]);
+		double_free_here(kept[n]);
 	} else if (!strcmp(c, "stack-overflow")) {
 		stack_t ss = { .ss_size = 16384 };
 		ss.ss_sp = malloc(ss.ss_size);

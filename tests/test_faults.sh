@@ -100,6 +100,19 @@ else
 		"guard-all: stacks taken over by a later block are said to be lost, not shown empty" "rc $rc: $out $err"
 fi
 
+# Four threads walk their stacks at once through the unwinder's shared row
+# cache; a block each kept names its own thread's function and start.
+bad=""
+for i in 0 1 2 3; do
+	run LABYRINTH_GUARD_ALL=1 -- thread-stacks $i
+	alloc=$(sed -n '/^labyrinth: allocated by:$/,/^labyrinth: [a-z]/p' <<<"$err")
+	grep -q "#0 thread_alloc_$i+0x" <<<"$alloc" && grep -q "#1 thread_body+0x" <<<"$alloc" &&
+		grep -q "labyrinth: double free of $block" <<<"$err" || bad+=" $i"
+done
+check '[ -z "$bad" ]' \
+	"guard-all, 4 threads unwinding at once: each kept block's allocation stack is its thread's" \
+	"failed for threads:$bad; last: $err"
+
 # The report also goes to LABYRINTH_REPORT_FD (a pipe, as the command uses).
 mkfifo "$tmp/fifo"
 cat "$tmp/fifo" >"$tmp/fd7" &
