@@ -173,6 +173,9 @@ __attribute__((noinline)) static void recurse(void)
  * cache, filling and reading it at once. */
 #define THREADS 4
 static char *kept[THREADS];
+/* The blocks are kept once every thread has done its loop: a block placed
+ * later whose run shares a kept one's record slot would take its stacks. */
+static pthread_barrier_t loops_done;
 
 #define THREAD_ALLOC(i) \
 	__attribute__((noinline)) char *thread_alloc_##i(void) \
@@ -191,6 +194,7 @@ void *thread_body(void *arg)
 	long i = (long)arg;
 	for (int k = 0; k < 3000; k++)
 		free(thread_allocs[i]());
+	pthread_barrier_wait(&loops_done);
 	kept[i] = thread_allocs[i]();
 	return NULL;
 }
@@ -357,6 +361,7 @@ int main(int argc, char **argv)
 		double_free_here(p);
 	} else if (!strcmp(c, "thread-stacks")) {
 		pthread_t t[THREADS];
+		pthread_barrier_init(&loops_done, NULL, THREADS);
 		for (long i = 0; i < THREADS; i++)
 			if (pthread_create(&t[i], NULL, thread_body, (void *)i) != 0)
 				return 2;
