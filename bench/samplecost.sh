@@ -3,7 +3,11 @@
 # not against glibc, since the question is what turning sampling on in
 # production adds to the default mode.
 #
-#   bench/samplecost.sh -p PRELOAD.so [-s TOP_SRCDIR] [-n RUNS]
+#   bench/samplecost.sh -p PRELOAD.so [-b BASE.so] [-s TOP_SRCDIR] [-n RUNS]
+#
+# -b: another build of the preload (the one before a change), measured in
+# the same runs, interleaved with the first, so that a before/after
+# comparison sees the same machine load.
 #
 # Each workload runs RUNS times in the default mode and RUNS times with
 # LABYRINTH_SAMPLE=1000, alternating which goes first (ABBA), so that drifting
@@ -13,28 +17,32 @@
 # medians and their ratio; exits 1 if a run fails.
 set -u
 preload=''
+base=''
 srcdir=$(dirname "$0")/..
 runs=7
-while getopts p:s:n: opt; do
+while getopts p:b:s:n: opt; do
 	case $opt in
 	p) preload=$OPTARG ;;
+	b) base=$OPTARG ;;
 	s) srcdir=$OPTARG ;;
 	n) runs=$OPTARG ;;
-	*) echo "usage: $0 -p PRELOAD.so [-s TOP_SRCDIR] [-n RUNS]" >&2; exit 2 ;;
+	*) echo "usage: $0 -p PRELOAD.so [-b BASE.so] [-s TOP_SRCDIR] [-n RUNS]" >&2; exit 2 ;;
 	esac
 done
 if [ -z "$preload" ]; then
-	echo "usage: $0 -p PRELOAD.so [-s TOP_SRCDIR] [-n RUNS]" >&2
+	echo "usage: $0 -p PRELOAD.so [-b BASE.so] [-s TOP_SRCDIR] [-n RUNS]" >&2
 	exit 2
 fi
 python=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || python=''
 err=$(mktemp)
 trap 'rm -f "$err"' EXIT
 
-# cpu VAR=VALUE... COMMAND...: the run's user + system seconds, or FAILED.
+# cpu LIB VAR=VALUE... COMMAND...: the run's user + system seconds under
+# the preload LIB, or FAILED.
 cpu() {
-	local TIMEFORMAT='%3U %3S' t
-	t=$( { time env LD_PRELOAD="$preload" "$@" >/dev/null 2>"$err"; } 2>&1 ) || {
+	local TIMEFORMAT='%3U %3S' t lib=$1
+	shift
+	t=$( { time env LD_PRELOAD="$lib" "$@" >/dev/null 2>"$err"; } 2>&1 ) || {
 		echo FAILED
 		return
 	}
@@ -46,34 +54,52 @@ median() {
 }
 
 status=0
+# pair LIB: one run of the default mode and one with sampling, in the order
+# the run's number says (ABBA); their times in $a and $b.
+pair() {
+	if [ $((i % 2)) -eq 1 ]; then
+		a=$(cpu "$1" "${cmd[@]}"); b=$(cpu "$1" LABYRINTH_SAMPLE=1000 "${cmd[@]}")
+	else
+		b=$(cpu "$1" LABYRINTH_SAMPLE=1000 "${cmd[@]}"); a=$(cpu "$1" "${cmd[@]}")
+	fi
+}
+
+line() {
+	awk -v n="$1" -v a="$(printf '%s' "$2" | median)" -v b="$(printf '%s' "$3" | median)" \
+		'BEGIN { printf "  %-22s %9.3f %12.3f %8.3fx\n", n, a, b, b / a }'
+}
+
 # row NAME VAR=VALUE... COMMAND...
 row() {
-	local name=$1 i a b as='' bs=''
+	local name=$1 i a b as='' bs='' bas='' bbs=''
 	shift
+	cmd=("$@")
 	for i in $(seq 1 "$runs"); do
-		if [ $((i % 2)) -eq 1 ]; then
-			a=$(cpu "$@"); b=$(cpu LABYRINTH_SAMPLE=1000 "$@")
-		else
-			b=$(cpu LABYRINTH_SAMPLE=1000 "$@"); a=$(cpu "$@")
-		fi
+		pair "$preload"
 		if [ "$a" = FAILED ] || [ "$b" = FAILED ]; then
-			printf '  %-16s FAILED: %s\n' "$name" "$(tail -c 2000 "$err")"
+			printf '  %-22s FAILED: %s\n' "$name" "$(tail -c 2000 "$err")"
 			status=1
 			return
 		fi
 		as="$as$a"$'\n'; bs="$bs$b"$'\n'
+		[ -n "$base" ] || continue
+		pair "$base"
+		if [ "$a" = FAILED ] || [ "$b" = FAILED ]; then
+			printf '  %-22s FAILED (base): %s\n' "$name" "$(tail -c 2000 "$err")"
+			status=1
+			return
+		fi
+		bas="$bas$a"$'\n'; bbs="$bbs$b"$'\n'
 	done
-	a=$(printf '%s' "$as" | median)
-	b=$(printf '%s' "$bs" | median)
-	awk -v n="$name" -v a="$a" -v b="$b" \
-		'BEGIN { printf "  %-16s %9.3f %12.3f %8.3fx\n", n, a, b, b / a }'
+	line "$name" "$as" "$bs"
+	[ -z "$base" ] || line "$name (base)" "$bas" "$bbs"
 }
 
 echo "sampling cost: labyrinth's default mode against LABYRINTH_SAMPLE=1000,"
 echo "CPU time (user + system, s), median of $runs runs each, interleaved:"
-printf '  %-16s %9s %12s %9s\n' workload default sample=1000 ratio
+printf '  %-22s %9s %12s %9s\n' workload default sample=1000 ratio
 if [ -z "$python" ]; then
-	printf '  %-16s skipped: python3 not installed\n' python
+	printf '  %-22s skipped: python3 not installed\n' python
 else
 	row python "$python" "$srcdir/bench/alloc.py"
 	row python-malloc PYTHONMALLOC=malloc "$python" "$srcdir/bench/alloc.py" 4

@@ -140,6 +140,9 @@ static unsigned parse_trace(const struct ending *e, struct frame *fr, unsigned m
 		for (size_t i = 0; i < sizeof titles / sizeof titles[0]; i++)
 			if (strlen(titles[i]) == l && strncmp(line + 11, titles[i], l) == 0)
 				f->title = titles[i];
+		/* A stack shown by reference, or why there is none: kept. */
+		if (line[11 + l] == ':' && line[12 + l] == ' ')
+			snprintf(f->raw, sizeof f->raw, "%s", line + 13 + l);
 		stacks++;
 	}
 	return n;
@@ -292,6 +295,10 @@ static void print_frames(FILE *out, const struct frame *fr, unsigned n, const ch
 	unsigned num = 0;
 	for (unsigned i = 0; i < n; i++) {
 		const struct frame *f = &fr[i];
+		if (f->title && f->raw[0]) {
+			fprintf(out, "labyrinth: %s: %s\n", f->title, f->raw);
+			continue;
+		}
 		if (f->title) {
 			fprintf(out, "labyrinth: %s, %s:\n", f->title, how);
 			num = 0;

@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <sys/auxv.h>
 #include <ucontext.h>
@@ -144,13 +145,29 @@ static bool maze_scene(const struct labyrinth *lab, uintptr_t a, struct fault_sc
 	return true;
 }
 
+/* A zero-size block's slot: never accessible, so any access through a
+ * malloc(0) pointer, at it or a few bytes on, faults here. */
+static bool zero_scene(const struct labyrinth *lab, uintptr_t a, struct fault_scene *sc)
+{
+	if (!zero_has(&lab->zero, (const void *)a))
+		return false;
+	uintptr_t start;
+	uint64_t v = zero_slot_version(&lab->zero, (const void *)a, &start);
+	sc->zero = true;
+	if (v_gen(v))
+		sc->below = (struct heap_block){ .start = start, .gen = v_gen(v),
+						 .live = v_state(v) == V_OWNED };
+	return true;
+}
+
 /* ---- the report --------------------------------------------------------- */
 
 static const char *const kind_words[] = {
 	"heap overflow", "heap underflow", "use after free",
-	"access to never-allocated heap", "access to allocator metadata", "",
+	"access to never-allocated heap", "access to allocator metadata",
+	"access to a zero-size block (malloc(0))", "",
 };
-enum { K_OVERFLOW, K_UNDERFLOW, K_AFTER_FREE, K_NEVER, K_METADATA, K_PROGRAMS };
+enum { K_OVERFLOW, K_UNDERFLOW, K_AFTER_FREE, K_NEVER, K_METADATA, K_ZERO, K_PROGRAMS };
 
 /* An overflow or underflow stops at the first guard page past the block:
  * a fault farther than this from every live block is a wild access. */
@@ -167,6 +184,10 @@ static int verdict(const struct fault_scene *sc, uintptr_t a, const struct heap_
 	*b = NULL;
 	if (sc->metadata)
 		return K_METADATA;
+	if (sc->zero) {
+		*b = lo->start ? lo : NULL;
+		return *rel = K_ZERO;
+	}
 	if (lo->start && !lo->live && a - lo->start < lo->span + PAGE_SIZE) {
 		*b = lo;
 		return *rel = K_AFTER_FREE;
@@ -213,6 +234,27 @@ static void block_words(struct line *l, int kind, int rel, uintptr_t a,
 	line_str(l, ")");
 }
 
+/* A zero-size block owns no byte: the words say which block, and whether
+ * it was still allocated. */
+static void zero_words(struct line *l, uintptr_t a, const struct heap_block *b)
+{
+	if (!b) {
+		line_str(l, " (never allocated)");
+		return;
+	}
+	line_str(l, " (");
+	if (a != b->start)
+		bytes_words(l, a - b->start, " past ");
+	line_str(l, b->live ? "a live" : "a freed");
+	if (a != b->start) {
+		line_str(l, " zero-size block at ");
+		line_hex(l, b->start);
+	} else {
+		line_str(l, " block of 0 bytes");
+	}
+	line_str(l, ")");
+}
+
 __attribute__((noinline)) static void fault_line(int sig, uintptr_t a, uint64_t err,
 						 const struct fault_scene *sc,
 		       int kind, int rel, const struct heap_block *b)
@@ -222,7 +264,9 @@ __attribute__((noinline)) static void fault_line(int sig, uintptr_t a, uint64_t 
 	line_str(&l, kind_words[kind]);
 	line_str(&l, err & 0x10 ? ", execute at " : err & 2 ? ", write at " : ", read at ");
 	line_hex(&l, a);
-	if (b)
+	if (kind == K_ZERO)
+		zero_words(&l, a, b);
+	else if (b)
 		block_words(&l, kind, rel, a, b);
 	else if (sc->metadata) {
 		line_str(&l, " (");
@@ -233,16 +277,51 @@ __attribute__((noinline)) static void fault_line(int sig, uintptr_t a, uint64_t 
 	line_write_reports(&l);
 }
 
+/* A frame of its own, so that its line is not on the stack during a walk. */
+__attribute__((noinline)) static void title_line(const char *title, const char *why,
+						 void (*write)(struct line *))
+{
+	struct line l = { .len = 0 };
+	line_str(&l, "labyrinth: ");
+	line_str(&l, title);
+	line_str(&l, why);
+	write(&l);
+}
+
+/* One of a guarded block's stacks, or plainly why it is not shown. above:
+ * the stack the report printed before it, or NULL. */
+static void block_stack(const struct labyrinth *lab, const struct heap_block *b, bool freed,
+			struct stack *s, const struct stack *above, void (*write)(struct line *))
+{
+	const char *title = freed ? "freed by" : "allocated by";
+	const char *why = NULL;
+	switch (guarded_stack(lab, b->start, b->gen, freed, s)) {
+	case TRACE_KEPT:
+		if (above && above->n == s->n && s->n &&
+		    !memcmp(above->pc, s->pc, s->n * sizeof s->pc[0]))
+			why = ": the same frames as the stack above\n";
+		break;
+	case TRACE_LOST:
+		why = ": not kept (a later block's record took its place)\n";
+		break;
+	case TRACE_PENDING:
+		why = ": not known yet (another thread was freeing it at that moment)\n";
+		break;
+	}
+	if (why)
+		title_line(title, why, write);
+	else
+		stack_print(s, title, write);
+}
+
 /* Where a guarded block was allocated and, if it was, freed. */
 static void block_stacks(const struct labyrinth *lab, const struct heap_block *b,
-			 struct stack *s, void (*write)(struct line *))
+			 struct stack *s, const struct stack *above,
+			 void (*write)(struct line *))
 {
-	guarded_stack(lab, b->start, b->gen, false, s);
-	stack_print(s, "allocated by", write);
-	if (b->live)
-		return;
-	guarded_stack(lab, b->start, b->gen, true, s);
-	stack_print(s, "freed by", write);
+	block_stack(lab, b, false, s, above, write);
+	if (!b->live)
+		block_stack(lab, b, true, s, above, write);
 }
 
 /* The fault's stack and a guarded block's stacks: a frame apart from the
@@ -255,7 +334,7 @@ __attribute__((noinline)) static void context_stacks(const struct labyrinth *lab
 	stack_of_context(&s, uc);
 	stack_print(&s, "stack", line_to_stderr);
 	if (b && guarded_has(lab, (const void *)b->start))
-		block_stacks(lab, b, &s, line_to_stderr);
+		block_stacks(lab, b, &s, NULL, line_to_stderr);
 }
 
 /* The report, if a lies in the default labyrinth's memory; the stack too
@@ -266,7 +345,8 @@ __attribute__((noinline)) static bool explain(int sig, const siginfo_t *si,
 	const struct labyrinth *lab = lab_default_if_open();
 	uintptr_t a = (uintptr_t)si->si_addr;
 	struct fault_scene sc = { 0 };
-	if (!lab || !(guarded_scene(lab, si->si_addr, &sc) || maze_scene(lab, a, &sc)))
+	if (!lab || !(zero_scene(lab, a, &sc) || guarded_scene(lab, si->si_addr, &sc) ||
+		      maze_scene(lab, a, &sc)))
 		return false;
 	const struct heap_block *b;
 	int rel = K_NEVER;
@@ -402,11 +482,11 @@ void fault_install(void)
 __attribute__((noinline)) void fault_report_stacks(const void *addr)
 {
 	void (*write)(struct line *) = line_to_stderr;
-	struct stack s;
-	stack_here(&s, 2);      /* this function and report_heap_error */
-	stack_print(&s, "stack", write);
+	struct stack here, s;
+	stack_here(&here, 2);   /* this function and report_heap_error */
+	stack_print(&here, "stack", write);
 	const struct labyrinth *lab = lab_default_if_open();
 	struct fault_scene sc = { 0 };
 	if (lab && guarded_scene(lab, addr, &sc) && sc.below.start)
-		block_stacks(lab, &sc.below, &s, write);
+		block_stacks(lab, &sc.below, &s, &here, write);
 }

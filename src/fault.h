@@ -24,10 +24,12 @@ struct heap_block {
 };
 
 /* The blocks around an address: the nearest starting at or below it, the
- * nearest starting above it; or the allocator metadata it lies in. */
+ * nearest starting above it; or the allocator metadata it lies in; or, in
+ * the zero region, the zero-size block whose slot holds it. */
 struct fault_scene {
 	struct heap_block below, above;
 	const char *metadata;   /* which metadata, or NULL */
+	bool zero;              /* in the zero region; below: its slot's block */
 };
 
 /*
@@ -45,10 +47,17 @@ void fault_install(void);
  */
 void fault_report_stacks(const void *addr);
 
+/* Whether a guarded block's stack is known. */
+enum trace_state {
+	TRACE_KEPT,             /* here it is */
+	TRACE_LOST,             /* its slot was taken over by a later block's */
+	TRACE_PENDING,          /* its free is under way in another thread */
+};
+
 /* guarded.c: the scene around a in lab's guarded region (false: not in it);
  * the allocation (or free) stack of the block at start of generation gen. */
 bool guarded_scene(const struct labyrinth *lab, const void *a, struct fault_scene *sc);
-void guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen, bool freed,
-		   struct stack *out);
+enum trace_state guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen,
+			       bool freed, struct stack *out);
 
 #endif

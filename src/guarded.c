@@ -65,7 +65,6 @@ struct guarded {
 	struct guarded_span span;       /* first: guarded_has() reads it */
 	struct trace *traces;
 	bool markers;
-	unsigned sample;                /* 0: every allocation */
 	uint64_t *taken;                /* bit per page: part of a live run */
 	struct grec *recs;
 	char *index;
@@ -162,7 +161,7 @@ struct guarded *guarded_open(enum guard_mode mode)
 		guarded_close(g);
 		return NULL;
 	}
-	g->sample = c->guard_all ? 0 : c->sample;
+	g->span.sample = c->guard_all ? 0 : c->sample;
 	pthread_mutex_init(&g->lock, NULL);
 	/* A random start in the first 1/64 of the region; the ring is [lo, end). */
 	g->lo = 1 + rng_below64(&g->rng, GUARDED_PAGES / 64);
@@ -185,22 +184,23 @@ void guarded_close(struct guarded *g)
 
 /* ---- sampling ------------------------------------------------------- */
 
-static __thread uint32_t countdown __attribute__((tls_model("initial-exec")));
+__thread uint32_t guarded_countdown __attribute__((tls_model("initial-exec")));
 
-/* About one call in g->sample says yes, at random intervals (mean N); a
- * thread's first call draws its interval. N = 1 is every call, the first
- * too. */
+/* About one call in N (g->span.sample) says yes, at random intervals
+ * (mean N); a thread's first call draws its interval. N = 1 is every call,
+ * the first too. guarded_take counts down inline; this is its end. */
 static bool sample_now(struct guarded *g)
 {
-	if (g->sample == 1)
+	unsigned n = g->span.sample;
+	if (n == 1)
 		return true;
-	if (__builtin_expect(countdown > 1, 1)) {
-		countdown--;
+	if (guarded_countdown > 1) {
+		guarded_countdown--;
 		return false;
 	}
-	bool first = countdown == 0;
+	bool first = guarded_countdown == 0;
 	pthread_mutex_lock(&g->lock);
-	countdown = 1 + rng_below(&g->rng, 2 * g->sample - 1);
+	guarded_countdown = 1 + rng_below(&g->rng, 2 * n - 1);
 	pthread_mutex_unlock(&g->lock);
 	return !first;
 }
@@ -310,11 +310,15 @@ static void canaries_write(struct grec *r, char *run, char *p, uint64_t v)
 	canary_write(run, head + r->size, (size_t)r->npages * PAGE_SIZE, pat);
 }
 
-/* The first damaged canary byte's offset from run, or NO_DAMAGE. */
+/* The first damaged canary byte's offset from run, or NO_DAMAGE. Every
+ * free reads up to a page of canary: a wide pass decides the common case,
+ * intact, and only damage is looked for byte by byte. */
 static size_t canaries_damage(const struct grec *r, const char *run, uint64_t v)
 {
-	size_t head = r->in_page;
+	size_t head = r->in_page, end = (size_t)r->npages * PAGE_SIZE;
 	uint64_t pat = canary_pattern(r->key, run, v);
+	if (canary_intact(run, 0, head, pat) && canary_intact(run, head + r->size, end, pat))
+		return NO_DAMAGE;
 	size_t bad = canary_damage(run, 0, head, pat);
 	if (bad == NO_DAMAGE)
 		bad = canary_damage(run, head + r->size, (size_t)r->npages * PAGE_SIZE, pat);
@@ -339,7 +343,7 @@ static struct trace *trace_of(const struct guarded *g, size_t at)
 static void *block_alloc(struct guarded *g, size_t size, size_t align)
 {
 	struct stack st;
-	stack_here(&st, 2);     /* block_alloc and guarded_take */
+	stack_here(&st, 2);     /* block_alloc and guarded_take_drawn */
 	size_t span = size ? size : 16;         /* malloc(0): 16 canary bytes */
 	size_t bytes = (span + align - 1) & ~(align - 1);
 	size_t npages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -376,10 +380,10 @@ static void *block_alloc(struct guarded *g, size_t size, size_t align)
 	return p;
 }
 
-void *guarded_take(struct labyrinth *lab, size_t size, size_t align)
+void *guarded_take_drawn(struct labyrinth *lab, size_t size, size_t align)
 {
 	struct guarded *g = lab->guarded;
-	if (g->sample && !sample_now(g))
+	if (g->span.sample && !sample_now(g))
 		return NULL;
 	if (size > GUARDED_MAX || align > PAGE_SIZE)
 		return NULL;
@@ -420,16 +424,21 @@ static void check_canaries(const struct grec *r, const char *run, const void *p,
 	size_t bad = canaries_damage(r, run, v);
 	if (bad == NO_DAMAGE)
 		return;
+	/* The bytes before a guarded block are its own canary, not another
+	 * block's end: damage there can only be this block's underflow. */
 	struct error_site site = {
 		.addr = p, .why = "canary changed", .version = gen, .has_version = 1,
+		.allocated = r->size, .has_allocated = 1,
 	};
 	if (bad < r->in_page) {
-		site.why = "canary before the block changed";
+		site.why = "canary changed ";
+		site.before = r->in_page - bad;
+		site.has_before = 1;
 	} else {
 		site.offset = bad - r->in_page;
 		site.has_offset = 1;
 	}
-	report_heap_error(ERR_OVERFLOW, &site);
+	report_heap_error(site.has_before ? ERR_UNDERFLOW : ERR_OVERFLOW, &site);
 }
 
 void guarded_free(struct labyrinth *lab, void *p, int kind, size_t expect)
@@ -446,23 +455,28 @@ void guarded_free(struct labyrinth *lab, void *p, int kind, size_t expect)
 	size_t at = (size_t)(r - g->recs);
 	char *run = g->span.base + at * PAGE_SIZE;
 	size_t n = r->npages;
+	struct stack st;
+	stack_here(&st, 1);
+	/* The free's stack is kept before the checks, so that a report they
+	 * make says where the block was freed: here. (Not reported under the
+	 * lock: a handler of the abort that follows may allocate.) */
+	pthread_mutex_lock(&g->lock);
+	struct trace *t = trace_of(g, at);
+	if (atomic_load_explicit(&t->tag, memory_order_relaxed) == trace_tag(at, v_gen(seen)))
+		t->freed = st;
+	pthread_mutex_unlock(&g->lock);
 	annotate_open(run, n * PAGE_SIZE);
 	report_wrong_size_if(p, expect, r->size, 0);
 	check_canaries(r, run, p, seen, v_gen(seen) + 1);
 	annotate_free(p, n * PAGE_SIZE - r->in_page);
 	annotate_noaccess(run, r->in_page);
-	atomic_fetch_add_explicit(&g->frees, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&g->live_bytes, n * PAGE_SIZE, memory_order_relaxed);
-	struct stack st;
-	stack_here(&st, 1);
 	/* Closed under the lock, so the sweep never reads a page as it closes. */
 	pthread_mutex_lock(&g->lock);
-	struct trace *t = trace_of(g, at);
-	if (atomic_load_explicit(&t->tag, memory_order_relaxed) == trace_tag(at, v_gen(seen)))
-		t->freed = st;
 	run_close(g, at, n);
 	mark_taken(g, at, n, false);
 	pthread_mutex_unlock(&g->lock);
+	atomic_fetch_add_explicit(&g->frees, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&g->live_bytes, n * PAGE_SIZE, memory_order_relaxed);
 }
 
 size_t guarded_usable(struct labyrinth *lab, const void *p, int kind)
@@ -536,7 +550,7 @@ void guarded_fork_child(struct guarded *g, struct rng *seed)
 	if (!g)
 		return;
 	rng_derive(&g->rng, seed);
-	countdown = 0;          /* the forking thread's next sample is drawn anew */
+	guarded_countdown = 0;  /* the forking thread's next sample is drawn anew */
 }
 
 void guarded_lock(struct guarded *g)
@@ -586,12 +600,11 @@ bool guarded_scene(const struct labyrinth *lab, const void *a, struct fault_scen
 	return true;
 }
 
-/* A stack of the block at start whose generation is gen; a slot since
- * taken over by another run gives none (n = 0). The block's allocation
- * bumped its generation once, its free once more. One at a time: the
- * caller may be on a small alternate stack. */
-void guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen, bool freed,
-		   struct stack *out)
+/* A stack of the block at start whose generation is gen. The block's
+ * allocation bumped its generation once, its free once more. One at a
+ * time: the caller may be on a small alternate stack. */
+enum trace_state guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen,
+			       bool freed, struct stack *out)
 {
 	const struct guarded *g = lab->guarded;
 	size_t at = (start - (uintptr_t)g->span.base) / PAGE_SIZE;
@@ -599,8 +612,11 @@ void guarded_stack(const struct labyrinth *lab, uintptr_t start, uint64_t gen, b
 	out->n = 0;
 	uint64_t tag = atomic_load_explicit(&((struct trace *)t)->tag, memory_order_acquire);
 	if (tag != trace_tag(at, gen) && tag != trace_tag(at, gen - 1))
-		return;
+		return TRACE_LOST;
 	*out = freed ? t->freed : t->alloc;
 	if (out->n > STACK_FRAMES)
 		out->n = 0;
+	/* A free keeps its stack as soon as it owns the block's release:
+	 * none yet, the free is under way in another thread. */
+	return freed && out->n == 0 ? TRACE_PENDING : TRACE_KEPT;
 }

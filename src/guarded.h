@@ -26,7 +26,7 @@ void guarded_close(struct guarded *g);
  * than GUARDED_MAX bytes) or the region is full: the caller then serves it
  * the ordinary way. align 0: the natural alignment of the size, at most 16.
  */
-void *guarded_take(struct labyrinth *lab, size_t size, size_t align);
+static inline void *guarded_take(struct labyrinth *lab, size_t size, size_t align);
 
 /* p lies in lab's guarded region (so only guarded.c may free it). */
 static inline bool guarded_has(const struct labyrinth *lab, const void *p);
@@ -48,16 +48,34 @@ void guarded_lock(struct guarded *g);
 void guarded_fork_child(struct guarded *g, struct rng *seed);
 void guarded_unlock(struct guarded *g);
 
-/* The region's bounds, read without a lock: fixed when it opens. */
+/* The region's bounds and sampling rate, read without a lock: fixed when
+ * it opens. */
 struct guarded_span {
 	char *base;
 	size_t bytes;
+	unsigned sample;        /* one allocation in this many; 0: every one */
 };
 
 static inline bool guarded_has(const struct labyrinth *lab, const void *p)
 {
 	const struct guarded_span *s = (const struct guarded_span *)lab->guarded;
 	return s && (uintptr_t)p - (uintptr_t)s->base < s->bytes;
+}
+
+/* Allocations this thread has left before its next sample (guarded.c). */
+extern __thread uint32_t guarded_countdown __attribute__((tls_model("initial-exec")));
+void *guarded_take_drawn(struct labyrinth *lab, size_t size, size_t align);
+
+/* Inline: under sampling, all but one call in N end at the countdown,
+ * and a call to another file for each would be most of their cost. */
+static inline void *guarded_take(struct labyrinth *lab, size_t size, size_t align)
+{
+	const struct guarded_span *s = (const struct guarded_span *)lab->guarded;
+	if (s->sample > 1 && __builtin_expect(guarded_countdown > 1, 1)) {
+		guarded_countdown--;
+		return NULL;
+	}
+	return guarded_take_drawn(lab, size, align);
 }
 
 #endif

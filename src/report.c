@@ -31,6 +31,7 @@ static const char *const error_words[] = {
 	/* A free slot has no owner to blame: the write came through a stale
 	 * pointer, or from anywhere (an overflow, an underflow, a wild index). */
 	[ERR_FREE_SLOT_WRITE] = "write after free or wild write",
+	[ERR_UNDERFLOW] = "heap underflow",
 };
 
 void line_str(struct line *l, const char *s)
@@ -162,10 +163,16 @@ void report_heap_error(enum heap_error kind, const struct error_site *site)
 			line_str(&l, " at +");
 			line_dec(&l, site->offset);
 		}
+		if (site->has_before && site->has_allocated) {
+			line_dec(&l, site->before);
+			line_str(&l, site->before == 1 ? " byte before the " : " bytes before the ");
+			line_dec(&l, site->allocated);
+			line_str(&l, "-byte block");
+		}
 	}
 	if (site->has_given)
 		field(&l, &sep, "size ", site->given, " given");
-	if (site->has_allocated)
+	if (site->has_allocated && !site->has_before)
 		field(&l, &sep, "", site->allocated, " allocated");
 	if (site->class_size)
 		field(&l, &sep, "class ", site->class_size, " B");

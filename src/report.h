@@ -18,6 +18,7 @@ enum heap_error {
 	ERR_INVALID_PAGE_FREE,
 	ERR_STALE_HANDLE,
 	ERR_FREE_SLOT_WRITE,    /* the sweep found a free slot that is not zero */
+	ERR_UNDERFLOW,          /* damage before a block, where nothing else could be */
 };
 
 /* What is known about the address at the time of the report. */
@@ -31,6 +32,9 @@ struct error_site {
 	int has_version;
 	size_t offset;          /* of the damaged byte from addr, if has_offset */
 	int has_offset;
+	size_t before;          /* of the damaged byte before addr, if has_before
+				   (with has_allocated: the block's size) */
+	int has_before;
 	size_t given;           /* a size the caller passed, if has_given */
 	int has_given;
 	size_t allocated;       /* the size that was allocated, if has_allocated */

@@ -23,8 +23,7 @@
 #include "stack.h"
 
 #include <dlfcn.h>
-#include <elf.h>
-#include <link.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -200,14 +199,7 @@ static bool cie_parse(const uint8_t *c, struct cie *out)
 	return true;
 }
 
-/* The module holding pc: its .eh_frame_hdr, link map and mapping. */
-struct object {
-	const uint8_t *eh_frame_hdr;
-	const struct link_map *lm;
-	uintptr_t start, end;   /* [start, end): the module's mapping */
-};
-
-static bool object_of(uintptr_t pc, struct object *o)
+bool stack_object_of(uintptr_t pc, struct stack_object *o)
 {
 #ifdef HAVE__DL_FIND_OBJECT
 	struct dl_find_object dfo;
@@ -323,13 +315,90 @@ static bool cfa_program(struct cfa_run *r, const uint8_t *p, const uint8_t *end)
 	return ok;
 }
 
+/*
+ * Rows found before, by pc. Running a function's call-frame program up to
+ * pc is most of a walk's time, and long for large functions (an
+ * interpreter's loop: thousands of instructions), while the pcs a program
+ * allocates from recur; so a sampled block's two walks mostly hit here.
+ * Each slot is a sequence lock of atomic words, so that any thread or
+ * signal handler may read or fill it without a lock: an odd count is a
+ * slot being written (a miss), a count that changed under the read is a
+ * miss, and a writer that finds the slot taken leaves it. The key is the
+ * pc and its module's table: a module unloaded and another loaded at the
+ * same place could make a stale row hit, and the walk that follows it
+ * still reads only what it has checked.
+ */
+#define ROW_CACHE_BITS 9
+#define ROW_WORDS ((sizeof(struct row) + 7) / 8)
+
+struct row_slot {
+	_Atomic uint64_t seq;
+	_Atomic uintptr_t pc, hdr;
+	_Atomic uint64_t word[ROW_WORDS];
+};
+
+static struct row_slot row_cache[1u << ROW_CACHE_BITS];
+
+static struct row_slot *row_slot_of(uintptr_t pc)
+{
+	return &row_cache[(pc * 0x9e3779b97f4a7c15ULL) >> (64 - ROW_CACHE_BITS)];
+}
+
+static bool row_cached(uintptr_t pc, const uint8_t *hdr, struct row *row)
+{
+	struct row_slot *s = row_slot_of(pc);
+	uint64_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
+	if (q & 1 || atomic_load_explicit(&s->pc, memory_order_relaxed) != pc ||
+	    atomic_load_explicit(&s->hdr, memory_order_relaxed) != (uintptr_t)hdr)
+		return false;
+	uint64_t w[ROW_WORDS];
+	for (size_t i = 0; i < ROW_WORDS; i++)
+		w[i] = atomic_load_explicit(&s->word[i], memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&s->seq, memory_order_relaxed) != q)
+		return false;
+	memcpy(row, w, sizeof *row);
+	return true;
+}
+
+static void row_keep(uintptr_t pc, const uint8_t *hdr, const struct row *row)
+{
+	struct row_slot *s = row_slot_of(pc);
+	uint64_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	if (q & 1 || !atomic_compare_exchange_strong_explicit(&s->seq, &q, q + 1,
+							      memory_order_relaxed,
+							      memory_order_relaxed))
+		return;
+	atomic_thread_fence(memory_order_release);
+	uint64_t w[ROW_WORDS] = { 0 };
+	memcpy(w, row, sizeof *row);
+	atomic_store_explicit(&s->pc, pc, memory_order_relaxed);
+	atomic_store_explicit(&s->hdr, (uintptr_t)hdr, memory_order_relaxed);
+	for (size_t i = 0; i < ROW_WORDS; i++)
+		atomic_store_explicit(&s->word[i], w[i], memory_order_relaxed);
+	atomic_store_explicit(&s->seq, q + 2, memory_order_release);
+}
+
+static bool row_run(const struct stack_object *o, uintptr_t pc, struct row *row);
+
 /* The unwind row that holds at pc (an instruction of the frame's function). */
 static bool row_at(uintptr_t pc, struct row *row)
 {
-	struct object o;
-	if (!object_of(pc, &o) || !o.eh_frame_hdr)
+	struct stack_object o;
+	if (!stack_object_of(pc, &o) || !o.eh_frame_hdr)
 		return false;
-	const uint8_t *f = fde_search(o.eh_frame_hdr, pc);
+	if (row_cached(pc, o.eh_frame_hdr, row))
+		return true;
+	if (!row_run(&o, pc, row))
+		return false;
+	row_keep(pc, o.eh_frame_hdr, row);
+	return true;
+}
+
+/* The row at pc, from the call-frame program of pc's module o. */
+static bool row_run(const struct stack_object *o, uintptr_t pc, struct row *row)
+{
+	const uint8_t *f = fde_search(o->eh_frame_hdr, pc);
 	if (!f || LOAD(uint32_t, f) == 0 || LOAD(uint32_t, f) == 0xffffffff)
 		return false;
 	struct cie cie;
@@ -443,14 +512,48 @@ static bool step(struct window *w, struct regs *r, uintptr_t lookup)
 	return ra > 4096;
 }
 
+/*
+ * The module labyrinth's code lies in, [lo, hi), when it is a library of
+ * its own (the preload, liblabyrinth.so): the frames of a report taken
+ * inside it are the allocator's, not the program's, and the user wants to
+ * see first the call that reached it. Linked into the program itself, its
+ * frames cannot be told from the program's by module: none is skipped.
+ * Found at the first walk (_dl_find_object is async-signal-safe); two
+ * threads that race to find it store the same values.
+ */
+static _Atomic uintptr_t self_lo, self_hi;
+static _Atomic bool self_found;
+
+static bool in_self(uintptr_t pc)
+{
+	if (!atomic_load_explicit(&self_found, memory_order_acquire)) {
+		struct stack_object o, main_program;
+		bool apart = stack_object_of((uintptr_t)&in_self, &o) &&
+			     stack_object_of((uintptr_t)getauxval(AT_PHDR), &main_program) &&
+			     o.lm != main_program.lm;
+		atomic_store_explicit(&self_lo, apart ? o.start : 0, memory_order_relaxed);
+		atomic_store_explicit(&self_hi, apart ? o.end : 0, memory_order_relaxed);
+		atomic_store_explicit(&self_found, true, memory_order_release);
+	}
+	return pc - atomic_load_explicit(&self_lo, memory_order_relaxed) <
+	       atomic_load_explicit(&self_hi, memory_order_relaxed) -
+	       atomic_load_explicit(&self_lo, memory_order_relaxed);
+}
+
+/* Frames a walk may pass over before it records: the skipped ones and, at
+ * most this many more, labyrinth's own. */
+#define SELF_FRAMES_MAX 16
+
 /* pc[] holds the address looked up: inside the call instruction. w: the
- * pages known readable to begin with. */
-static void walk(struct stack *s, struct regs *r, unsigned skip, struct window w)
+ * pages known readable to begin with. skip_self: leave out labyrinth's own
+ * frames until the first that is not. */
+static void walk(struct stack *s, struct regs *r, unsigned skip, struct window w,
+		 bool skip_self)
 {
 	uintptr_t lookup = r->pc;
 	s->n = 0;
-	for (unsigned i = 0; i < skip + STACK_FRAMES; i++) {
-		if (i >= skip) {
+	for (unsigned i = 0; i < skip + SELF_FRAMES_MAX + STACK_FRAMES; i++) {
+		if (i >= skip && !(skip_self && s->n == 0 && in_self(lookup))) {
 			s->pc[s->n++] = lookup;
 			if (s->n == STACK_FRAMES)
 				return;
@@ -469,7 +572,13 @@ __attribute__((noinline)) void stack_here(struct stack *s, unsigned skip)
 	/* This thread runs on the page at its stack pointer: no need to try
 	 * it (most walks inside malloc then need no system call). */
 	uintptr_t page = r.sp & ~(PAGE_BYTES - 1);
-	walk(s, &r, skip + 1, (struct window){ .lo = page, .hi = page + PAGE_BYTES });
+	struct window w = { .lo = page, .hi = page + PAGE_BYTES };
+	struct regs start = r;
+	walk(s, &r, skip + 1, w, true);
+	/* Nothing but labyrinth's frames (a walk stopped inside it, or a
+	 * thread of its own): those, rather than nothing. */
+	if (s->n == 0)
+		walk(s, &start, skip + 1, w, false);
 }
 
 void stack_of_context(struct stack *s, const void *ucontext)
@@ -480,161 +589,7 @@ void stack_of_context(struct stack *s, const void *ucontext)
 		.sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
 		.bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
 	};
-	/* The interrupted context's registers may be anything: try them all. */
-	walk(s, &r, 0, (struct window){ 0 });
-}
-
-/* ---- naming frames ----------------------------------------------------- */
-
-/*
- * The loader's data for a module is only as trustworthy as the memory it
- * lies in: a dlopen'ed module's link map is a block of our own heap, which a
- * heap overflow can rewrite. So every table its dynamic section points to
- * is read only when it lies inside the module's mapping [start, end), and
- * its name only when the link map and the name lie outside the heap.
- */
-static bool inside(const struct object *o, uintptr_t p, size_t bytes)
-{
-	return p >= o->start && p < o->end && bytes <= o->end - p;
-}
-
-/* The loader relocates most of a module's dynamic entries in place, but not
- * those of a read-only dynamic section (the vDSO's). */
-static uintptr_t dyn_ptr(const struct object *o, uintptr_t v)
-{
-	return v < o->lm->l_addr ? v + o->lm->l_addr : v;
-}
-
-/* Symbols in the dynamic symbol table: DT_HASH says so; DT_GNU_HASH must be
- * walked to the end of its longest chain. 0 if a table leaves the module. */
-static size_t dyn_symbols(const struct object *o, const uint32_t *hash, const uint32_t *gnu)
-{
-	if (hash)
-		return inside(o, (uintptr_t)hash, 8) ? hash[1] : 0;
-	if (!gnu || !inside(o, (uintptr_t)gnu, 16))
-		return 0;
-	uint32_t nbuckets = gnu[0], symoffset = gnu[1], bloom = gnu[2];
-	const uint32_t *buckets = (const uint32_t *)((const uint64_t *)(gnu + 4) + bloom);
-	const uint32_t *chain = buckets + nbuckets;
-	if (!inside(o, (uintptr_t)buckets, (size_t)nbuckets * 4))
-		return 0;
-	uint32_t last = 0;
-	for (uint32_t b = 0; b < nbuckets; b++)
-		if (buckets[b] > last)
-			last = buckets[b];
-	if (last < symoffset)
-		return symoffset;
-	for (;;) {
-		const uint32_t *c = chain + (last - symoffset);
-		if (!inside(o, (uintptr_t)c, 4))
-			return 0;
-		if (*c & 1)
-			return (size_t)last + 1;
-		last++;
-	}
-}
-
-/* The exported function holding pc, from the module's dynamic symbols. */
-static const char *function_of(const struct object *o, uintptr_t pc, uintptr_t *start)
-{
-	const struct link_map *lm = o->lm;
-	const ElfW(Sym) *syms = NULL;
-	const char *strs = NULL;
-	const uint32_t *hash = NULL, *gnu = NULL;
-	size_t strsz = 0;
-	for (const ElfW(Dyn) *d = lm->l_ld; inside(o, (uintptr_t)d, sizeof *d) &&
-	     d->d_tag != DT_NULL; d++) {
-		uintptr_t v = dyn_ptr(o, d->d_un.d_ptr);
-		if (d->d_tag == DT_SYMTAB)
-			syms = (const ElfW(Sym) *)v;
-		else if (d->d_tag == DT_STRTAB)
-			strs = (const char *)v;
-		else if (d->d_tag == DT_STRSZ)
-			strsz = d->d_un.d_val;
-		else if (d->d_tag == DT_HASH)
-			hash = (const uint32_t *)v;
-		else if (d->d_tag == DT_GNU_HASH)
-			gnu = (const uint32_t *)v;
-	}
-	if (!syms || !strs || !inside(o, (uintptr_t)strs, strsz))
-		return NULL;
-	size_t n = dyn_symbols(o, hash, gnu);
-	if (!inside(o, (uintptr_t)syms, 0) || n > (o->end - (uintptr_t)syms) / sizeof *syms)
-		return NULL;
-	const ElfW(Sym) *best = NULL;
-	for (size_t i = 0; i < n; i++) {
-		const ElfW(Sym) *y = &syms[i];
-		unsigned type = ELF64_ST_TYPE(y->st_info);
-		if ((type != STT_FUNC && type != STT_GNU_IFUNC) || y->st_shndx == SHN_UNDEF)
-			continue;
-		uintptr_t a = lm->l_addr + y->st_value;
-		if (a <= pc && pc - a < (y->st_size ? y->st_size : 1) &&
-		    (!best || y->st_value > best->st_value))
-			best = y;
-	}
-	/* The name must end inside the string table. */
-	if (!best || best->st_name >= strsz || !memchr(strs + best->st_name, 0,
-							strsz - best->st_name))
-		return NULL;
-	*start = lm->l_addr + best->st_value;
-	return strs + best->st_name;
-}
-
-/* The module's path, or NULL when the loader's copy of it is in the heap
- * (the caller then names the module by its address). The main program's
- * empty name is its AT_EXECFN. */
-static const char *module_path(const struct object *o)
-{
-	const struct link_map *lm = o->lm;
-	if (fault_heap_holds(lm) || fault_heap_holds(lm->l_name) || !lm->l_name)
-		return NULL;
-	return lm->l_name[0] ? lm->l_name : (const char *)getauxval(AT_EXECFN);
-}
-
-static void frame_line(struct line *l, unsigned i, uintptr_t pc)
-{
-	line_str(l, "labyrinth:     #");
-	line_dec(l, i);
-	line_str(l, " ");
-	struct object o;
-	if (!object_of(pc, &o) || !o.lm || !inside(&o, pc, 1)) {
-		line_hex(l, pc);
-		return;
-	}
-	uintptr_t start;
-	const char *fn = function_of(&o, pc, &start);
-	if (fn) {
-		line_str(l, fn);
-		line_str(l, "+");
-		line_hex(l, pc - start);
-		line_str(l, " ");
-	}
-	const char *path = module_path(&o);
-	line_str(l, "(");
-	if (path) {
-		line_str(l, path);
-		line_str(l, "+");
-		line_hex(l, pc - o.lm->l_addr);
-	} else {
-		line_str(l, "module@");
-		line_hex(l, o.start);
-		line_str(l, "+");
-		line_hex(l, pc - o.start);
-	}
-	line_str(l, ")");
-}
-
-void stack_print(const struct stack *s, const char *title, void (*write)(struct line *))
-{
-	struct line l = { .len = 0 };
-	line_str(&l, "labyrinth: ");
-	line_str(&l, title);
-	line_str(&l, s->n ? ":\n" : ": (no frames)\n");
-	write(&l);
-	for (uint32_t i = 0; i < s->n; i++) {
-		l.len = 0;
-		frame_line(&l, i, s->pc[i]);
-		line_str(&l, "\n");
-		write(&l);
-	}
+	/* The interrupted context's registers may be anything: try them all.
+	 * Its first frame is the faulting instruction, wherever it lies. */
+	walk(s, &r, 0, (struct window){ 0 }, false);
 }

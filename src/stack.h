@@ -21,7 +21,19 @@ struct stack {
 	uintptr_t pc[STACK_FRAMES];
 };
 
-/* The caller's stack, leaving out the innermost `skip` frames of its own. */
+/* The module holding pc: its .eh_frame_hdr, link map and mapping, as
+ * _dl_find_object gives them (false: none, or no _dl_find_object). */
+struct link_map;
+struct stack_object {
+	const uint8_t *eh_frame_hdr;
+	const struct link_map *lm;
+	uintptr_t start, end;   /* [start, end): the module's mapping */
+};
+bool stack_object_of(uintptr_t pc, struct stack_object *o);
+
+/* The caller's stack, leaving out the innermost `skip` frames of its own;
+ * when labyrinth is a library of its own, its frames too, up to the
+ * program's call into it. */
 void stack_here(struct stack *s, unsigned skip);
 /* The stack of an interrupted context (a signal handler's ucontext_t). */
 void stack_of_context(struct stack *s, const void *ucontext);

@@ -258,6 +258,20 @@ uint64_t zero_generation(struct zero_region *z, const void *p)
 	return l ? v_gen(version_read(&l->versions[s])) : 0;
 }
 
+uint64_t zero_slot_version(const struct zero_region *z, const void *p, uintptr_t *start)
+{
+	uintptr_t base = atomic_load_explicit(&z->base, memory_order_relaxed);
+	uintptr_t off = (uintptr_t)p - base;
+	const struct zero_lane *l = &z->lanes[off >> ZERO_LANE_SHIFT];
+	uint64_t s = (off & ((1UL << ZERO_LANE_SHIFT) - 1)) >> l->shift;
+	*start = base + (off >> ZERO_LANE_SHIFT << ZERO_LANE_SHIFT) + (s << l->shift);
+	/* Words below open_hi are mapped (the acquire pairs with index_open). */
+	if (s < l->lo || s >= atomic_load_explicit(&((struct zero_lane *)l)->open_hi,
+						   memory_order_acquire))
+		return 0;
+	return version_read(&l->versions[s]);
+}
+
 void zero_lock(struct zero_region *z)
 {
 	pthread_mutex_lock(&z->lock);

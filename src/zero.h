@@ -62,6 +62,12 @@ void zero_free(struct zero_region *z, void *p, int kind, size_t expect);
 size_t zero_usable(struct zero_region *z, const void *p, int kind);
 /* The generation of the block at p (0: never allocated). */
 uint64_t zero_generation(struct zero_region *z, const void *p);
+/*
+ * For the fault explainer, in a signal handler (no lock): the slot holding
+ * p, which zero_has() claimed. *start: the slot's first byte; the result:
+ * its version word, 0 if its word was never opened (never allocated).
+ */
+uint64_t zero_slot_version(const struct zero_region *z, const void *p, uintptr_t *start);
 /* The region's lock, for the fork handlers; and new keys in the child. */
 void zero_lock(struct zero_region *z);
 void zero_unlock(struct zero_region *z);

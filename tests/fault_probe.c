@@ -6,8 +6,11 @@
  */
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +168,37 @@ __attribute__((noinline)) static void recurse(void)
 	sink = frame[0];
 }
 
+/* Threads that allocate and free through functions of their own, each
+ * keeping its last block: their stack walks share the unwinder's row
+ * cache, filling and reading it at once. */
+#define THREADS 4
+static char *kept[THREADS];
+/* The blocks are kept once every thread has done its loop: a block placed
+ * later whose run shares a kept one's record slot would take its stacks. */
+static pthread_barrier_t loops_done;
+
+#define THREAD_ALLOC(i) \
+	__attribute__((noinline)) char *thread_alloc_##i(void) \
+	{ \
+		char *p = malloc(24); \
+		p[0] = 1;      /* after the call: no tail call */ \
+		return p; \
+	}
+THREAD_ALLOC(0) THREAD_ALLOC(1) THREAD_ALLOC(2) THREAD_ALLOC(3)
+static char *(*const thread_allocs[THREADS])(void) = {
+	thread_alloc_0, thread_alloc_1, thread_alloc_2, thread_alloc_3,
+};
+
+void *thread_body(void *arg)
+{
+	long i = (long)arg;
+	for (int k = 0; k < 3000; k++)
+		free(thread_allocs[i]());
+	pthread_barrier_wait(&loops_done);
+	kept[i] = thread_allocs[i]();
+	return NULL;
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: fault_probe CASE [N]\n");
@@ -306,6 +340,35 @@ int main(int argc, char **argv)
 			lm->l_ld = fake;
 		}
 		call(write_at, p, 20480);
+	} else if (!strcmp(c, "lost-trace")) {
+		/* Guard-all keeps stacks in a table of 8192 slots, one per run's
+		 * first page modulo 8192 pages: blocks allocated until one's page
+		 * shares the first block's slot take its stacks over. */
+		char *p = alloc_here(32);
+		uintptr_t span = 8192UL * 4096;
+		long i;
+		for (i = 0; i < 1000000; i++) {
+			char *q = malloc(32);
+			bool same = (((uintptr_t)q & ~4095UL) - ((uintptr_t)p & ~4095UL)) % span == 0;
+			free(q);
+			if (same)
+				break;
+		}
+		if (i == 1000000) {
+			printf("skip: no block shared the slot\n");
+			return 0;
+		}
+		double_free_here(p);
+	} else if (!strcmp(c, "thread-stacks")) {
+		pthread_t t[THREADS];
+		pthread_barrier_init(&loops_done, NULL, THREADS);
+		for (long i = 0; i < THREADS; i++)
+			if (pthread_create(&t[i], NULL, thread_body, (void *)i) != 0)
+				return 2;
+		for (int i = 0; i < THREADS; i++)
+			pthread_join(t[i], NULL);
+		say_block(kept[n]);
+		double_free_here(kept[n]);
 	} else if (!strcmp(c, "stack-overflow")) {
 		stack_t ss = { .ss_size = 16384 };
 		ss.ss_sp = malloc(ss.ss_size);

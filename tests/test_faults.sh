@@ -48,6 +48,21 @@ run -- after-free 8 20000
 check 'has "use after free, read at $(at 8) (8 bytes into a freed 20000-byte block at $block" && segv' \
 	"a read of a freed large block is a use after free" "rc $rc: $err"
 
+# malloc(0) returns a pointer into the zero region, which is never
+# accessible: any access through it faults, and is named as such.
+run -- write 0 0
+check 'has "labyrinth: SIGSEGV: access to a zero-size block (malloc(0)), write at $block (a live block of 0 bytes)" && has_stack && segv' \
+	"a write through a live malloc(0) pointer: kind, write, address, live; stack; dies of SIGSEGV" "rc $rc: $err"
+run -- read 3 0
+check 'has "access to a zero-size block (malloc(0)), read at $(at 3) (3 bytes past a live zero-size block at $block)" && segv' \
+	"a read a few bytes past a malloc(0) pointer names the block and the distance" "rc $rc: $err"
+run -- after-free 0 0
+check 'has "access to a zero-size block (malloc(0)), read at $block (a freed block of 0 bytes)" && has_stack && segv' \
+	"a read through a freed malloc(0) pointer says freed" "rc $rc: $err"
+run -- write 4096 0
+check 'has "access to a zero-size block (malloc(0)), write at $(at 4096) (never allocated)" && segv' \
+	"an access to a zero-size slot never handed out says so" "rc $rc: $err"
+
 # Guard-all: every block ends at a guard page, and keeps its stacks.
 run LABYRINTH_GUARD_ALL=1 -- write 32 32
 check 'has "heap overflow, write at $(at 32) (0 bytes past the end of a 32-byte block at $block)" && segv' \
@@ -71,6 +86,32 @@ run LABYRINTH_GUARD_ALL=1 -- double-free
 check 'grep -A4 "labyrinth: freed by:" <<<"$err" | grep -q "double_free_here+0x" &&
        grep -A4 "labyrinth: allocated by:" <<<"$err" | grep -q "alloc_here+0x"' \
 	"guard-all: a double free names the first free and the allocation" "$err"
+
+# A block whose stacks a later block took over: the report says so,
+# rather than print an empty stack.
+run LABYRINTH_GUARD_ALL=1 -- lost-trace
+if [[ $out == *skip:* ]]; then
+	skip "guard-all: stacks taken over by a later block (${out#*skip: })"
+else
+	check 'has "labyrinth: double free of $block" &&
+	       has "labyrinth: allocated by: not kept (a later block'"'"'s record took its place)" &&
+	       has "labyrinth: freed by: not kept (a later block'"'"'s record took its place)" &&
+	       ! grep -Eq "by: (\(no frames\)|none)" <<<"$err"' \
+		"guard-all: stacks taken over by a later block are said to be lost, not shown empty" "rc $rc: $out $err"
+fi
+
+# Four threads walk their stacks at once through the unwinder's shared row
+# cache; a block each kept names its own thread's function and start.
+bad=""
+for i in 0 1 2 3; do
+	run LABYRINTH_GUARD_ALL=1 -- thread-stacks $i
+	alloc=$(sed -n '/^labyrinth: allocated by:$/,/^labyrinth: [a-z]/p' <<<"$err")
+	grep -q "#0 thread_alloc_$i+0x" <<<"$alloc" && grep -q "#1 thread_body+0x" <<<"$alloc" &&
+		grep -q "labyrinth: double free of $block" <<<"$err" || bad+=" $i"
+done
+check '[ -z "$bad" ]' \
+	"guard-all, 4 threads unwinding at once: each kept block's allocation stack is its thread's" \
+	"failed for threads:$bad; last: $err"
 
 # The report also goes to LABYRINTH_REPORT_FD (a pipe, as the command uses).
 mkfifo "$tmp/fifo"

@@ -20,12 +20,12 @@ expected='
 overflow-7|1-byte overflow of a 7-byte block (`p[7] = x`)|write|heap overflow@free|heap overflow@free|heap overflow@free|heap overflow@free|heap-buffer-overflow, WRITE of size 1@bug
 uaf-write|write after free (`free(p); p[8] = x`)|write|-|write after free or wild write@exit|SIGSEGV: use after free@bug|SIGSEGV: use after free@bug|heap-use-after-free, WRITE of size 1@bug
 uaf-read|read after free (`free(p); x = p[8]`)|read|-|-|SIGSEGV: use after free@bug|SIGSEGV: use after free@bug|heap-use-after-free, READ of size 1@bug
-underflow|underflow of a 32-byte block (`p[-1] = x`)|write|-|write after free or wild write@exit|heap overflow@free|heap overflow@free|heap-buffer-overflow, WRITE of size 1@bug
+underflow|underflow of a 32-byte block (`p[-1] = x`)|write|-|write after free or wild write@exit|heap underflow@free|heap underflow@free|heap-buffer-overflow, WRITE of size 1@bug
 double-free|double free|free|double free@bug|double free@bug|double free@bug|double free@bug|attempting double-free@bug
 interior-free|invalid free (`free(p + 8)`)|free|invalid free@bug|invalid free@bug|invalid free@bug|invalid free@bug|attempting free on address which was not malloc()-ed@bug
 large-overflow|1 byte past a 200,000-byte block (`p[200000] = x`)|write|heap overflow@free|heap overflow@free|SIGSEGV: heap overflow@bug|SIGSEGV: heap overflow@bug|heap-buffer-overflow, WRITE of size 1@bug
-zero-write|write through `malloc(0)` (`p[0] = x`)|write|SIGSEGV@bug|SIGSEGV@bug|SIGSEGV@bug|SIGSEGV@bug|-
-zero-read|read through `malloc(0)` (`x = p[0]`)|read|SIGSEGV@bug|SIGSEGV@bug|SIGSEGV@bug|SIGSEGV@bug|-
+zero-write|write through `malloc(0)` (`p[0] = x`)|write|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|-
+zero-read|read through `malloc(0)` (`x = p[0]`)|read|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|SIGSEGV: access to a zero-size block (malloc(0))@bug|-
 '
 modes=("" LABYRINTH_EXIT_CHECK=1 LABYRINTH_SAMPLE=1 LABYRINTH_GUARD_ALL=1)
 mode_names=("default" "LABYRINTH_EXIT_CHECK=1" "LABYRINTH_SAMPLE=1" "LABYRINTH_GUARD_ALL=1")
@@ -103,6 +103,19 @@ report_whole() {
 	*@exit) ;;
 	*) grep -q '^labyrinth:     #[0-9]* main+0x' "$tmp/err" || { why="the stack does not reach main"; return 1; } ;;
 	esac
+	grep -qE '^labyrinth: (stack|allocated by|freed by): (\(no frames\)|none)' "$tmp/err" &&
+		{ why="a stack with no frames"; return 1; }
+	return 0
+}
+
+# Every stack of a report made in the program's own call starts in the
+# program: the faulting instruction, or the call to malloc or free, not
+# one of labyrinth's frames (its malloc, its report functions).
+first_frames_ours() {
+	local bad
+	bad=$(awk '/^labyrinth: (stack|allocated by|freed by):$/ { head = $0; getline
+			if ($0 !~ /^labyrinth:     #0 .*[(\/]planted\+0x/) print head " " $0 }' "$tmp/err")
+	[ -z "$bad" ] || { why="first frame not the program's: $bad"; return 1; }
 }
 
 while IFS='|' read -r c bug verb d e s g a; do
@@ -116,6 +129,10 @@ while IFS='|' read -r c bug verb d e s g a; do
 			why=""
 			check 'report_whole' "$c, ${mode_names[$i]}: the report has its address and stack" \
 				"$why: $(head -c 600 "$tmp/err")"
+			if [[ $got != *@exit ]]; then
+				check 'first_frames_ours' "$c, ${mode_names[$i]}: each stack starts at the program's frame" \
+					"$why: $(head -c 1200 "$tmp/err")"
+			fi
 		fi
 	done
 done <<<"$expected"

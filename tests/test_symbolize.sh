@@ -36,6 +36,8 @@ int main(int argc, char **argv)
 	fprintf(stderr, "bug: before\n");
 	if (argc > 1 && strcmp(argv[1], "overflow") == 0)
 		((volatile char *)sink)[32] = 'A'; /* OVERFLOW */
+	if (argc > 1 && strcmp(argv[1], "underflow") == 0)
+		((volatile char *)sink)[-1] = 'A';
 	release(p);
 	release(sink); /* SECOND */
 	return 0;
@@ -73,6 +75,21 @@ check '[ $st -eq 139 ] &&
 	grep -Eq "^    #0 0x[0-9a-f]+ in main .*bug\.c:$(line OVERFLOW)\$" <<<"$err" &&
 	grep -Eq "^    #[0-9]+ 0x[0-9a-f]+ in main .*bug\.c:$(line MALLOC)\$" <<<"$alloc"' \
 	"--guard-all: the fault's line and the block's allocation line" "status $st, '$err'"
+
+# An underflow under --guard-all, found at the free: every stack starts at
+# the program's own frame (#0 is release's call to free, main's to
+# malloc), and the free's stack, the one above, is said to be so, symbolized
+# or not.
+err=$("$lab" --guard-all "$tmp/bug" underflow 2>&1)
+st=$?
+stack=$(sed -n '/^labyrinth: stack, symbolized:$/,/^labyrinth: /p' <<<"$err")
+alloc=$(sed -n '/^labyrinth: allocated by, symbolized:$/,/^labyrinth: /p' <<<"$err")
+check '[ $st -eq 134 ] && [[ $err == *"labyrinth: heap underflow of "* ]] &&
+	grep -Eq "^    #0 0x[0-9a-f]+ in release .*bug\.c:$(line FREE)\$" <<<"$stack" &&
+	grep -Eq "^    #0 0x[0-9a-f]+ in main .*bug\.c:$(line MALLOC)\$" <<<"$alloc" &&
+	[ "$(grep -c "^labyrinth: freed by: the same frames as the stack above\$" <<<"$err")" -eq 2 ]' \
+	"--guard-all underflow: stacks start at the program's call; the free's stack is the one above" \
+	"status $st, '$err'"
 
 # llvm-symbolizer alone serves as well as addr2line.
 if command -v llvm-symbolizer >/dev/null 2>&1; then
