@@ -206,7 +206,8 @@ void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 	void *q = resize_in_place(lab, w, p, size);
 	if (q)
 		return q;
-	bool growing = !lab->guarded && size > old && small_need(lab, size) > SMALL_MAX;
+	/* Growth in place skips the guarded region: only guard-all must not. */
+	bool growing = !guarded_all(lab) && size > old && small_need(lab, size) > SMALL_MAX;
 	void *n = growing ? large_alloc_growing(lab, size) : lab_malloc(lab, size);
 	if (!n)
 		return NULL;

@@ -62,6 +62,14 @@ static inline bool guarded_has(const struct labyrinth *lab, const void *p)
 	return s && (uintptr_t)p - (uintptr_t)s->base < s->bytes;
 }
 
+/* Whether every allocation must be guarded (LABYRINTH_GUARD_ALL, or a
+ * sample of one in 1), not one in N (LABYRINTH_SAMPLE=N). */
+static inline bool guarded_all(const struct labyrinth *lab)
+{
+	const struct guarded_span *s = (const struct guarded_span *)lab->guarded;
+	return s && s->sample <= 1;
+}
+
 /* Allocations this thread has left before its next sample (guarded.c). */
 extern __thread uint32_t guarded_countdown __attribute__((tls_model("initial-exec")));
 void *guarded_take_drawn(struct labyrinth *lab, size_t size, size_t align);
