@@ -5,6 +5,7 @@
  */
 #include "arena.h"
 #include "fastpath.h"
+#include "guarded.h"
 #include "lab.h"
 #include "os.h"
 #include "stats.h"
@@ -25,6 +26,16 @@ static void *enomem(void)
 /* The general paths, out of line so that the fast ones save no registers. */
 static __attribute__((noinline)) void *malloc_general(size_t size)
 {
+	/* Sampling: a call that is not the next sample takes the fast path,
+	 * and counts as guarded_take would have counted it. */
+	struct thread_cache *tc = tcache_fast;
+	if (tc && tc->lab->guarded && !guarded_all(tc->lab) && guarded_countdown > 1) {
+		void *p = fast_malloc_on(tc, size);
+		if (p) {
+			guarded_countdown--;
+			return p;
+		}
+	}
 	struct labyrinth *lab = lab_default();
 	void *p = lab ? lab_malloc(lab, size) : NULL;
 	return p ? p : enomem();

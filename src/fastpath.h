@@ -11,6 +11,10 @@
  * pool); then malloc is a batch pop and a hand-out, free a lookup, a
  * retire and a quarantine push.
  *
+ * Under LABYRINTH_SAMPLE, malloc's word is off (every call may be the one
+ * to guard) and the shim's general malloc counts the calls down itself,
+ * taking the fast path between samples: the default mode pays nothing.
+ *
  * Both are leaves: anything out of the common case (no cache yet, an empty
  * batch, a spent keystream buffer, a full release list, a forked child, a
  * slot of a page or more, a pointer that is no slot) is seen before any
@@ -39,10 +43,11 @@ static const struct step_terms fast_terms = {
 	.prot = &fast_prot, .class_max = FAST_CLASS_MAX, .leaf = true,
 };
 
-/* A block of 1 to FAST_REQUEST_MAX bytes, or NULL: take the general path. */
-static inline __attribute__((always_inline)) void *fast_malloc(size_t size)
+/* A block of 1 to FAST_REQUEST_MAX bytes from tc's batches, or NULL: take
+ * the general path. */
+static inline __attribute__((always_inline)) void *fast_malloc_on(struct thread_cache *tc,
+								  size_t size)
 {
-	struct thread_cache *tc = tcache_fast;
 	if (__builtin_expect(!tc || size - 1 >= FAST_REQUEST_MAX, 0))
 		return NULL;
 	const struct gen_page *g = gen_page;
@@ -52,6 +57,11 @@ static inline __attribute__((always_inline)) void *fast_malloc(size_t size)
 	if (__builtin_expect(tc->batch[cls].n == 0, 0))
 		return NULL;
 	return tcache_hand_out(&fast_terms, tc->lab, tc, cls, size, g);
+}
+
+static inline __attribute__((always_inline)) void *fast_malloc(size_t size)
+{
+	return fast_malloc_on(tcache_fast_malloc, size);
 }
 
 /* Free p if it is a small slot the fast path can retire; false (nothing

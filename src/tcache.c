@@ -26,6 +26,7 @@
 
 __thread struct thread_cache *tcache_self __attribute__((tls_model("initial-exec")));
 __thread struct thread_cache *tcache_fast __attribute__((tls_model("initial-exec")));
+__thread struct thread_cache *tcache_fast_malloc __attribute__((tls_model("initial-exec")));
 static __thread bool tcache_gone __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -200,7 +201,7 @@ static void cache_check_idle(struct thread_cache *tc)
 }
 
 /* Whether lab runs with the settings fastpath.h is written for: the
- * default protections, and neither guarded blocks nor a pool to serve. */
+ * default protections, and no pool to serve. */
 static bool fast_path_fits(struct labyrinth *lab, struct thread_cache *tc)
 {
 	const struct protections *p = &lab->prot;
@@ -208,7 +209,7 @@ static bool fast_path_fits(struct labyrinth *lab, struct thread_cache *tc)
 	/* The fast path's constants: the default quarantine, and the class of
 	 * its largest request, below a page. */
 	struct quarantine_shape sh = quarantine_shape_of(q);
-	return !lab->guarded && !lab->pool && p->canary && p->zero && p->uaf_check &&
+	return !lab->pool && p->canary && p->zero && p->uaf_check &&
 	       !memcmp(&sh, &quarantine_default_shape, sizeof sh) &&
 	       small_class_size(small_class(FAST_REQUEST_MAX + 1)) == FAST_CLASS_MAX;
 }
@@ -240,6 +241,7 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 	tc->arena = a;
 	tcache_self = tc;
 	tcache_fast = fast_path_fits(lab, tc) ? tc : NULL;
+	tcache_fast_malloc = lab->guarded ? NULL : tcache_fast;
 	if (hook) {
 		__cxa_thread_atexit_impl(tcache_exit, NULL, &__dso_handle);
 		if (exit_key_ok)
@@ -339,7 +341,7 @@ static void tcache_exit(void *unused)
 	if (!tc || thread_is_leader())
 		return;
 	cache_give_back(tc->lab, tc);
-	tcache_self = tcache_fast = NULL;
+	tcache_self = tcache_fast = tcache_fast_malloc = NULL;
 	tcache_gone = true;
 	pthread_mutex_lock(&pool_lock);
 	tc->next_idle = idle;

@@ -60,8 +60,14 @@ struct thread_cache {
 extern __thread struct thread_cache *tcache_self
 	__attribute__((tls_model("initial-exec")));
 /* The same cache, or NULL, when its labyrinth runs with the fast path's
- * settings (fastpath.h): the one word the shim's malloc and free test. */
+ * settings (fastpath.h): the one word the shim's free tests. Guarded
+ * blocks lie outside the maze, so free takes it with them too. */
 extern __thread struct thread_cache *tcache_fast
+	__attribute__((tls_model("initial-exec")));
+/* The word malloc tests: tcache_fast when no allocation may have to be
+ * guarded; under LABYRINTH_SAMPLE the shim takes the fast path between
+ * samples from its general path (fast_malloc_on). */
+extern __thread struct thread_cache *tcache_fast_malloc
 	__attribute__((tls_model("initial-exec")));
 /* The largest request the fast path serves: with its canary byte, its
  * class is below a page (3,840 bytes), so zeroing never gives pages back. */
