@@ -18,7 +18,10 @@
  * exec and wait4; the time is CLOCK_MONOTONIC around all three and the peak
  * RSS is wait4's ru_maxrss, which covers the child and the descendants it
  * waited for (gcc's cc1, for example). The table shows medians, which shrug
- * off the odd run that the machine disturbed.
+ * off the odd run that the machine disturbed. Under each row a line gives
+ * the page faults (wait4's ru_minflt, the waited-for descendants included:
+ * every fresh page a program touches is one, so it shows memory the
+ * allocator gave back and took again).
  *
  * The child's stdin and stdout are /dev/null; its stderr goes to a file per
  * workload in a temporary directory and is printed if a run fails. A run
@@ -82,6 +85,7 @@ struct workload {
 	double *secs[NALLOC];	/* per run, filled in run order */
 	double *mib[NALLOC];
 	double *sys[NALLOC];	/* system time, s */
+	double *flt[NALLOC];	/* minor page faults */
 	struct metric metric[MAX_METRICS];
 	int nmetrics;
 	int done;		/* runs completed under both allocators */
@@ -227,6 +231,7 @@ static void parse_one(struct workload *w, char **words, int count,
 		w->secs[a] = per_run(w->runs);
 		w->mib[a] = per_run(w->runs);
 		w->sys[a] = per_run(w->runs);
+		w->flt[a] = per_run(w->runs);
 	}
 }
 
@@ -500,6 +505,7 @@ static int run_once(const struct workload *w, int alloc, const struct options *o
 	w->secs[alloc][r] = t1 - t0;
 	w->mib[alloc][r] = (double)ru.ru_maxrss / 1024.0;	/* ru_maxrss is in KiB */
 	w->sys[alloc][r] = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	w->flt[alloc][r] = (double)ru.ru_minflt;
 	if (timed_out) {
 		kill(-pid, SIGKILL);	/* leftovers of the group, if any */
 		return -1;
@@ -754,9 +760,12 @@ static void print_figure(const char *label, double g, double l, double ratio, in
 	putchar('\n');
 }
 
-/* The lines under a row: system time (-y), then what the workload reported. */
+/* The lines under a row: page faults, system time (-y), then what the
+ * workload reported. */
 static void print_figures(const struct workload *w)
 {
+	print_figure("page faults", median(w->flt[GLIBC], w->done),
+		     median(w->flt[PRELOAD], w->done), paired(w->flt, w->done), 0);
 	if (w->show_sys)
 		print_figure("sys time (s)", median(w->sys[GLIBC], w->done),
 			     median(w->sys[PRELOAD], w->done), paired(w->sys, w->done), 0);
