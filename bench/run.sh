@@ -88,7 +88,7 @@ fi
 # one make bench always had; the process table (start-up, fork, exec) has
 # its own geomean, so that its large ratios do not swamp the first one's.
 alloc_rows='churn churn-t2 churn-t4 churn-p2 xfree realloc fastpath footprint
-churn-sample1000 python python-malloc python-malloc-sample1000 sqlite gcc redis'
+churn-sample1000 python python-malloc python-malloc-sample1000 sqlite gcc redis perl'
 proc_rows='fork-shell fork-grown ls-300 subshell-300 startup configure build'
 
 # Is workload $1 selected by BENCH_ONLY (empty: all are)?
@@ -130,11 +130,22 @@ trap 'exit 130' INT TERM HUP
 status=0
 
 # Name, optional VAR=VALUE, then the command. Missing programs (python3,
-# sqlite3, gcc) show as skipped. Sizes are tuned for about 0.3..1.2 s each
+# sqlite3, gcc, redis-server, perl) show as skipped. Sizes are tuned for about 0.3..1.2 s each
 # under glibc on 2 idle cores. python-malloc turns off CPython's own small-
 # object pools, so that every object goes through malloc. The *-sample1000
 # workloads measure LABYRINTH_SAMPLE=1000 against the same workload without
 # it (glibc ignores the variable).
+# perl: a hash of 120,000 strings of 1 to 300 bytes, half of it deleted,
+# joins and a string built a character at a time; twice.
+perl_script='my %h; my @keep;
+for my $r (1..2) {
+	for my $i (1..120000) { $h{"k$r.$i"} = ("x" x ($i % 300)) . $i; }
+	push @keep, join(",", map { $h{"k$r.$_"} } grep { $_ % 97 == 0 } 1..120000);
+	my @k = sort keys %h;
+	delete @h{@k[0 .. $#k / 2]};
+	my $s = ""; $s .= chr(65 + $_ % 26) for 1..120000; push @keep, scalar reverse $s;
+}
+print scalar(keys %h), " ", length(join "", @keep), "\n";'
 only=$(selected "$alloc_rows")
 if [ -n "$only" ]; then
 	wanted gcc && awk -f "$srcdir/bench/gencfile.awk" > "$work/big.c"
@@ -154,7 +165,8 @@ if [ -n "$only" ]; then
 			"$python" "$srcdir/bench/alloc.py" 4 :: \
 		sqlite    sqlite3 -bail :memory: ".read '$srcdir/bench/sqlite.sql'" :: \
 		gcc       gcc -O2 -c "$work/big.c" -o "$work/big.o" :: \
-		redis     sh "$srcdir/bench/redis.sh" || status=$?
+		redis     sh "$srcdir/bench/redis.sh" :: \
+		perl      perl -e "$perl_script" || status=$?
 fi
 
 # Sampling's cost: labyrinth with LABYRINTH_SAMPLE=1000 against labyrinth
