@@ -16,11 +16,14 @@
  * taking the fast path between samples: the default mode pays nothing.
  *
  * Both are leaves: anything out of the common case (no cache yet, an empty
- * batch, a spent keystream buffer, a full release list, a forked child, a
- * slot of a page or more, a pointer that is no slot) is seen before any
- * change and sends the caller to the general path, which does the same
- * steps with every test. So on the common case they call nothing and save
- * no registers; the reports they make are calls at the end of cold paths.
+ * batch, a spent keystream buffer, a full release list, malloc's first
+ * call in a forked child, a slot of a page or more, a pointer that is no
+ * slot) is seen before any change and sends the caller to the general
+ * path, which does the same steps with every test. So on the common case
+ * they call nothing and save no registers; the reports they make are calls
+ * at the end of cold paths. A forked child's frees before its first malloc
+ * stay here, as they do on the general path: they draw quarantine places
+ * from the words its cache's generator had buffered (see tcache_forked()).
  */
 #ifndef LAB_FASTPATH_H
 #define LAB_FASTPATH_H
