@@ -25,11 +25,13 @@ extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 
 static void *try_alloc(size_t size, size_t align)
 {
+	if (align & (align - 1))
+		return NULL;
 	void *p = align <= 16 ? fast_malloc(size) : NULL;
 	if (__builtin_expect(p != NULL, 1))
 		return p;
 	struct labyrinth *lab = lab_default();
-	if (!lab || (align & (align - 1)))
+	if (!lab)
 		return NULL;
 	return align > 16 ? lab_aligned(lab, align, size) : lab_malloc(lab, size);
 }
