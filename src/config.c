@@ -4,6 +4,7 @@
  */
 #include "config.h"
 #include "os.h"
+#include "quarantine.h"
 #include "report.h"
 
 #include <errno.h>
@@ -48,7 +49,7 @@ const struct cfg_var config_vars[] = {
 	  offsetof(struct config, uaf_check),
 	  "1: check that a reused slot is still zero, catching writes after free "
 	  "(needs LABYRINTH_ZERO=1)" },
-	{ "LABYRINTH_QUARANTINE", NULL, 0, 65536, 1024,
+	{ "LABYRINTH_QUARANTINE", NULL, 0, 65536, QUARANTINE_DEFAULT,
 	  offsetof(struct config, quarantine),
 	  "freed slots each thread (each arena of a private labyrinth) holds back "
 	  "before reuse (half in random order, half "

@@ -76,8 +76,7 @@ struct slot_ref slot_retire_damaged(struct labyrinth *lab, struct wing *w, struc
 				    uint64_t seen, struct quarantine *q)
 {
 	size_t req = *slot_size(w, r, slot);
-	if (expect != SIZE_MAX && expect != req)
-		report_wrong_size_if(p, expect, req, w->class_size);
+	report_wrong_size_if(p, expect, req, w->class_size);
 	slot_check_canary(lab, w, r, p, req, seen, v_gen(seen) + 1);
 	struct step_terms t = step_terms_general(lab);
 	return slot_retire_end(&t, w, w->class_size, p, cell, slot, q);
