@@ -49,26 +49,37 @@ static const uint32_t sigma[4] = { 0x61707865, 0x3320646e, 0x79622d32, 0x6b20657
 
 typedef uint32_t vec4 __attribute__((vector_size(16)));
 
-/* Blocks counter + [0, 4) into out[i * RNG_BLOCKS + j] for word i of block j. */
+/*
+ * The body of a refill pass: blocks counter + [0, lanes) into
+ * out[i * RNG_BLOCKS + j] for word i of block j, in vectors of type vec
+ * (lanes wide), with rot16 and rot8 for the rotations by whole bytes.
+ * One body for both widths; each width is a function of its own, so that
+ * the wide one alone is compiled for AVX2.
+ */
+#define CHACHA8_PASS(vec, lanes, rot16, rot8)                                 \
+	do {                                                                  \
+		vec in[16], x[16];                                            \
+		for (int i = 0; i < 4; i++)                                   \
+			in[i] = (vec){ 0 } + sigma[i];                        \
+		for (int i = 0; i < 8; i++)                                   \
+			in[4 + i] = (vec){ 0 } + key[i];                      \
+		for (int j = 0; j < (lanes); j++) {                           \
+			in[12][j] = (uint32_t)(counter + (uint64_t)j);        \
+			in[13][j] = (uint32_t)((counter + (uint64_t)j) >> 32); \
+		}                                                             \
+		in[14] = in[15] = (vec){ 0 };                                 \
+		memcpy(x, in, sizeof x);                                      \
+		CHACHA_ROUNDS(x, rot16, rot8);                                \
+		for (int i = 0; i < 16; i++) {                                \
+			vec v = x[i] + in[i];                                 \
+			memcpy(out + i * RNG_BLOCKS, &v, sizeof v);           \
+		}                                                             \
+		memset(x, 0, sizeof x);                                       \
+	} while (0)
+
 static void chacha8_x4(const uint32_t key[8], uint64_t counter, uint32_t *out)
 {
-	vec4 in[16], x[16];
-	for (int i = 0; i < 4; i++)
-		in[i] = (vec4){ sigma[i], sigma[i], sigma[i], sigma[i] };
-	for (int i = 0; i < 8; i++)
-		in[4 + i] = (vec4){ key[i], key[i], key[i], key[i] };
-	for (int j = 0; j < 4; j++) {
-		in[12][j] = (uint32_t)(counter + (uint64_t)j);
-		in[13][j] = (uint32_t)((counter + (uint64_t)j) >> 32);
-	}
-	in[14] = in[15] = (vec4){ 0, 0, 0, 0 };
-	memcpy(x, in, sizeof x);
-	CHACHA_ROUNDS(x, ROT16, ROT8);
-	for (int i = 0; i < 16; i++) {
-		vec4 v = x[i] + in[i];
-		memcpy(out + i * RNG_BLOCKS, &v, sizeof v);
-	}
-	memset(x, 0, sizeof x);
+	CHACHA8_PASS(vec4, 4, ROT16, ROT8);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -91,23 +102,7 @@ typedef uint8_t bytes32 __attribute__((vector_size(32)));
 __attribute__((target("avx2"))) static void chacha8_x8(const uint32_t key[8], uint64_t counter,
 							 uint32_t *out)
 {
-	vec8 in[16], x[16];
-	for (int i = 0; i < 4; i++)
-		in[i] = (vec8){ 0 } + sigma[i];
-	for (int i = 0; i < 8; i++)
-		in[4 + i] = (vec8){ 0 } + key[i];
-	for (int j = 0; j < 8; j++) {
-		in[12][j] = (uint32_t)(counter + (uint64_t)j);
-		in[13][j] = (uint32_t)((counter + (uint64_t)j) >> 32);
-	}
-	in[14] = in[15] = (vec8){ 0 };
-	memcpy(x, in, sizeof x);
-	CHACHA_ROUNDS(x, SHUF16, SHUF8);
-	for (int i = 0; i < 16; i++) {
-		vec8 v = x[i] + in[i];
-		memcpy(out + i * RNG_BLOCKS, &v, sizeof v);
-	}
-	memset(x, 0, sizeof x);
+	CHACHA8_PASS(vec8, 8, SHUF16, SHUF8);
 }
 
 /* glibc's loader read the CPU's features already: asking costs nothing. */
