@@ -54,13 +54,19 @@ median() {
 }
 
 status=0
-# pair LIB: one run of the default mode and one with sampling, in the order
-# the run's number says (ABBA); their times in $a and $b.
+# pair LIB WHAT: one run of the default mode and one with sampling, in the
+# order the run's number says (ABBA); their times in $a and $b. If either
+# failed: says so (WHAT names the build), marks the status, returns 1.
 pair() {
 	if [ $((i % 2)) -eq 1 ]; then
 		a=$(cpu "$1" "${cmd[@]}"); b=$(cpu "$1" LABYRINTH_SAMPLE=1000 "${cmd[@]}")
 	else
 		b=$(cpu "$1" LABYRINTH_SAMPLE=1000 "${cmd[@]}"); a=$(cpu "$1" "${cmd[@]}")
+	fi
+	if [ "$a" = FAILED ] || [ "$b" = FAILED ]; then
+		printf '  %-22s FAILED%s: %s\n' "$name" "$2" "$(tail -c 2000 "$err")"
+		status=1
+		return 1
 	fi
 }
 
@@ -75,20 +81,10 @@ row() {
 	shift
 	cmd=("$@")
 	for i in $(seq 1 "$runs"); do
-		pair "$preload"
-		if [ "$a" = FAILED ] || [ "$b" = FAILED ]; then
-			printf '  %-22s FAILED: %s\n' "$name" "$(tail -c 2000 "$err")"
-			status=1
-			return
-		fi
+		pair "$preload" "" || return
 		as="$as$a"$'\n'; bs="$bs$b"$'\n'
 		[ -n "$base" ] || continue
-		pair "$base"
-		if [ "$a" = FAILED ] || [ "$b" = FAILED ]; then
-			printf '  %-22s FAILED (base): %s\n' "$name" "$(tail -c 2000 "$err")"
-			status=1
-			return
-		fi
+		pair "$base" " (base)" || return
 		bas="$bas$a"$'\n'; bbs="$bbs$b"$'\n'
 	done
 	line "$name" "$as" "$bs"
