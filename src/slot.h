@@ -175,9 +175,8 @@ static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, si
 
 /* p's room, cell and slot; NULL if p is not the start of a slot of w's
  * extent. No report: the fast path hands such a pointer to the general one. */
-static inline __attribute__((always_inline)) struct room *slot_find(struct wing *w, const void *p,
-								   uint32_t *cellp,
-				     uint16_t *slot)
+static inline __attribute__((always_inline)) struct room *
+slot_find(struct wing *w, const void *p, uint32_t *cellp, uint16_t *slot)
 {
 	size_t off = 0;
 	uint32_t cell = wing_cell_of(w, p, &off);
@@ -275,8 +274,8 @@ static inline __attribute__((always_inline)) void slot_clear(char *p, size_t siz
 	}
 }
 
-static inline __attribute__((always_inline)) bool slot_zero(size_t size, char *p, struct quarantine *q,
-							 bool leaf)
+static inline __attribute__((always_inline)) bool
+slot_zero(size_t size, char *p, struct quarantine *q, bool leaf)
 {
 	/* Below a page a slot holds no whole page to give back. */
 	if (size < PAGE_SIZE) {
