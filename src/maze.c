@@ -555,8 +555,15 @@ bool maze_reserve(struct maze *m, const struct wing_spec *specs, unsigned n,
 	memset(m, 0, sizeof *m);
 	rng_derive(&m->epoch_rng, seed);        /* first draws: where the maze and index go */
 	size_t total = 0;
-	for (unsigned i = 0; i < n; i++)
-		total += wing_size(&specs[i], wing_bytes);
+	for (unsigned i = 0; i < n; i++) {
+		size_t b = wing_size(&specs[i], wing_bytes);
+		/* wing_cell_of() counts a wing's pages in 32 bits. */
+		if (b / PAGE_SIZE > UINT32_MAX) {
+			errno = ENOMEM;
+			return false;
+		}
+		total += b;
+	}
 	size_t nslices = total / wing_bytes;
 	size_t rngs_at = (n * sizeof(struct wing) + nslices * sizeof(uint16_t) + 63) & ~(size_t)63;
 	if (!meta_map(m, rngs_at + n * sizeof(struct rng)))

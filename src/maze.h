@@ -210,18 +210,19 @@ static inline uint64_t *map_word(const struct wing *w, uint32_t i)
 
 /*
  * Which cell of w holds p, and p's offset in it; CELL_NONE if p is outside the
- * extent (so no room was ever there).
+ * extent (so no room was ever there). p must lie in w's part of the maze (as
+ * maze_wing_of() found it), whose pages maze_reserve() keeps countable in 32
+ * bits. A cell below the extent wraps round to above it: one compare.
  */
 static inline uint32_t wing_cell_of(const struct wing *w, const void *p, size_t *offset)
 {
 	size_t off = (size_t)((const char *)p - w->base);
-	size_t cell = off / PAGE_SIZE <= UINT32_MAX ? fast_div((uint32_t)(off / PAGE_SIZE), w->cell_magic)
-						     : off / w->cell_bytes;
+	uint32_t cell = fast_div((uint32_t)(off / PAGE_SIZE), w->cell_magic);
 	uint32_t ext = atomic_load_explicit(&((struct wing *)w)->ext_cells, memory_order_acquire);
-	if (cell < w->ext_lo || cell - w->ext_lo >= ext)
+	if (cell - w->ext_lo >= ext)
 		return CELL_NONE;
-	*offset = off - cell * w->cell_bytes;
-	return (uint32_t)(cell - w->ext_lo);
+	*offset = off - (size_t)cell * w->cell_bytes;
+	return cell - w->ext_lo;
 }
 
 static inline bool cell_taken(const struct wing *w, uint32_t cell)

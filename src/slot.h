@@ -182,9 +182,9 @@ slot_find(struct wing *w, const void *p, uint32_t *cellp, uint16_t *slot)
 	uint32_t cell = wing_cell_of(w, p, &off);
 	if (__builtin_expect(cell == CELL_NONE, 0))
 		return NULL;
+	/* A small room holds at most 65,535 slots: room_slots is exact. */
 	uint32_t i = fast_div((uint32_t)off, w->class_magic);
-	if (__builtin_expect(off != (size_t)i * w->class_size ||
-			     ((size_t)i + 1) * w->class_size > w->room_bytes, 0))
+	if (__builtin_expect(off != (size_t)i * w->class_size || i >= slots_per_room(w), 0))
 		return NULL;
 	*cellp = cell;
 	*slot = (uint16_t)i;

@@ -9,7 +9,9 @@
 #include "canary.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 Test(room, every_size_gets_the_smallest_class_that_fits)
 {
@@ -181,5 +183,35 @@ Test(room, slot_clear_clears_the_slot_and_nothing_else)
 				cr_assert_eq(buf[i], i >= 16 && i < 16 + len ? 0 : 0x5a,
 					     "byte %zu after clearing %zu bytes (leaf %d)", i, len, leaf);
 		}
+	}
+}
+
+/*
+ * A free of the first slot-aligned address past a room's last slot: in the
+ * room's unused tail when its pages do not divide into slots, else the
+ * guard page. Either is no slot and must be refused, in every class (the
+ * lookup bounds the slot index by the room's slot count).
+ */
+static void free_past_last_slot(void *arg)
+{
+	unsigned cls = (unsigned)(uintptr_t)arg;
+	size_t cs = small_class_size(cls);
+	char *p = labyrinth_malloc(NULL, cs - 1);
+	struct wing *w = maze_wing_of(&lab_default()->maze, p);
+	size_t off = 0;
+	if (!w || w->class_size != cs || wing_cell_of(w, p, &off) == CELL_NONE)
+		_exit(3);
+	char *room = p - off;
+	labyrinth_free(NULL, room + (size_t)slots_per_room(w) * cs);
+	_exit(4);
+}
+
+Test(room, a_free_past_the_last_slot_is_refused)
+{
+	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+		struct outcome o = run_in_child(free_past_last_slot, (void *)(uintptr_t)c);
+		cr_assert(o.signal == SIGABRT && strstr(o.err, "labyrinth: invalid free of 0x"),
+			  "class %zu: signal %d exit %d: %s", small_class_size(c), o.signal,
+			  o.exit_code, o.err);
 	}
 }
