@@ -88,10 +88,13 @@ static inline void quarantine_order(void)
 
 /* Storage for a quarantine of n slots: n entries. */
 void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n);
-/* Ring indices wrap by comparison: a division per free costs more than the
- * rest of the push. */
+/* Ring indices wrap by a mask when n is a power of two (the default's, a
+ * constant on the fast path), else by comparison: a division per free
+ * costs more than the rest of the push. */
 static inline uint32_t quarantine_ring_next(uint32_t i, uint32_t n)
 {
+	if ((n & (n - 1)) == 0)
+		return (i + 1) & (n - 1);
 	return i + 1 == n ? 0 : i + 1;
 }
 
@@ -104,10 +107,11 @@ quarantine_fifo_push(struct quarantine *q, uint32_t nfifo, struct slot_ref in,
 		return true;
 	}
 	if (q->count == nfifo) {        /* full: the oldest leaves, in takes its place */
-		*out = q->fifo[q->head];
-		slot_ref_put(&q->fifo[q->head], in);
+		uint32_t head = q->head;
+		*out = q->fifo[head];
+		slot_ref_put(&q->fifo[head], in);
 		quarantine_order();
-		q->head = quarantine_ring_next(q->head, nfifo);
+		q->head = quarantine_ring_next(head, nfifo);
 		return true;
 	}
 	uint32_t tail = q->head + q->count;
