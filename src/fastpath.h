@@ -59,7 +59,7 @@ static inline __attribute__((always_inline)) void *fast_malloc_on(struct thread_
 	unsigned cls = small_class(size + 1);
 	if (__builtin_expect(tc->batch[cls].n == 0, 0))
 		return NULL;
-	return tcache_hand_out(&fast_terms, tc->lab, tc, cls, size, g);
+	return tcache_hand_out(&fast_terms, tc->lab, tc, cls, size);
 }
 
 static inline __attribute__((always_inline)) void *fast_malloc(size_t size)

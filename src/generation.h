@@ -25,7 +25,7 @@
 struct gen_page {
 	_Atomic uint32_t tag_bits;      /* the tag << GEN_TAG_SHIFT, for slot owner words */
 	_Atomic uint32_t gen;
-	uint64_t key;           /* gen_keys[tag], beside the tag: malloc reads both */
+	uint64_t key;           /* gen_keys[tag], beside the tag (owner_word() reads both) */
 };
 
 /* A small slot's owner tag is its arena (7 bits) and its generation's tag. */

@@ -68,7 +68,7 @@ void *slot_hand_out_dirty(const struct protections *prot, struct wing *w, struct
 			  char *p, size_t size, uint64_t v)
 {
 	slot_zero_report(w, r, p, v_gen(v));
-	return slot_hand_over(prot, w->class_size, r, p, size, v);
+	return slot_hand_over(prot, w->class_size, r, p, size, v, generation_key(v_owner(v)));
 }
 
 struct slot_ref slot_retire_damaged(struct labyrinth *lab, struct wing *w, struct room *r,

@@ -125,15 +125,35 @@ static inline __attribute__((always_inline)) size_t class_size_at_most(const str
 	return cs;
 }
 
+/*
+ * Whom a hand-out makes a slot's owner: the version word's low bits (owned,
+ * by this arena, in this generation) and the generation's canary key. A
+ * thread cache keeps its own, made when it learns its generation, so that
+ * malloc neither builds the bits nor looks the key up.
+ */
+struct owner_word {
+	uint64_t low;
+	uint64_t key;
+};
+
+static inline struct owner_word owner_word(unsigned arena_id, const struct gen_page *g)
+{
+	return (struct owner_word){
+		.low = v_low(V_OWNED, arena_id | atomic_load_explicit(&g->tag_bits,
+								     memory_order_relaxed)),
+		.key = g->key,
+	};
+}
+
 /* The rest of a hand-out once the slot is known clean: the canary, then
- * the block is the caller's. v's owner tag names the generation whose key
- * the canary takes. */
+ * the block is the caller's. key is the canary key of the generation that
+ * v's owner tag names. */
 static inline __attribute__((always_inline)) void *
 slot_hand_over(const struct protections *prot, size_t cs, struct room *r, char *p, size_t size,
-	       uint64_t v)
+	       uint64_t v, uint64_t key)
 {
 	if (prot->canary)
-		canary_write_slot(p, size, cs, slot_pattern(r, p, v));
+		canary_write_slot(p, size, cs, canary_pattern(r->key ^ key, p, v));
 	annotate_alloc(p, size, cs);
 	return p;
 }
@@ -143,17 +163,16 @@ slot_hand_over(const struct protections *prot, size_t cs, struct room *r, char *
 void *slot_hand_out_dirty(const struct protections *prot, struct wing *w, struct room *r,
 			  char *p, size_t size, uint64_t v) __attribute__((noinline));
 
-/* Hand out a slot taken from arena `owner`'s rooms as an allocation of
- * size bytes; its owner tag also names this process generation, g. */
+/* Hand out a slot as an allocation of size bytes, owned as o says. */
 static inline __attribute__((always_inline)) void *
 slot_hand_out_with(const struct step_terms *t, struct labyrinth *lab, struct slot_ref ref,
-		   size_t size, unsigned owner, const struct gen_page *g)
+		   size_t size, const struct owner_word *o)
 {
 	struct wing *w = &lab->maze.wings[ref.cls];
 	size_t cs = class_size_at_most(w, t->class_max);
 	struct room *r = room_of(w, ref.cell);
 	*slot_size(w, r, ref.slot) = (uint16_t)size;
-	uint64_t v = version_set(slot_version(r, ref.slot), V_FREE, V_OWNED, owner | g->tag_bits);
+	uint64_t v = version_set_low(slot_version(r, ref.slot), V_FREE, o->low);
 	if (__builtin_expect(!v, 0))
 		slot_corrupt();
 	char *p = cell_addr(w, ref.cell) + (size_t)ref.slot * cs;
@@ -163,14 +182,17 @@ slot_hand_out_with(const struct step_terms *t, struct labyrinth *lab, struct slo
 		if (__builtin_expect(!slot_bytes_zero(p, cs, t->leaf), 0))
 			return slot_hand_out_dirty(t->prot, w, r, p, size, v);
 	}
-	return slot_hand_over(t->prot, cs, r, p, size, v);
+	return slot_hand_over(t->prot, cs, r, p, size, v, o->key);
 }
 
+/* Hand out a slot taken from arena `owner`'s rooms; its owner tag also
+ * names this process generation, g. */
 static inline void *slot_hand_out(struct labyrinth *lab, struct slot_ref ref, size_t size,
 				  unsigned owner, const struct gen_page *g)
 {
 	struct step_terms t = step_terms_general(lab);
-	return slot_hand_out_with(&t, lab, ref, size, owner, g);
+	struct owner_word o = owner_word(owner, g);
+	return slot_hand_out_with(&t, lab, ref, size, &o);
 }
 
 /* p's room, cell and slot; NULL if p is not the start of a slot of w's

@@ -85,7 +85,9 @@ static void cache_rekey(struct thread_cache *tc, struct arena *a)
 	pthread_mutex_lock(&a->lock);
 	rng_derive(&tc->rng, &a->rng);
 	pthread_mutex_unlock(&a->lock);
-	tc->gen = generation_now();
+	const struct gen_page *g = generation_page();
+	tc->gen = atomic_load_explicit(&g->gen, memory_order_relaxed);
+	tc->owned = owner_word(a->id, g);
 }
 
 /* An empty cache: no batch, no quarantine, nothing to release. */

@@ -45,7 +45,8 @@ struct batch {
 struct thread_cache {
 	struct labyrinth *lab;
 	struct arena *arena;            /* batches are taken from its bins */
-	uint32_t gen;           /* the process generation its batches and rng are of */
+	struct owner_word owned;        /* its id and gen's tag, for slots handed out */
+	uint32_t gen;           /* the process generation its batches, rng and owned are of */
 	struct rng rng;
 	struct quarantine quarantine;
 	uint16_t nrelease;
@@ -105,7 +106,7 @@ static inline void tcache_order(void)
 /* Hand out the top slot of tc's batch of class cls (not empty). */
 static inline __attribute__((always_inline)) void *
 tcache_hand_out(const struct step_terms *t, struct labyrinth *lab, struct thread_cache *tc,
-		unsigned cls, size_t size, const struct gen_page *g)
+		unsigned cls, size_t size)
 {
 	struct batch *b = &tc->batch[cls];
 	/* The next slot is not prefetched: that cost 31 instructions a pair
@@ -113,7 +114,8 @@ tcache_hand_out(const struct step_terms *t, struct labyrinth *lab, struct thread
 	struct slot_ref ref = b->ref[--b->n];
 	tcache_order();
 	counter_add(&b->allocs, 1);
-	return slot_hand_out_with(t, lab, ref, size, tc->arena->id, g);
+	ref.cls = (uint16_t)cls;        /* what it holds: the class in a register */
+	return slot_hand_out_with(t, lab, ref, size, &tc->owned);
 }
 
 /* A slot of class cls for a request of size bytes, or NULL when the wing is full. */
@@ -126,7 +128,7 @@ static inline void *tcache_alloc(struct labyrinth *lab, struct thread_cache *tc,
 	if (__builtin_expect(tc->batch[cls].n == 0, 0) && !tcache_batch_fill(lab, tc, cls))
 		return NULL;
 	struct step_terms t = step_terms_general(lab);
-	return tcache_hand_out(&t, lab, tc, cls, size, g);
+	return tcache_hand_out(&t, lab, tc, cls, size);
 }
 
 /* A slot that slot_retire() accepted enters the thread's quarantine; the

@@ -32,11 +32,19 @@ static inline unsigned v_state(uint64_t v) { return (unsigned)(v & 3); }
 static inline unsigned v_owner(uint64_t v) { return (unsigned)(v >> 2) & ((1u << V_OWNER_BITS) - 1); }
 static inline uint64_t v_gen(uint64_t v) { return v >> V_GEN_SHIFT; }
 
+/* The word's bits below the generation: state and owner tag. */
+static inline uint64_t v_low(unsigned state, unsigned owner)
+{
+	return (uint64_t)(owner & ((1u << V_OWNER_BITS) - 1)) << 2 | state;
+}
+/* The word after old, with low bits `low` (v_low). */
+static inline uint64_t v_next_low(uint64_t old, uint64_t low)
+{
+	return (v_gen(old) + 1) << V_GEN_SHIFT | low;
+}
 static inline uint64_t v_next(uint64_t old, unsigned state, unsigned owner)
 {
-	uint64_t gen = v_gen(old) + 1;
-	return gen << V_GEN_SHIFT |
-	       (uint64_t)(owner & ((1u << V_OWNER_BITS) - 1)) << 2 | state;
+	return v_next_low(old, v_low(state, owner));
 }
 
 /* Move the word from state `from` to `to`; false if it was not in `from`.
@@ -72,16 +80,22 @@ static inline bool version_release(version_t *w, uint64_t *seen)
 /*
  * Move a word that the caller holds alone (under a lock, or in a thread's
  * batch or quarantine), where no other move can race: a plain store. The
- * new word, or 0 (nothing written) if it was not in state `from`.
+ * new word, or 0 (nothing written) if it was not in state `from`. The
+ * _low form takes the new state and owner as v_low() made them, which a
+ * caller that moves many words to one owner works out once.
  */
-static inline uint64_t version_set(version_t *w, unsigned from, unsigned to, unsigned owner)
+static inline uint64_t version_set_low(version_t *w, unsigned from, uint64_t low)
 {
 	uint64_t old = atomic_load_explicit(w, memory_order_relaxed);
 	if (__builtin_expect(v_state(old) != from, 0))
 		return 0;
-	uint64_t next = v_next(old, to, owner);
+	uint64_t next = v_next_low(old, low);
 	atomic_store_explicit(w, next, memory_order_release);
 	return next;
+}
+static inline uint64_t version_set(version_t *w, unsigned from, unsigned to, unsigned owner)
+{
+	return version_set_low(w, from, v_low(to, owner));
 }
 
 static inline uint64_t version_read(version_t *w)
