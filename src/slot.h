@@ -161,7 +161,7 @@ slot_hand_over(const struct protections *prot, size_t cs, struct room *r, char *
 /* A slot found written after it was freed: the report, then the rest of
  * the hand-out. Out of line, so the clean case saves no registers. */
 void *slot_hand_out_dirty(const struct protections *prot, struct wing *w, struct room *r,
-			  char *p, size_t size, uint64_t v) __attribute__((noinline));
+			  char *p, size_t size, uint64_t v) __attribute__((noinline, returns_nonnull));
 
 /* Hand out a slot as an allocation of size bytes, owned as o says. */
 static inline __attribute__((always_inline)) void *
