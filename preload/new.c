@@ -69,7 +69,11 @@ static void cxx_delete(void *p)
 
 static void cxx_delete_sized(void *p, size_t size)
 {
-	if (p && !fast_free_sized(p, size))
+	if (!p)
+		return;
+	if (__builtin_expect(size == SIZE_MAX, 0))
+		lab_free_sized_max(lab_default(), p);
+	else if (!fast_free_sized(p, size))
 		lab_free_sized(lab_default(), p, size);
 }
 

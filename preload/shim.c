@@ -164,7 +164,11 @@ SHIM size_t malloc_usable_size(void *p)
 /* C23's sized frees: the size must be the one asked for. */
 SHIM void free_sized(void *p, size_t size)
 {
-	if (p && !fast_free_sized(p, size))
+	if (!p)
+		return;
+	if (__builtin_expect(size == SIZE_MAX, 0))
+		lab_free_sized_max(lab_default(), p);
+	else if (!fast_free_sized(p, size))
 		lab_free_sized(lab_default(), p, size);
 }
 

@@ -167,17 +167,33 @@ static size_t usable(struct labyrinth *lab, struct wing *w, const void *p, int k
 	return large_usable(lab, w, p, kind);
 }
 
+/* p's usable bytes; SIZE_MAX (after a report of kind `kind`) if it is no
+ * live block. */
+static size_t block_usable(struct labyrinth *lab, const void *p, int kind)
+{
+	if (__builtin_expect(guarded_has(lab, p), 0))
+		return guarded_usable(lab, p, kind);
+	struct wing *w = maze_wing_of(&lab->maze, p);
+	return w ? usable(lab, w, p, kind)
+		 : zero_has(&lab->zero, p) ? zero_usable(&lab->zero, p, kind)
+		 : (wing_or_report(lab, p, kind), SIZE_MAX);
+}
+
 size_t lab_usable(struct labyrinth *lab, const void *p)
 {
-	if (__builtin_expect(guarded_has(lab, p), 0)) {
-		size_t n = guarded_usable(lab, p, ERR_INVALID_USABLE_SIZE);
-		return n == SIZE_MAX ? 0 : n;
-	}
-	struct wing *w = maze_wing_of(&lab->maze, p);
-	size_t n = w ? usable(lab, w, p, ERR_INVALID_USABLE_SIZE)
-		     : zero_has(&lab->zero, p) ? zero_usable(&lab->zero, p, ERR_INVALID_USABLE_SIZE)
-		     : (wing_or_report(lab, p, ERR_INVALID_USABLE_SIZE), SIZE_MAX);
+	size_t n = block_usable(lab, p, ERR_INVALID_USABLE_SIZE);
 	return n == SIZE_MAX ? 0 : n;
+}
+
+void lab_free_sized_max(struct labyrinth *lab, void *p)
+{
+	/* Found as a free would find it, so that a pointer that is no live
+	 * block is reported as a free of it is. */
+	size_t n = block_usable(lab, p, ERR_INVALID_FREE);
+	if (n == SIZE_MAX)
+		return;
+	report_wrong_size(p, SIZE_MAX, n, 0);
+	lab_free(lab, p);
 }
 
 /* p resized where it is, or NULL if it must move. A guarded block (w NULL)

@@ -205,8 +205,12 @@ void report_failed_release(enum heap_error kind, const void *addr, size_t class_
 
 void report_wrong_size_if(const void *addr, size_t given, size_t allocated, size_t class_size)
 {
-	if (given == SIZE_MAX || given == allocated)
-		return;
+	if (given != SIZE_MAX && given != allocated)
+		report_wrong_size(addr, given, allocated, class_size);
+}
+
+void report_wrong_size(const void *addr, size_t given, size_t allocated, size_t class_size)
+{
 	struct error_site site = {
 		.addr = addr, .given = given, .has_given = 1, .allocated = allocated,
 		.has_allocated = 1, .class_size = class_size,

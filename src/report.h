@@ -64,6 +64,8 @@ uint64_t report_count(void);
 /* A sized free said `given` bytes (SIZE_MAX: not a sized free); report it
  * if that is not the size allocated. */
 void report_wrong_size_if(const void *addr, size_t given, size_t allocated, size_t class_size);
+/* The same, given always wrong. */
+void report_wrong_size(const void *addr, size_t given, size_t allocated, size_t class_size);
 
 __attribute__((noreturn, cold))
 void report_fatal_errno(const char *what, const void *addr);

@@ -76,6 +76,8 @@ if command -v g++ >/dev/null 2>&1; then
 #include <new>
 #include <string>
 #include <vector>
+/* C23's sized free, which this libc does not declare: the preload has it. */
+extern "C" void free_sized(void *, std::size_t) __attribute__((weak));
 struct alignas(8192) Page { char bytes[100]; };
 struct alignas(64) Line { char bytes[16384]; };
 struct Counted { std::string s = "x"; ~Counted() {} };
@@ -85,6 +87,14 @@ int main(int argc, char **argv)
 		static char *volatile z;        /* kept: the compiler may not drop it */
 		z = new char[argc - 2];         /* 0, unknown to the compiler */
 		z[0] = 1;
+		return 0;
+	}
+	if (argc > 1 && argv[1][0] == 'm') {    /* the bug: SIZE_MAX, by delete or free_sized */
+		void *p = ::operator new(24);
+		if (argv[1][1] == 'c' && free_sized)
+			free_sized(p, SIZE_MAX);
+		else
+			::operator delete(p, SIZE_MAX);
 		return 0;
 	}
 	if (argc > 1) {                         /* the bug: a wrong size */
@@ -127,6 +137,17 @@ CC
 		else
 			not_ok "wrong size: status $st, '$err'"
 		fi
+		# SIZE_MAX is what the free paths take for "no size given": it
+		# is still a size no block has.
+		for how in m mc; do
+			err=$(timeout 60 env LD_PRELOAD="$lib" "$tmp/cxx" $how 2>&1)
+			st=$?
+			if [ $st -eq 134 ] && [[ $err == "labyrinth: invalid sized free of 0x"*"(size 18446744073709551615 given, 24 allocated"* ]]; then
+				ok "a sized free of SIZE_MAX bytes is reported ($how)"
+			else
+				not_ok "SIZE_MAX sized free ($how): status $st, '$err'"
+			fi
+		done
 		{ timeout 60 env LD_PRELOAD="$lib" "$tmp/cxx" zero; st=$?; } 2>/dev/null
 		if [ $st -eq 139 ]; then
 			ok "C++ new char[0]: a write through it faults"
