@@ -56,9 +56,11 @@ void slot_zero_report(struct wing *w, struct room *r, char *p, uint64_t gen);
 void slot_corrupt(void) __attribute__((noreturn));
 void slot_corrupt_quarantine(void) __attribute__((noreturn));
 
-static inline char *slot_addr(const struct wing *w, uint32_t cell, uint16_t slot)
+/* The address of a slot of w, whose class size cs the caller has read
+ * (after the version word's atomics, reading it here would be a reload). */
+static inline char *slot_addr(const struct wing *w, uint32_t cell, uint16_t slot, size_t cs)
 {
-	return cell_addr(w, cell) + (size_t)slot * w->class_size;
+	return cell_addr(w, cell) + (size_t)slot * cs;
 }
 
 /*
@@ -175,7 +177,7 @@ slot_hand_out_with(const struct step_terms *t, struct labyrinth *lab, struct slo
 	uint64_t v = version_set_low(slot_version(r, ref.slot), V_FREE, o->low);
 	if (__builtin_expect(!v, 0))
 		slot_corrupt();
-	char *p = cell_addr(w, ref.cell) + (size_t)ref.slot * cs;
+	char *p = slot_addr(w, ref.cell, ref.slot, cs);
 	annotate_open(p, cs);
 	if (t->prot->uaf_check) {
 		slot_touch(p, cs);
