@@ -114,7 +114,7 @@ tcache_hand_out(const struct step_terms *t, struct labyrinth *lab, struct thread
 	struct slot_ref ref = b->ref[--b->n];
 	tcache_order();
 	counter_add(&b->allocs, 1);
-	ref.cls = (uint16_t)cls;        /* what it holds: the class in a register */
+	ref.cls = (uint16_t)cls;        /* as stored: the class known, not loaded */
 	return slot_hand_out_with(t, lab, ref, size, &tc->owned);
 }
 
