@@ -12,7 +12,10 @@
  * Runs are placed by a cursor that only moves forward through the region and
  * wraps around at its end, so a freed run's address is not handed out again
  * until the cursor has been once around (256 GiB of address space). Freed
- * runs become guard pages again at once.
+ * runs become guard pages again at once. The ring is guarded_ring.c's:
+ * there, the records and page tables of what the cursor left far behind go
+ * back to the kernel, so that a process's memory does not grow with every
+ * block it samples.
  *
  * With guard markers a guard is a page-table entry, not a mapping: the whole
  * region is one mapping however many blocks are live. With mprotect guards
@@ -20,6 +23,7 @@
  * the map count and hands the rest back to the ordinary allocator.
  */
 #include "guarded.h"
+#include "guarded_ring.h"
 #include "aslr.h"
 #include "annotate.h"
 #include "canary.h"
@@ -31,82 +35,6 @@
 
 #include <pthread.h>
 #include <string.h>
-#include <sys/mman.h>
-
-#define GUARDED_BYTES (256UL << 30)
-#define GUARDED_PAGES (GUARDED_BYTES / PAGE_SIZE)
-#define GUARDED_MAX (64UL << 20)        /* larger requests go the ordinary way */
-#define MARK_CHUNK_PAGES 4096           /* markers installed 16 MiB ahead at a time */
-#define NO_PAGE SIZE_MAX
-#define TRACE_SLOTS 8192                /* blocks whose stacks are kept */
-
-/* Out of line, at the index of the run's first page (the page of the block). */
-struct grec {
-	version_t version;
-	uint32_t npages;        /* data pages of the run */
-	uint32_t in_page;       /* the block's offset in its first page */
-	size_t size;            /* bytes requested */
-	uint64_t key;           /* canary key, new for every block */
-};
-
-/*
- * Where a block was allocated and freed, for its reports. A fixed table,
- * slot by the run's first page: bounded memory (2.2 MiB of address space,
- * touched as used), and a slot is taken over by a later run whose first
- * page shares it, so the stacks of old blocks are lost first. The tag
- * names the run and the generation of the block the slot holds.
- */
-struct trace {
-	_Atomic uint64_t tag;
-	struct stack alloc, freed;
-};
-
-struct guarded {
-	struct guarded_span span;       /* first: guarded_has() reads it */
-	struct trace *traces;
-	bool markers;
-	uint64_t *taken;                /* bit per page: part of a live run */
-	struct grec *recs;
-	char *index;
-	size_t index_bytes;
-	pthread_mutex_t lock;
-	struct rng rng;
-	size_t lo, cursor, marked;      /* pages: ring start, next try, marked up to */
-	_Atomic size_t hiwater;         /* pages below it were ever used */
-	uint64_t live_runs, run_budget; /* mprotect mode: runs cost mappings */
-	_Atomic uint64_t allocs, frees, live_bytes;
-};
-
-static bool page_taken(const struct guarded *g, size_t i)
-{
-	return (g->taken[i / 64] >> (i % 64)) & 1;
-}
-
-static void mark_taken(struct guarded *g, size_t at, size_t n, bool taken)
-{
-	for (size_t i = at; i < at + n; i++) {
-		uint64_t bit = 1ULL << (i % 64);
-		if (taken)
-			g->taken[i / 64] |= bit;
-		else
-			g->taken[i / 64] &= ~bit;
-	}
-}
-
-/* The first taken page in [from, to), or NO_PAGE; skips free words whole. */
-static size_t first_taken(const struct guarded *g, size_t from, size_t to)
-{
-	for (size_t i = from; i < to;) {
-		if (i % 64 == 0 && i + 64 <= to && g->taken[i / 64] == 0) {
-			i += 64;
-			continue;
-		}
-		if (page_taken(g, i))
-			return i;
-		i++;
-	}
-	return NO_PAGE;
-}
 
 /* ---- opening the region --------------------------------------------- */
 
@@ -205,86 +133,6 @@ static bool sample_now(struct guarded *g)
 	return !first;
 }
 
-/* ---- placing runs --------------------------------------------------- */
-
-/* First pass of the ring: mark pages as guards before any run reaches them. */
-static bool ensure_marked(struct guarded *g, size_t end)
-{
-	if (!g->markers)
-		return true;
-	while (g->marked < end) {
-		size_t n = GUARDED_PAGES - g->marked < MARK_CHUNK_PAGES ? GUARDED_PAGES - g->marked
-									 : MARK_CHUNK_PAGES;
-		if (!os_guard_install(g->span.base + g->marked * PAGE_SIZE, n * PAGE_SIZE))
-			return false;
-		g->marked += n;
-	}
-	return true;
-}
-
-/*
- * Under the lock: a first page for a run of n pages with a free page before
- * and after it (its guards), from the cursor on, once around the ring at most.
- */
-static size_t find_run(struct guarded *g, size_t n)
-{
-	size_t at = g->cursor + rng_below(&g->rng, 4), scanned = 0;
-	size_t ring = GUARDED_PAGES - g->lo;
-	while (scanned < ring) {
-		if (at + n + 1 > GUARDED_PAGES) {
-			scanned += GUARDED_PAGES - at;
-			at = g->lo + 1;
-			continue;
-		}
-		size_t bad = first_taken(g, at - 1, at + n + 1);
-		if (bad == NO_PAGE)
-			return at;
-		scanned += bad + 2 - at;
-		at = bad + 2;
-	}
-	return NO_PAGE;
-}
-
-static bool run_open(struct guarded *g, size_t at, size_t n)
-{
-	char *p = g->span.base + at * PAGE_SIZE;
-	if (g->markers) {
-		os_guard_remove(p, n * PAGE_SIZE);
-		return true;
-	}
-	if (g->live_runs >= g->run_budget || !os_protect_rw(p, n * PAGE_SIZE))
-		return false;
-	g->live_runs++;
-	return true;
-}
-
-/* The run's pages become guards again; their contents go back to the kernel. */
-static void run_close(struct guarded *g, size_t at, size_t n)
-{
-	char *p = g->span.base + at * PAGE_SIZE;
-	if (g->markers && os_guard_install(p, n * PAGE_SIZE))
-		return;
-	if (!g->markers)
-		g->live_runs--;
-	if (!os_replace_none(p, n * PAGE_SIZE)) {
-		os_discard(p, n * PAGE_SIZE);
-		(void)os_protect_none(p, n * PAGE_SIZE);
-	}
-}
-
-/* Under the lock: place and open a run of n pages; its first page or NO_PAGE. */
-static size_t run_take(struct guarded *g, size_t n)
-{
-	size_t at = find_run(g, n);
-	if (at == NO_PAGE || !ensure_marked(g, at + n + 1) || !run_open(g, at, n))
-		return NO_PAGE;
-	mark_taken(g, at, n, true);
-	g->cursor = at + n + 1;
-	if (g->cursor > atomic_load_explicit(&g->hiwater, memory_order_relaxed))
-		atomic_store_explicit(&g->hiwater, g->cursor, memory_order_release);
-	return at;
-}
-
 /* ---- blocks --------------------------------------------------------- */
 
 /*
@@ -348,7 +196,7 @@ static void *block_alloc(struct guarded *g, size_t size, size_t align)
 	size_t bytes = (span + align - 1) & ~(align - 1);
 	size_t npages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE;
 	pthread_mutex_lock(&g->lock);
-	size_t at = run_take(g, npages);
+	size_t at = ring_take(g, npages);
 	if (at == NO_PAGE) {
 		pthread_mutex_unlock(&g->lock);
 		return NULL;
@@ -472,8 +320,7 @@ void guarded_free(struct labyrinth *lab, void *p, int kind, size_t expect)
 	annotate_noaccess(run, r->in_page);
 	/* Closed under the lock, so the sweep never reads a page as it closes. */
 	pthread_mutex_lock(&g->lock);
-	run_close(g, at, n);
-	mark_taken(g, at, n, false);
+	ring_give(g, at, n);
 	pthread_mutex_unlock(&g->lock);
 	atomic_fetch_add_explicit(&g->frees, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&g->live_bytes, n * PAGE_SIZE, memory_order_relaxed);
@@ -522,7 +369,7 @@ size_t guarded_sweep(struct labyrinth *lab)
 	pthread_mutex_lock(&g->lock);
 	size_t hi = atomic_load(&g->hiwater);
 	for (size_t i = g->lo; i < hi; i++) {
-		i = first_taken(g, i, hi);
+		i = ring_first_taken(g, i, hi);
 		if (i == NO_PAGE)
 			break;
 		struct grec *r = &g->recs[i];
