@@ -8,7 +8,9 @@ LD_PRELOAD=PRELOAD.so, alternating, each under `perf record -e cpu-clock -g`,
 and splits the samples by where they fell:
 
   program        the program's own code and its libraries
-  allocator      the preload; under glibc, libc's malloc functions
+  allocator      the preload; under glibc, libc's malloc functions (or the
+                 jemalloc or tcmalloc the program links, which the preload
+                 replaces too)
   libc           the rest of libc (memcpy, memset, strlen, locks...)
   kernel: ...    by what entered the kernel: page faults, madvise, mprotect,
                  mmap/munmap/mremap, other system calls, and the rest
@@ -47,6 +49,11 @@ GLIBC_MALLOC = re.compile(
     r'pvalloc|posix_memalign|aligned_alloc|malloc_usable_size)$|'
     r'^(_int_|malloc_|unlink_chunk|tcache|sysmalloc|systrim|arena_|_mid_memalign)')
 
+# Allocators a program may link instead of glibc's (redis-server on Debian
+# links jemalloc, whose malloc the preload's replaces): the glibc column's
+# allocator then.
+OTHER_MALLOCS = ('libjemalloc.so', 'libtcmalloc', 'libmimalloc.so')
+
 # Kernel entries, innermost first wins: a fault inside a system call is a fault.
 KERNEL_ENTRIES = [
     ('kernel: page faults', ('exc_page_fault', 'asm_exc_page_fault')),
@@ -79,6 +86,8 @@ def classify(frames, preload):
         return 'allocator'
     if base.startswith('libc.so'):
         return 'allocator' if GLIBC_MALLOC.match(sym) else 'libc'
+    if base.startswith(OTHER_MALLOCS):
+        return 'allocator'
     return 'program'
 
 
