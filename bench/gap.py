@@ -126,8 +126,15 @@ def record(out, preload, command, events):
     env = dict(os.environ)
     env.pop('LD_PRELOAD', None)
     wrapped = ['env'] + (['LD_PRELOAD=' + preload] if preload else []) + command
-    subprocess.run(['perf', 'record', '-q', '-o', out] + events + ['--'] + wrapped,
-                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    try:
+        r = subprocess.run(['perf', 'record', '-q', '-o', out] + events + ['--'] + wrapped,
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError:
+        sys.exit('gap: perf is not installed')
+    if r.returncode != 0:
+        # perf exits with the program's status; a failed program fails the run.
+        sys.exit('gap: %s failed (exit %d): %s' % (' '.join(wrapped), r.returncode,
+                                                 r.stderr.strip()[-500:]))
 
 
 def small_class_size(c):
