@@ -55,7 +55,7 @@ bench_pagebench_LDADD = src/liblabyrinth.la -lpthread
 .PHONY: pagebench
 pagebench: bench/pagebench$(EXEEXT)
 
-EXTRA_DIST += bench/pagebench.c bench/README.md bench/run.sh bench/alloc.py bench/sqlite.sql \
+EXTRA_DIST += bench/pagebench.c bench/README.md bench/run.sh bench/alloc.py bench/gap.py bench/sqlite.sql \
 	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
 	bench/xfree.c bench/realloc.c bench/fastpath.c bench/footprint.c bench/scale.c \
 	bench/redis.sh bench/forkgrown.c bench/statexit.c bench/forkshell.sh bench/autoproj.sh \

@@ -324,14 +324,17 @@ void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
 	pthread_mutex_unlock(&a->lock);
 }
 
-/* p as a live slot: its room and slot, or NULL after a report. */
+/* p as a live slot: its room and slot, or NULL after a report. The version
+ * and the size are found from the wing's slot count, not the room's header
+ * (see slot_size()), so malloc_usable_size waits for one cache miss, not
+ * the header's and then theirs; a room never opened reads as free slots. */
 static struct room *live_slot(struct wing *w, const void *p, int kind, uint16_t *slot)
 {
 	uint32_t cell;
 	struct room *r = slot_of(w, p, kind, &cell, slot);
 	if (!r)
 		return NULL;
-	uint64_t v = r->nslots ? version_read(&slot_versions(r)[*slot]) : 0;
+	uint64_t v = version_read(slot_version(r, *slot));
 	if (v_state(v) != V_OWNED) {
 		report_failed_release(kind, p, w->class_size, v_gen(v));
 		return NULL;
@@ -345,7 +348,7 @@ size_t small_usable(struct labyrinth *lab, struct wing *w, const void *p, int ki
 	struct room *r = live_slot(w, p, kind, &slot);
 	if (!r)
 		return SIZE_MAX;
-	return lab->prot.canary ? slot_req(r, r->nslots)[slot] : w->class_size;
+	return lab->prot.canary ? *slot_size(w, r, slot) : w->class_size;
 }
 
 bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
@@ -357,9 +360,9 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	struct room *r = live_slot(w, p, ERR_INVALID_REALLOC, &slot);
 	if (!r)
 		return false;
-	uint16_t *req = &slot_req(r, r->nslots)[slot];
+	uint16_t *req = slot_size(w, r, slot);
 	annotate_open(p, w->class_size);
-	uint64_t v = version_read(&slot_versions(r)[slot]);
+	uint64_t v = version_read(slot_version(r, slot));
 	slot_check_canary(lab, w, r, p, *req, v, v_gen(v));
 	size_t old = *req;
 	*req = (uint16_t)size;

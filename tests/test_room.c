@@ -215,3 +215,71 @@ Test(room, a_free_past_the_last_slot_is_refused)
 			  o.exit_code, o.err);
 	}
 }
+
+/* ---- a slot's version and size, found without the room's header ------- */
+
+/*
+ * malloc_usable_size and realloc find a slot's version and size from the
+ * wing's slot count, not the room's header (one cache miss, not two in a
+ * row). So they read the tables of any cell the pointer names: a forged
+ * pointer to a freed slot, to a slot never handed out, or into a cell of
+ * the extent where no room was ever opened (all-zero tables) must be
+ * refused, never sized or resized.
+ */
+enum forged { FREED_SLOT, FREE_SLOT_OF_A_LIVE_ROOM, NEVER_OPENED_CELL };
+
+static char *forge(enum forged kind)
+{
+	char *p = labyrinth_malloc(NULL, 100);
+	struct wing *w = maze_wing_of(&lab_default()->maze, p);
+	size_t off;
+	uint32_t cell = wing_cell_of(w, p, &off);
+	if (!w || cell == CELL_NONE)
+		_exit(3);
+	if (kind == FREED_SLOT) {
+		labyrinth_free(NULL, p);
+		return p;
+	}
+	if (kind == FREE_SLOT_OF_A_LIVE_ROOM) {
+		struct room *r = room_of(w, cell);
+		for (uint16_t s = 0; s < slots_per_room(w); s++)
+			if (v_state(version_read(slot_version(r, s))) == V_FREE)
+				return cell_addr(w, cell) + (size_t)s * w->class_size;
+		_exit(4);
+	}
+	uint32_t ext = atomic_load(&w->ext_cells);
+	for (uint32_t c = 0; c < ext; c++)
+		if (!cell_taken(w, c))
+			return cell_addr(w, c);
+	_exit(5);
+}
+
+static void usable_of_forged(void *arg)
+{
+	labyrinth_usable_size(NULL, forge((enum forged)(uintptr_t)arg));
+	_exit(0);
+}
+
+static void realloc_of_forged(void *arg)
+{
+	/* 60 bytes: 100's class too, so a live block would resize in place. */
+	labyrinth_realloc(NULL, forge((enum forged)(uintptr_t)arg), 60);
+	_exit(0);
+}
+
+Test(room, usable_size_and_realloc_refuse_a_forged_slot)
+{
+	static const char *const what[] = { "a freed slot", "a free slot of a live room",
+					    "a cell never opened" };
+	for (uintptr_t k = FREED_SLOT; k <= NEVER_OPENED_CELL; k++) {
+		struct outcome o = run_in_child(usable_of_forged, (void *)k);
+		cr_expect(o.signal == SIGABRT &&
+			  strstr(o.err, "labyrinth: invalid pointer to malloc_usable_size of 0x"),
+			  "usable size of %s: signal %d exit %d: %s", what[k], o.signal,
+			  o.exit_code, o.err);
+		o = run_in_child(realloc_of_forged, (void *)k);
+		cr_expect(o.signal == SIGABRT && strstr(o.err, "labyrinth: invalid realloc of 0x"),
+			  "realloc of %s: signal %d exit %d: %s", what[k], o.signal,
+			  o.exit_code, o.err);
+	}
+}
