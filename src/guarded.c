@@ -68,6 +68,7 @@ static bool region_map(struct guarded *g, enum guard_mode mode)
 	g->markers = mode == GUARD_MARKERS && os_protect_rw(g->span.base, GUARDED_BYTES);
 	long maps = os_read_long_file("/proc/sys/vm/max_map_count", 65530);
 	g->run_budget = (uint64_t)(maps > 0 ? maps : 65530) / 4;
+	g->stretch_budget = (size_t)g->run_budget / 8;
 	return true;
 }
 

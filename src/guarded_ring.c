@@ -170,7 +170,7 @@ static void chunk_drop_if_idle(struct guarded *g, size_t c)
 	if (!idle_behind(g, first, first + CHUNK_PAGES))
 		return;
 	bool starts = !(c > 0 && chunk_released(g, c - 1)) && !chunk_released(g, c + 1);
-	if (g->markers && starts && g->released_stretches >= RELEASED_STRETCHES_MAX)
+	if (g->markers && starts && g->released_stretches >= g->stretch_budget)
 		return;
 	if (os_replace_none(g->span.base + first * PAGE_SIZE, CHUNK_PAGES * PAGE_SIZE))
 		chunk_mark(g, c, true);
@@ -225,6 +225,10 @@ void ring_give(struct guarded *g, size_t at, size_t n)
 {
 	run_close(g, at, n);
 	mark_taken(g, at, n, false);
-	recs_drop_if_idle(g, at / RECS_PER_PAGE);
-	chunk_drop_if_idle(g, chunk_of(g, at));
+	/* Every page of records and chunk the run covered: the cursor passed
+	 * them while the run held them (a long run, a long-lived block). */
+	for (size_t k = at / RECS_PER_PAGE; k <= (at + n - 1) / RECS_PER_PAGE; k++)
+		recs_drop_if_idle(g, k);
+	for (size_t c = chunk_of(g, at); c <= chunk_of(g, at + n - 1); c++)
+		chunk_drop_if_idle(g, c);
 }

@@ -47,13 +47,14 @@ struct grec {
  * The same for the region's page tables: a chunk of the address space that
  * one page-table page maps (2 MiB), far behind the cursor with no live run,
  * is mapped anew as PROT_NONE, which frees its page table and keeps every
- * access faulting. With markers that splits the region's mapping: at most
- * RELEASED_STRETCHES_MAX stretches of released chunks apart (two mappings
- * each); a chunk the cursor comes back to is opened and marked again.
+ * access faulting. With markers that splits the region's mapping: each
+ * stretch of released chunks apart from the others costs two mappings, so
+ * there are at most stretch_budget of them (a 32nd of vm.max_map_count;
+ * long-lived guarded blocks are what keep stretches apart); a chunk the
+ * cursor comes back to is opened and marked again.
  */
 #define CHUNK_PAGES 512
 #define GUARDED_CHUNKS (GUARDED_PAGES / CHUNK_PAGES + 1)
-#define RELEASED_STRETCHES_MAX 1024
 
 /*
  * Where a block was allocated and freed, for its reports. A fixed table,
@@ -81,7 +82,7 @@ struct guarded {
 	_Atomic size_t hiwater;         /* pages below it were ever used */
 	uint64_t live_runs, run_budget; /* mprotect mode: runs cost mappings */
 	uint64_t released[(GUARDED_CHUNKS + 63) / 64];  /* chunks given back */
-	size_t released_stretches;      /* markers mode: runs of them apart */
+	size_t released_stretches, stretch_budget;      /* markers mode: apart */
 	_Atomic uint64_t allocs, frees, live_bytes;
 };
 
