@@ -64,8 +64,9 @@ static bool region_map(struct guarded *g, enum guard_mode mode)
 	if (!g->span.base)
 		return false;
 	g->span.bytes = GUARDED_BYTES;
-	/* Markers: one read-write mapping whose pages are marked before use. */
-	g->markers = mode == GUARD_MARKERS && os_protect_rw(g->span.base, GUARDED_BYTES);
+	/* Markers: one read-write mapping whose pages are marked before use,
+	 * made read-write only as they are (guarded_ring.c, ensure_marked). */
+	g->markers = mode == GUARD_MARKERS;
 	long maps = os_read_long_file("/proc/sys/vm/max_map_count", 65530);
 	g->run_budget = (uint64_t)(maps > 0 ? maps : 65530) / 4;
 	g->stretch_budget = (size_t)g->run_budget / 8;

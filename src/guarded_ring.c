@@ -36,7 +36,10 @@ size_t ring_first_taken(const struct guarded *g, size_t from, size_t to)
 	return NO_PAGE;
 }
 
-/* First pass of the ring: mark pages as guards before any run reaches them. */
+/* First pass of the ring: pages become read-write and marked as guards at
+ * once, before any run reaches them. Until then they stay PROT_NONE (the
+ * region was read-write and unmarked ahead of the cursor: a stray write
+ * there went unnoticed). */
 static bool ensure_marked(struct guarded *g, size_t end)
 {
 	if (!g->markers)
@@ -44,7 +47,8 @@ static bool ensure_marked(struct guarded *g, size_t end)
 	while (g->marked < end) {
 		size_t n = GUARDED_PAGES - g->marked < MARK_CHUNK_PAGES ? GUARDED_PAGES - g->marked
 									 : MARK_CHUNK_PAGES;
-		if (!os_guard_install(g->span.base + g->marked * PAGE_SIZE, n * PAGE_SIZE))
+		char *p = g->span.base + g->marked * PAGE_SIZE;
+		if (!os_guard_install(p, n * PAGE_SIZE) || !os_protect_rw(p, n * PAGE_SIZE))
 			return false;
 		g->marked += n;
 	}

@@ -138,6 +138,24 @@ Test(guarded, memory_does_not_grow_with_the_blocks_placed, .timeout = 120)
 		     at[1] - at[0], at[0], at[1]);
 }
 
+/* The region's pages that no run has reached yet are no memory: a stray
+ * write there faults (red team: with markers, past the 16 MiB marked
+ * ahead of the cursor they were read-write, and took the write). */
+Test(guarded, the_region_ahead_of_the_cursor_faults)
+{
+	guard_all();
+	char *p = labyrinth_malloc(NULL, 8);
+	cr_assert(guarded_has(lab_default(), p));
+	for (size_t ahead = 1UL << 20; ahead <= 1UL << 30; ahead <<= 2) {
+		char *q = p + ahead;
+		if (!guarded_has(lab_default(), q))
+			break;
+		cr_assert(write_faults(q) && read_faults(q), "%zu MiB ahead of a block: no fault",
+			  ahead >> 20);
+	}
+	labyrinth_free(NULL, p);
+}
+
 /* Blocks of many chunks: the cursor passes their chunks while they are
  * live, so their free must give each one back (red team: only the first
  * was, and 64 MiB blocks kept 70 KiB of page tables each, for good). */
