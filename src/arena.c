@@ -50,28 +50,36 @@ static void *small_malloc(struct labyrinth *lab, unsigned cls, size_t size)
 }
 
 /*
- * Every GIVE_BACK_PLACEMENTS room placements, the next call of each thread
- * that comes this way (a batch to refill, a large block) gives back what
- * the default labyrinth holds idle, as a fork does (lab.c): a program that
- * passes through many sizes once, a shell growing a string, otherwise
- * keeps a room of cleared, resident slots open in every class it left,
- * pinned by a slot in its batch. A heap that places no rooms never gives
- * back, so a steady one pays nothing; a new thread starts counting at its
- * first call, so thread churn pays nothing either.
+ * When the default labyrinth's open rooms have grown by a quarter and 1 MiB
+ * since a thread last looked, or every GIVE_BACK_PLACEMENTS room
+ * placements, that thread's next call this way (a batch to refill, a large
+ * block) gives back what the labyrinth holds idle, as a fork does (lab.c).
+ * A program that passes through many sizes once, a shell growing a string,
+ * otherwise keeps a room of cleared, resident slots open in every class it
+ * left, pinned by a slot in its batch, for good. A heap that neither grows
+ * nor places rooms never gives back, so a steady one pays nothing; a
+ * growing one, once per quarter of growth. A new thread starts counting at
+ * its first call, so thread churn pays nothing either.
  */
 #define GIVE_BACK_PLACEMENTS 4096
 static __thread uint64_t gave_back_at __attribute__((tls_model("initial-exec")));
+static __thread uint64_t gave_back_mapped __attribute__((tls_model("initial-exec")));
 
 static void give_back_now_and_then(struct labyrinth *lab)
 {
-	uint64_t at = atomic_load_explicit(&lab->maze.rooms_placed, memory_order_relaxed) /
+	struct maze *m = &lab->maze;
+	uint64_t at = atomic_load_explicit(&m->rooms_placed, memory_order_relaxed) /
 		      GIVE_BACK_PLACEMENTS + 1;         /* 0: the thread's first call */
-	if (__builtin_expect(at == gave_back_at, 1) || !lab->is_default)
+	uint64_t mapped = atomic_load_explicit(&m->mapped_bytes, memory_order_relaxed);
+	if (__builtin_expect(at == gave_back_at && mapped <= gave_back_mapped, 1) ||
+	    !lab->is_default)
 		return;
 	bool first = gave_back_at == 0;
 	gave_back_at = at;
 	if (!first)
 		lab_trim(lab);
+	mapped = atomic_load_explicit(&m->mapped_bytes, memory_order_relaxed);
+	gave_back_mapped = mapped + mapped / 4 + (1UL << 20);
 }
 
 static void *malloc_unguarded(struct labyrinth *lab, size_t size)
