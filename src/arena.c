@@ -53,13 +53,16 @@ static void *small_malloc(struct labyrinth *lab, unsigned cls, size_t size)
  * When the default labyrinth's open rooms have grown by a quarter and 1 MiB
  * since a thread last looked, or every GIVE_BACK_PLACEMENTS room
  * placements, that thread's next call this way (a batch to refill, a large
- * block) gives back what the labyrinth holds idle, as a fork does (lab.c).
- * A program that passes through many sizes once, a shell growing a string,
- * otherwise keeps a room of cleared, resident slots open in every class it
- * left, pinned by a slot in its batch, for good. A heap that neither grows
- * nor places rooms never gives back, so a steady one pays nothing; a
+ * block) gives back what the labyrinth holds idle, as labyrinth_trim does,
+ * keeping every quarantined slot quarantined. A program that passes through
+ * many sizes once, a shell growing a string, otherwise keeps a room of
+ * cleared, resident slots open in every class it left, pinned by a slot in
+ * its batch, for good, and every fork copies them. A heap that neither
+ * grows nor places rooms never gives back, so a steady one pays nothing; a
  * growing one, once per quarter of growth. A new thread starts counting at
- * its first call, so thread churn pays nothing either.
+ * its first call, so thread churn pays nothing either. Not at fork: a fork
+ * from a signal handler that interrupted this thread's malloc or free
+ * would have its cache changed under the call.
  */
 #define GIVE_BACK_PLACEMENTS 4096
 static __thread uint64_t gave_back_at __attribute__((tls_model("initial-exec")));

@@ -3,7 +3,6 @@
  * keeping every lock consistent across fork().
  */
 #include "lab.h"
-#include "arena.h"
 #include "canary.h"
 #include "config.h"
 #include "fault.h"
@@ -316,34 +315,8 @@ uint64_t lab_key_new(struct labyrinth *lab)
  */
 static bool fork_locked;
 
-/*
- * Before the kernel copies the heap, the default labyrinth gives back what
- * it holds idle, as labyrinth_trim does: the forking thread's batches and
- * release list go back to their rooms, the whole pages of its quarantined
- * slots to the kernel (the slots stay quarantined), and rooms left with no
- * block in them close. Otherwise every class a program ever passed
- * through keeps an open room, pinned by one slot in a batch and with
- * every slot's pages cleared and resident, and each fork copies its
- * mapping, page tables and pages, and each child's exit tears them down
- * (bash grown through every class: 130 read-write mappings, 11 MB, 0.8 MB
- * of page tables). A child inherits empty batches, so it writes no room
- * records to give them back either. Nothing is handed out early: trim
- * keeps every quarantined slot quarantined and every held region held.
- * Private labyrinths are left alone: they have no thread caches, and
- * their trim gives back every quarantined slot's pages each time. A fork
- * from a signal handler that interrupted this thread's malloc or free
- * would change its cache under the call: fork is not async-signal-safe.
- */
-static void fork_give_back(void)
-{
-	struct labyrinth *lab = lab_default_if_open();
-	if (lab)
-		lab_trim(lab);
-}
-
 static void fork_prepare(void)
 {
-	fork_give_back();
 	fork_locked = !__libc_single_threaded;
 	if (!fork_locked)
 		return;
