@@ -49,10 +49,47 @@ static void *small_malloc(struct labyrinth *lab, unsigned cls, size_t size)
 	return small_alloc(lab, arena_for_thread(lab), cls, size);
 }
 
+/*
+ * When the default labyrinth's open rooms have grown by a quarter and 1 MiB
+ * since a thread last looked, or every GIVE_BACK_PLACEMENTS room
+ * placements, that thread's next call this way (a batch to refill, a large
+ * block) gives back what the labyrinth holds idle, as labyrinth_trim does,
+ * keeping every quarantined slot quarantined. A program that passes through
+ * many sizes once, a shell growing a string, otherwise keeps a room of
+ * cleared, resident slots open in every class it left, pinned by a slot in
+ * its batch, for good, and every fork copies them. A heap that neither
+ * grows nor places rooms never gives back, so a steady one pays nothing; a
+ * growing one, once per quarter of growth. A new thread starts counting at
+ * its first call, so thread churn pays nothing either. Not at fork: a fork
+ * from a signal handler that interrupted this thread's malloc or free
+ * would have its cache changed under the call.
+ */
+#define GIVE_BACK_PLACEMENTS 4096
+static __thread uint64_t gave_back_at __attribute__((tls_model("initial-exec")));
+static __thread uint64_t gave_back_mapped __attribute__((tls_model("initial-exec")));
+
+static void give_back_now_and_then(struct labyrinth *lab)
+{
+	struct maze *m = &lab->maze;
+	uint64_t at = atomic_load_explicit(&m->rooms_placed, memory_order_relaxed) /
+		      GIVE_BACK_PLACEMENTS + 1;         /* 0: the thread's first call */
+	uint64_t mapped = atomic_load_explicit(&m->mapped_bytes, memory_order_relaxed);
+	if (__builtin_expect(at == gave_back_at && mapped <= gave_back_mapped, 1) ||
+	    !lab->is_default)
+		return;
+	bool first = gave_back_at == 0;
+	gave_back_at = at;
+	if (!first)
+		lab_trim(lab);
+	mapped = atomic_load_explicit(&m->mapped_bytes, memory_order_relaxed);
+	gave_back_mapped = mapped + mapped / 4 + (1UL << 20);
+}
+
 static void *malloc_unguarded(struct labyrinth *lab, size_t size)
 {
 	if (lab->pool)          /* prefaulted: no system call, so no rooms to open */
 		return page_malloc(lab, size);
+	give_back_now_and_then(lab);
 	size_t need = small_need(lab, size);
 	if (need <= SMALL_MAX) {
 		/* malloc(0): a pointer into the zero region, which never opens. */

@@ -151,3 +151,95 @@ Test(pagetables, a_quarantine_pins_at_most_a_mebibyte_of_cleared_slots, .timeout
 	cr_log_info("VmRSS %ld kB before, %ld kB after 2,048 x 12,000 bytes", before, after);
 	cr_assert_leq(after - before, 4096, "the quarantine pins %ld kB", after - before);
 }
+
+/* Bytes of rooms the default labyrinth has open. */
+static uint64_t mapped_now(void)
+{
+	labyrinth_stats_t s;
+	labyrinth_get_stats(NULL, &s);
+	return s.mapped_bytes;
+}
+
+/* Sizes from 1 KiB to 16 KiB, each passed once: four blocks freed, one
+ * kept (written end to end), then every freed one out of the thread's
+ * quarantine. Each class left a room of cleared, resident slots. */
+enum { SIZES = 30 };
+
+static size_t size_of(int i)
+{
+	return 1000 + 500 * (size_t)i;
+}
+
+static void pass_through_sizes(labyrinth_t *lab, char **live)
+{
+	for (int i = 0; i < SIZES; i++) {
+		for (int k = 0; k < 4; k++)
+			labyrinth_free(lab, labyrinth_malloc(lab, size_of(i)));
+		live[i] = labyrinth_malloc(lab, size_of(i) / 2);
+		cr_assert_not_null(live[i]);
+		memset(live[i], 'a' + i % 26, size_of(i) / 2);
+	}
+	for (int i = 0; i < 8192; i++)
+		labyrinth_free(lab, labyrinth_malloc(lab, 16));
+}
+
+static void expect_intact_and_free(labyrinth_t *lab, char **live)
+{
+	for (int i = 0; i < SIZES; i++) {
+		for (size_t b = 0; b < size_of(i) / 2; b++)
+			cr_assert_eq(live[i][b], 'a' + i % 26, "block %d changed at %zu", i, b);
+		labyrinth_free(lab, live[i]);
+	}
+}
+
+/*
+ * A heap that left those sizes and went on to other work kept their rooms
+ * open for the rest of the process (a shell that grew a string). After
+ * 4,096 more room placements (large blocks here) they must be given back;
+ * the blocks still live stay open and intact.
+ */
+Test(pagetables, rooms_left_behind_are_given_back_after_4096_placements, .timeout = 60)
+{
+	SKIP_UNDER_ASAN(SHADOW);
+	labyrinth_t *lab = labyrinth_default();
+	char *live[SIZES];
+	pass_through_sizes(lab, live);
+	uint64_t before = mapped_now();
+	for (int i = 0; i < 4200; i++)
+		labyrinth_free(lab, labyrinth_malloc(lab, 20000));
+	labyrinth_free(lab, labyrinth_malloc(lab, 16));
+	uint64_t after = mapped_now();
+	cr_log_info("rooms open: %llu KiB before 4,200 large blocks, %llu KiB after",
+		    (unsigned long long)before >> 10, (unsigned long long)after >> 10);
+	cr_assert_geq(before - after, 1UL << 20, "rooms open: %llu KiB before, %llu KiB after",
+		      (unsigned long long)before >> 10, (unsigned long long)after >> 10);
+	expect_intact_and_free(lab, live);
+}
+
+/* The same when the other work is a heap that grows (5 MiB of live
+ * 100-byte blocks), with few placements: those rooms must not add to it. */
+Test(pagetables, rooms_left_behind_are_given_back_as_the_heap_grows, .timeout = 60)
+{
+	SKIP_UNDER_ASAN(SHADOW);
+	enum { N = 45000 };
+	labyrinth_t *lab = labyrinth_default();
+	char *live[SIZES];
+	pass_through_sizes(lab, live);
+	uint64_t before = mapped_now();
+	static char *keep[N];
+	for (int i = 0; i < N; i++) {
+		keep[i] = labyrinth_malloc(lab, 100);
+		cr_assert_not_null(keep[i]);
+	}
+	uint64_t after = mapped_now(), grown = (uint64_t)N * 112;
+	cr_log_info("rooms open: %llu KiB before %llu KiB of new blocks, %llu KiB after",
+		    (unsigned long long)before >> 10, (unsigned long long)grown >> 10,
+		    (unsigned long long)after >> 10);
+	cr_assert_leq(after + (1UL << 20), before + grown + (grown >> 3),
+		      "rooms open: %llu KiB before %llu KiB of new blocks, %llu KiB after",
+		      (unsigned long long)before >> 10, (unsigned long long)grown >> 10,
+		      (unsigned long long)after >> 10);
+	for (int i = 0; i < N; i++)
+		labyrinth_free(lab, keep[i]);
+	expect_intact_and_free(lab, live);
+}
