@@ -55,6 +55,12 @@ static bool ensure_marked(struct guarded *g, size_t end)
 	return true;
 }
 
+/* Pages in the ring [lo, end). */
+static size_t ring_pages(const struct guarded *g)
+{
+	return GUARDED_PAGES - g->lo;
+}
+
 /*
  * Under the lock: a first page for a run of n pages with a free page before
  * and after it (its guards), from the cursor on, once around the ring at most.
@@ -62,8 +68,7 @@ static bool ensure_marked(struct guarded *g, size_t end)
 static size_t find_run(struct guarded *g, size_t n)
 {
 	size_t at = g->cursor + rng_below(&g->rng, 4), scanned = 0;
-	size_t ring = GUARDED_PAGES - g->lo;
-	while (scanned < ring) {
+	while (scanned < ring_pages(g)) {
 		if (at + n + 1 > GUARDED_PAGES) {
 			scanned += GUARDED_PAGES - at;
 			at = g->lo + 1;
@@ -107,24 +112,27 @@ static void run_close(struct guarded *g, size_t at, size_t n)
 
 /* ---- giving back what the cursor left behind ------------------------ */
 
-/* The page `back` pages before page `at`, round the ring [lo, end). */
+/* The page `back` pages before page `at`, round the ring. */
 static size_t ring_back(const struct guarded *g, size_t at, size_t back)
 {
-	size_t ring = GUARDED_PAGES - g->lo;
-	back %= ring;
-	return at - g->lo >= back ? at - back : at + ring - back;
+	back %= ring_pages(g);
+	return at - g->lo >= back ? at - back : at + ring_pages(g) - back;
 }
 
-/* Under the lock: whether every page of [first, end) was used, is at
- * least RECS_KEPT_PAGES behind the cursor round the ring, and is in no
+/* How many pages page `at` lies behind the cursor, round the ring. */
+static size_t behind_cursor(const struct guarded *g, size_t at)
+{
+	return g->cursor >= at ? g->cursor - at : g->cursor + ring_pages(g) - at;
+}
+
+/* Under the lock: whether every page of [first, end) was used, is more
+ * than RECS_KEPT_PAGES behind the cursor round the ring, and is in no
  * live run. */
 static bool idle_behind(const struct guarded *g, size_t first, size_t end)
 {
 	if (first < g->lo || end > atomic_load_explicit(&g->hiwater, memory_order_relaxed))
 		return false;
-	if (g->cursor >= first && g->cursor < end + RECS_KEPT_PAGES)
-		return false;
-	if (g->cursor < first && g->cursor + (GUARDED_PAGES - g->lo) - (end - 1) < RECS_KEPT_PAGES)
+	if ((g->cursor >= first && g->cursor < end) || behind_cursor(g, end - 1) <= RECS_KEPT_PAGES)
 		return false;
 	return ring_first_taken(g, first, end) == NO_PAGE;
 }
@@ -148,14 +156,26 @@ static size_t chunk_of(const struct guarded *g, size_t page)
 	return (page + chunk_lead(g)) / CHUNK_PAGES;
 }
 
+/* The first page of chunk c, which must not start before the region. */
+static size_t chunk_first(const struct guarded *g, size_t c)
+{
+	return c * CHUNK_PAGES - chunk_lead(g);
+}
+
 static bool chunk_released(const struct guarded *g, size_t c)
 {
 	return c < GUARDED_CHUNKS && (g->released[c / 64] >> (c % 64)) & 1;
 }
 
+/* Released chunks beside chunk c: 0, 1 or 2. */
+static unsigned chunk_near(const struct guarded *g, size_t c)
+{
+	return (c > 0 && chunk_released(g, c - 1)) + chunk_released(g, c + 1);
+}
+
 static void chunk_mark(struct guarded *g, size_t c, bool released)
 {
-	unsigned near = (c > 0 && chunk_released(g, c - 1)) + chunk_released(g, c + 1);
+	unsigned near = chunk_near(g, c);
 	/* A stretch starts or ends, or two join. */
 	if (released)
 		g->released_stretches += near == 0 ? 1 : near == 2 ? (size_t)-1 : 0;
@@ -170,11 +190,10 @@ static void chunk_drop_if_idle(struct guarded *g, size_t c)
 {
 	if (chunk_released(g, c) || c * CHUNK_PAGES < chunk_lead(g))
 		return;
-	size_t first = c * CHUNK_PAGES - chunk_lead(g);
+	size_t first = chunk_first(g, c);
 	if (!idle_behind(g, first, first + CHUNK_PAGES))
 		return;
-	bool starts = !(c > 0 && chunk_released(g, c - 1)) && !chunk_released(g, c + 1);
-	if (g->markers && starts && g->released_stretches >= g->stretch_budget)
+	if (g->markers && chunk_near(g, c) == 0 && g->released_stretches >= g->stretch_budget)
 		return;
 	if (os_replace_none(g->span.base + first * PAGE_SIZE, CHUNK_PAGES * PAGE_SIZE))
 		chunk_mark(g, c, true);
@@ -187,7 +206,7 @@ static bool chunks_reopen(struct guarded *g, size_t at, size_t n)
 	for (size_t c = chunk_of(g, at); c <= chunk_of(g, at + n - 1); c++) {
 		if (!chunk_released(g, c))
 			continue;
-		char *p = g->span.base + (c * CHUNK_PAGES - chunk_lead(g)) * PAGE_SIZE;
+		char *p = g->span.base + chunk_first(g, c) * PAGE_SIZE;
 		if (g->markers && (!os_protect_rw(p, CHUNK_PAGES * PAGE_SIZE) ||
 				   !os_guard_install(p, CHUNK_PAGES * PAGE_SIZE)))
 			return false;
@@ -200,13 +219,12 @@ static bool chunks_reopen(struct guarded *g, size_t at, size_t n)
  * records that it left RECS_KEPT_PAGES behind on the way. */
 static void recs_drop_passed(struct guarded *g, size_t was)
 {
-	size_t ring = GUARDED_PAGES - g->lo;
-	size_t moved = g->cursor >= was ? g->cursor - was : g->cursor + ring - was;
+	size_t moved = behind_cursor(g, was);
 	size_t at = ring_back(g, was, RECS_KEPT_PAGES);
-	for (size_t i = 0; i <= moved / RECS_PER_PAGE + 1 && i <= ring / RECS_PER_PAGE; i++) {
+	for (size_t i = 0; i <= moved / RECS_PER_PAGE + 1 && i <= ring_pages(g) / RECS_PER_PAGE; i++) {
 		recs_drop_if_idle(g, at / RECS_PER_PAGE);
 		chunk_drop_if_idle(g, chunk_of(g, at));
-		at = ring_back(g, at, ring - RECS_PER_PAGE);    /* forward a page of records */
+		at = ring_back(g, at, ring_pages(g) - RECS_PER_PAGE);  /* a page of records on */
 	}
 }
 
