@@ -9,9 +9,6 @@
 
 #include <pthread.h>
 #include <string.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <sys/platform/x86.h>
-#endif
 
 static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
 
@@ -19,12 +16,7 @@ bool canary_cpu_avx2;
 
 static void cpu_probe(void)
 {
-#if defined(__x86_64__) && defined(__GNUC__)
-	/* glibc's loader has read the CPU's features already: asking it costs
-	 * nothing, where __builtin_cpu_init() runs cpuid, a trap to the
-	 * hypervisor on a VM (about 40 µs of every process's start-up here). */
-	canary_cpu_avx2 = CPU_FEATURE_ACTIVE(AVX2);
-#endif
+	canary_cpu_avx2 = os_cpu_avx2();
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)

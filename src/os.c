@@ -12,6 +12,9 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <unistd.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <sys/platform/x86.h>
+#endif
 
 void *os_reserve(size_t bytes)
 {
@@ -200,4 +203,16 @@ long os_count_mappings(void)
 	}
 	close(fd);
 	return lines;
+}
+
+bool os_cpu_avx2(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	/* glibc's loader has read the CPU's features already: asking it costs
+	 * nothing, where __builtin_cpu_init() runs cpuid, a trap to the
+	 * hypervisor on a VM (about 40 µs of every process's start-up here). */
+	return CPU_FEATURE_ACTIVE(AVX2);
+#else
+	return false;
+#endif
 }

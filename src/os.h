@@ -40,5 +40,6 @@ void os_random_bytes(void *buf, size_t len);    /* getrandom; fatal if impossibl
 unsigned os_cpu_count(void);
 long os_read_long_file(const char *path, long fallback);
 long os_count_mappings(void);                   /* lines of /proc/self/maps, -1 if unknown */
+bool os_cpu_avx2(void);                         /* the CPU and the kernel run AVX2 */
 
 #endif

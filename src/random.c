@@ -83,8 +83,6 @@ static void chacha8_x4(const uint32_t key[8], uint64_t counter, uint32_t *out)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <sys/platform/x86.h>
-
 typedef uint32_t vec8 __attribute__((vector_size(32)));
 typedef uint8_t bytes32 __attribute__((vector_size(32)));
 
@@ -104,21 +102,10 @@ __attribute__((target("avx2"))) static void chacha8_x8(const uint32_t key[8], ui
 {
 	CHACHA8_PASS(vec8, 8, SHUF16, SHUF8);
 }
-
-/* glibc's loader read the CPU's features already: asking costs nothing. */
-static bool cpu_avx2(void)
-{
-	return CPU_FEATURE_ACTIVE(AVX2);
-}
 #else
 static void chacha8_x8(const uint32_t key[8], uint64_t counter, uint32_t *out)
 {
 	(void)key, (void)counter, (void)out;
-}
-
-static bool cpu_avx2(void)
-{
-	return false;
 }
 #endif
 
@@ -150,11 +137,8 @@ void rng_fill(const uint32_t key[8], uint64_t counter, uint32_t out[RNG_WORDS], 
 
 void rng_refill(struct rng *r)
 {
-	static int wide = -1;   /* racy but idempotent: every thread finds the same */
 	rng_renew_if_stale(r);
-	if (__builtin_expect(wide < 0, 0))
-		wide = cpu_avx2();
-	rng_fill(r->key, r->counter, r->block, wide);
+	rng_fill(r->key, r->counter, r->block, os_cpu_avx2());
 	r->counter += RNG_BLOCKS;
 	r->used = 0;
 }
