@@ -13,6 +13,7 @@
 #include "fastpath.h"
 #include "lab.h"
 #include "report.h"
+#include "shim.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -69,12 +70,7 @@ static void cxx_delete(void *p)
 
 static void cxx_delete_sized(void *p, size_t size)
 {
-	if (!p)
-		return;
-	if (__builtin_expect(size == SIZE_MAX, 0))
-		lab_free_sized_max(lab_default(), p);
-	else if (!fast_free_sized(p, size))
-		lab_free_sized(lab_default(), p, size);
+	shim_free_sized(p, size);
 }
 
 SHIM void *_Znwm(size_t n) { return cxx_new(n, 0); }

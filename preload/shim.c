@@ -8,6 +8,7 @@
 #include "guarded.h"
 #include "lab.h"
 #include "os.h"
+#include "shim.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -164,12 +165,7 @@ SHIM size_t malloc_usable_size(void *p)
 /* C23's sized frees: the size must be the one asked for. */
 SHIM void free_sized(void *p, size_t size)
 {
-	if (!p)
-		return;
-	if (__builtin_expect(size == SIZE_MAX, 0))
-		lab_free_sized_max(lab_default(), p);
-	else if (!fast_free_sized(p, size))
-		lab_free_sized(lab_default(), p, size);
+	shim_free_sized(p, size);
 }
 
 SHIM void free_aligned_sized(void *p, size_t align, size_t size)
