@@ -30,7 +30,7 @@ static __attribute__((noinline)) void *malloc_general(size_t size)
 	/* Sampling: a call that is not the next sample takes the fast path,
 	 * and counts as guarded_take would have counted it. */
 	struct thread_cache *tc = tcache_fast;
-	if (tc && tc->lab->guarded && !guarded_all(tc->lab) && guarded_countdown > 1) {
+	if (tc && guarded_between_samples(tc->lab)) {
 		void *p = fast_malloc_on(tc, size);
 		if (p) {
 			guarded_countdown--;

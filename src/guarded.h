@@ -74,12 +74,20 @@ static inline bool guarded_all(const struct labyrinth *lab)
 extern __thread uint32_t guarded_countdown __attribute__((tls_model("initial-exec")));
 void *guarded_take_drawn(struct labyrinth *lab, size_t size, size_t align);
 
+/* Whether lab samples (LABYRINTH_SAMPLE=N) and this thread's next
+ * allocation is not the sample: the caller serves it the ordinary way
+ * and counts it (guarded_countdown--). */
+static inline bool guarded_between_samples(const struct labyrinth *lab)
+{
+	const struct guarded_span *s = (const struct guarded_span *)lab->guarded;
+	return s && s->sample > 1 && __builtin_expect(guarded_countdown > 1, 1);
+}
+
 /* Inline: under sampling, all but one call in N end at the countdown,
  * and a call to another file for each would be most of their cost. */
 static inline void *guarded_take(struct labyrinth *lab, size_t size, size_t align)
 {
-	const struct guarded_span *s = (const struct guarded_span *)lab->guarded;
-	if (s->sample > 1 && __builtin_expect(guarded_countdown > 1, 1)) {
+	if (guarded_between_samples(lab)) {
 		guarded_countdown--;
 		return NULL;
 	}
