@@ -29,7 +29,7 @@ void slot_not_a_slot(struct wing *w, const void *p, int kind)
 {
 	size_t off = 0;
 	uint32_t cell = wing_cell_of(w, p, &off);
-	bool past = cell == CELL_NONE || (off / w->class_size + 1) * w->class_size > w->room_bytes;
+	bool past = cell == CELL_NONE || off / w->class_size >= slots_per_room(w);
 	struct error_site site = { .addr = p, .class_size = w->class_size,
 				   .why = past ? "never allocated" : "not the start of a slot" };
 	report_heap_error(kind, &site);
