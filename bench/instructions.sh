@@ -61,11 +61,18 @@ per_op() {
 fast=$builddir/bench/fastpath
 churn=$builddir/bench/churn
 printf '%-44s %10s %10s %8s\n' "instructions per operation" glibc labyrinth ratio
-for row in pair step; do
+api=$builddir/bench/apipair
+for row in pair step private; do
 	if [ $row = pair ]; then
 		name="malloc(16)/free pair"
 		g=$(per_op "" "$fast" -n -s 16)
 		l=$(per_op "$lib" "$fast" -n -s 16)
+		g_pair=$g
+	elif [ $row = private ]; then
+		# The API on a private labyrinth, against glibc's malloc/free.
+		name="labyrinth_malloc(16)/free, private labyrinth"
+		g=$g_pair
+		l=$(per_op "" "$api" -n -s 16)
 	else
 		name="churn step (4096 live, free one, malloc)"
 		g=$(per_op "" "$churn" -s -n 4096)

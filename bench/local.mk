@@ -6,7 +6,8 @@
 # build them; the bench target asks for them.
 
 EXTRA_PROGRAMS += bench/labbench bench/churn bench/xfree bench/realloc \
-	bench/fastpath bench/footprint bench/scale bench/pagebench bench/forkgrown
+	bench/fastpath bench/footprint bench/scale bench/pagebench bench/forkgrown \
+	bench/apipair
 
 bench_labbench_SOURCES = bench/labbench.c
 bench_labbench_LDADD = -lm
@@ -55,17 +56,24 @@ bench_pagebench_LDADD = src/liblabyrinth.la -lpthread
 .PHONY: pagebench
 pagebench: bench/pagebench$(EXEEXT)
 
+# The small fast path through the API, private labyrinth or default, for
+# bench-instructions: a real executable (-no-install), which callgrind runs.
+bench_apipair_SOURCES = bench/apipair.c bench/benchutil.h
+bench_apipair_CFLAGS = $(AM_CFLAGS) -O2
+bench_apipair_LDADD = src/liblabyrinth.la
+bench_apipair_LDFLAGS = -no-install
+
 EXTRA_DIST += bench/pagebench.c bench/README.md bench/run.sh bench/alloc.py bench/gap.py bench/sqlite.sql \
 	bench/gencfile.awk bench/labbench.c bench/benchutil.h bench/churn.c \
 	bench/xfree.c bench/realloc.c bench/fastpath.c bench/footprint.c bench/scale.c \
 	bench/redis.sh bench/forkgrown.c bench/statexit.c bench/forkshell.sh bench/autoproj.sh \
-	bench/syscalls.sh bench/samplecost.sh bench/instructions.sh
+	bench/syscalls.sh bench/samplecost.sh bench/instructions.sh bench/apipair.c
 
 # Automake cleans the programs it installs, not EXTRA_PROGRAMS.
 CLEANFILES += bench/labbench$(EXEEXT) bench/churn$(EXEEXT) bench/xfree$(EXEEXT) \
 	bench/realloc$(EXEEXT) bench/fastpath$(EXEEXT) bench/footprint$(EXEEXT) \
 	bench/scale$(EXEEXT) bench/pagebench$(EXEEXT) bench/forkgrown$(EXEEXT) \
-	bench/statexit.so
+	bench/apipair$(EXEEXT) bench/statexit.so
 
 # BENCH_RUNS, BENCH_ONLY, BENCH_TIMEOUT and BENCH_SLOW_RUNS reach run.sh whether they are set
 # in the environment or on the command line (`make bench BENCH_RUNS=3`).
@@ -95,6 +103,7 @@ bench-protections: preload/liblabyrinth-preload.la bench/labbench$(EXEEXT) \
 # Count a --disable-valgrind build: otherwise labyrinth sees valgrind and
 # adds its memcheck requests, which no user runs.
 .PHONY: bench-instructions
-bench-instructions: preload/liblabyrinth-preload.la bench/fastpath$(EXEEXT) bench/churn$(EXEEXT)
+bench-instructions: preload/liblabyrinth-preload.la bench/fastpath$(EXEEXT) bench/churn$(EXEEXT) \
+		bench/apipair$(EXEEXT)
 	$(AM_V_at)$(SHELL) $(srcdir)/bench/instructions.sh -p "$(BENCH_PRELOAD)" \
 		-b "$(abs_top_builddir)"

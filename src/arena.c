@@ -32,13 +32,17 @@ static struct arena *arena_for_thread(struct labyrinth *lab)
 	return &lab->arenas[(s - 1) % lab->narenas];
 }
 
-/* The thread's cache when lab is the default labyrinth, else NULL. */
+/* The thread's cache of lab; NULL when it cannot have one (exiting, or
+ * out of memory): the arena path then. */
 static inline struct thread_cache *thread_cache(struct labyrinth *lab)
 {
 	struct thread_cache *tc = tcache_self;
 	if (__builtin_expect(tc != NULL && tc->lab == lab, 1))
 		return tc;
-	return lab->is_default ? tcache_attach(lab, arena_for_thread(lab)) : NULL;
+	if (lab->is_default)
+		return tcache_attach(lab, arena_for_thread(lab));
+	tc = tcache_private_find(lab);
+	return tc ? tc : tcache_private_attach(lab, arena_for_thread(lab));
 }
 
 static void *small_malloc(struct labyrinth *lab, unsigned cls, size_t size)

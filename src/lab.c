@@ -164,6 +164,10 @@ static bool pages_init(struct labyrinth *lab, const labyrinth_options_t *o)
 	return true;
 }
 
+/* Labyrinths opened so far: each one's serial, never reused, names it to
+ * the thread caches (tcache_private.c). */
+static _Atomic uint64_t lab_serials;
+
 static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_default)
 {
 	unsigned narenas = pick_arenas(o ? o->arenas : 0);
@@ -182,6 +186,7 @@ static struct labyrinth *lab_create(const labyrinth_options_t *o, bool is_defaul
 	lab->self_bytes = map;
 	lab->prot = prot;
 	lab->is_default = is_default;
+	lab->serial = atomic_fetch_add_explicit(&lab_serials, 1, memory_order_relaxed) + 1;
 	lab->narenas = narenas;
 	lab->arenas = (struct arena *)((char *)lab + (sizeof(struct labyrinth) + 63) / 64 * 64);
 
@@ -223,6 +228,7 @@ static void lab_destroy(struct labyrinth *lab)
 		}
 	}
 	pthread_mutex_unlock(&open_labs_lock);
+	tcache_close(lab);
 	guarded_close(lab->guarded);
 	zero_close(&lab->zero);
 	maze_release(&lab->maze);

@@ -59,6 +59,7 @@ struct region_quarantine {
 };
 
 struct guarded;
+struct thread_cache;
 
 struct labyrinth {
 	struct maze maze;
@@ -76,6 +77,8 @@ struct labyrinth {
 	pthread_mutex_t key_lock;       /* a leaf: guards key_rng */
 	struct rng key_rng;     /* canary keys of large regions and pool pages */
 	bool is_default;
+	uint64_t serial;        /* this labyrinth's number, never reused */
+	struct thread_cache *idle_caches;       /* exited threads' (tcache.c's lock) */
 	/* The page API: a wing and a reserve per block order. */
 	bool pool;              /* prefaulted: labyrinth_malloc is served from the reserve */
 	bool mlock;             /* lock the reserve's pages in memory */

@@ -28,9 +28,11 @@ __thread struct thread_cache *tcache_self __attribute__((tls_model("initial-exec
 __thread struct thread_cache *tcache_fast __attribute__((tls_model("initial-exec")));
 __thread struct thread_cache *tcache_fast_malloc __attribute__((tls_model("initial-exec")));
 static __thread bool tcache_gone __attribute__((tls_model("initial-exec")));
+static __thread bool tcache_hooked __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct thread_cache *idle;               /* caches of exited threads */
+static struct thread_cache *blank;              /* caches closed labyrinths left */
 static struct thread_cache *_Atomic all;        /* every cache: push only */
 static char *chunk_next, *chunk_end;            /* unused caches of the last chunk */
 
@@ -41,13 +43,12 @@ static size_t cache_bytes(const struct labyrinth *lab)
 }
 
 /* Under pool_lock: room for one new cache, carved from a guarded chunk. */
-static struct thread_cache *cache_carve(struct labyrinth *lab)
+static char *cache_carve(size_t bytes)
 {
-	size_t bytes = cache_bytes(lab);
 	if (chunk_next && chunk_next + bytes <= chunk_end) {
-		struct thread_cache *tc = (struct thread_cache *)chunk_next;
+		char *at = chunk_next;
 		chunk_next += bytes;
-		return tc;
+		return at;
 	}
 	size_t inner = bytes < (64UL << 10) ? (64UL << 10) / bytes * bytes : bytes;
 	inner = (inner + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
@@ -60,7 +61,34 @@ static struct thread_cache *cache_carve(struct labyrinth *lab)
 	}
 	chunk_next = mem + PAGE_SIZE + bytes;
 	chunk_end = mem + PAGE_SIZE + inner;
-	return (struct thread_cache *)(mem + PAGE_SIZE);
+	return mem + PAGE_SIZE;
+}
+
+/*
+ * Under pool_lock: a cache of no labyrinth (tc->lab NULL, counters zero)
+ * with room for lab's quarantine: one a closed labyrinth left, or a new
+ * one, linked into the list of all caches; NULL when out of memory.
+ */
+struct thread_cache *tcache_pool_blank(struct labyrinth *lab)
+{
+	uint32_t need = lab->prot.quarantine;
+	for (struct thread_cache **pp = &blank; *pp; pp = &(*pp)->next_idle) {
+		struct thread_cache *tc = *pp;
+		if (tc->capacity >= need) {
+			*pp = tc->next_idle;
+			return tc;
+		}
+	}
+	struct thread_cache *tc = (struct thread_cache *)cache_carve(cache_bytes(lab));
+	if (!tc)
+		return NULL;
+	tc->lab = NULL;
+	tc->capacity = need;
+	struct thread_cache *head = atomic_load(&all);
+	do
+		atomic_store_explicit(&tc->next, head, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak(&all, &head, tc));
+	return tc;
 }
 
 static uint16_t batch_cap(struct labyrinth *lab, unsigned cls)
@@ -80,7 +108,7 @@ static size_t batch_return_inherited(struct labyrinth *lab, struct batch *b, uns
 
 /* A cache a thread starts with, new or left by an exited thread, draws its
  * own generator: it never goes on with another thread's stream. */
-static void cache_rekey(struct thread_cache *tc, struct arena *a)
+void tcache_rekey(struct thread_cache *tc, struct arena *a)
 {
 	pthread_mutex_lock(&a->lock);
 	rng_derive(&tc->rng, &a->rng);
@@ -91,7 +119,7 @@ static void cache_rekey(struct thread_cache *tc, struct arena *a)
 }
 
 /* An empty cache: no batch, no quarantine, nothing to release. */
-static void cache_clear(struct labyrinth *lab, struct thread_cache *tc)
+void tcache_clear(struct labyrinth *lab, struct thread_cache *tc)
 {
 	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
 	tc->nrelease = 0;
@@ -102,22 +130,13 @@ static void cache_clear(struct labyrinth *lab, struct thread_cache *tc)
 	tc->orphan = false;
 }
 
-static void cache_init(struct labyrinth *lab, struct thread_cache *tc)
-{
-	tc->lab = lab;
-	cache_clear(lab, tc);
-	struct thread_cache *head = atomic_load(&all);
-	do
-		atomic_store_explicit(&tc->next, head, memory_order_relaxed);
-	while (!atomic_compare_exchange_weak(&all, &head, tc));
-}
 
 static uint32_t at_most(uint32_t n, uint32_t max)
 {
 	return n < max ? n : max;
 }
 
-static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
+size_t tcache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 {
 	/* Every slot goes back where the index agrees, the quarantine's too:
 	 * see "Fork" in SECURITY.md for what that gives up. */
@@ -133,7 +152,7 @@ static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 			continue;
 		ref = quarantine_leave(q, &lab->maze, ref);
 		closed += slot_salvage_all(lab, &ref, 1, true);
-		q->stage[i].cell = 0;   /* cache_clear leaves the stage as it is */
+		q->stage[i].cell = 0;   /* tcache_clear leaves the stage as it is */
 	}
 	closed += slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
@@ -141,7 +160,7 @@ static size_t cache_salvage(struct labyrinth *lab, struct thread_cache *tc)
 		closed += slot_salvage_all(lab, b->ref, at_most(b->n + b->inherited, BATCH_MAX),
 					   false);
 	}
-	cache_clear(lab, tc);
+	tcache_clear(lab, tc);
 	return closed;
 }
 
@@ -167,7 +186,7 @@ static void tcache_exit(void *unused);
  * A second hook, for a thread whose first call comes after glibc ran those
  * (from a pthread key's destructor, say a free): glibc runs key
  * destructors after them, and again for keys set while they run. Its
- * value is a marker, never read, and the hook runs once (tcache_self).
+ * value is a marker, never read, and the hook runs once (tcache_gone).
  * Only a key among the first 32, whose value glibc keeps in the thread's
  * descriptor: a later key's block would be calloc'd here, and lost (with
  * its memory) when this comes from inside glibc's own setspecific.
@@ -220,36 +239,46 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 {
 	if (!lab->is_default || tcache_gone || tcache_self)
 		return NULL;
-	/* The only thread of the process is the main one (or a fork's only
-	 * survivor), whose end is the process's: no hook, so that exit()
-	 * costs a short-lived process (every shell) nothing. */
-	bool hook = !__libc_single_threaded;
 	pthread_mutex_lock(&pool_lock);
 	struct thread_cache *tc = idle;
-	if (tc)
+	bool fresh = !tc;
+	if (fresh)
+		tc = tcache_pool_blank(lab);
+	else
 		idle = tc->next_idle;
-	else if ((tc = cache_carve(lab)) != NULL)
-		tc->lab = NULL;
 	pthread_mutex_unlock(&pool_lock);
 	if (!tc)
 		return NULL;
-	if (!tc->lab)
-		cache_init(lab, tc);
-	else if (tc->orphan)
-		cache_salvage(lab, tc);
-	else
+	if (fresh) {
+		tc->lab = lab;
+		tcache_clear(lab, tc);
+	} else if (tc->orphan) {
+		tcache_salvage(lab, tc);
+	} else {
 		cache_check_idle(tc);
-	cache_rekey(tc, a);
+	}
+	tcache_rekey(tc, a);
 	tc->arena = a;
 	tcache_self = tc;
 	tcache_fast = fast_path_fits(lab, tc) ? tc : NULL;
 	tcache_fast_malloc = lab->guarded ? NULL : tcache_fast;
-	if (hook) {
-		__cxa_thread_atexit_impl(tcache_exit, NULL, &__dso_handle);
-		if (exit_key_ok)
-			pthread_setspecific(exit_key, (void *)1);
-	}
+	tcache_hook_exit();
 	return tc;
+}
+
+/*
+ * The exit hook, once per thread. The only thread of the process is the
+ * main one (or a fork's only survivor), whose end is the process's: no
+ * hook, so that exit() costs a short-lived process (every shell) nothing.
+ */
+void tcache_hook_exit(void)
+{
+	if (tcache_hooked || __libc_single_threaded)
+		return;
+	tcache_hooked = true;
+	__cxa_thread_atexit_impl(tcache_exit, NULL, &__dso_handle);
+	if (exit_key_ok)
+		pthread_setspecific(exit_key, (void *)1);
 }
 
 bool tcache_batch_fill(struct labyrinth *lab, struct thread_cache *tc, unsigned cls)
@@ -315,7 +344,7 @@ static size_t batches_put_back(struct labyrinth *lab, struct thread_cache *tc)
  * slots its quarantine holds resident go back to the kernel (they stay
  * quarantined: they read as zero and are checked as zero on reuse).
  */
-static size_t cache_give_back(struct labyrinth *lab, struct thread_cache *tc)
+size_t tcache_give_back(struct labyrinth *lab, struct thread_cache *tc)
 {
 	size_t closed = tcache_release_flush(lab, tc) + batches_put_back(lab, tc);
 	quarantine_discard(&tc->quarantine, &lab->maze, false);
@@ -339,12 +368,15 @@ static bool thread_is_leader(void)
 static void tcache_exit(void *unused)
 {
 	(void)unused;
-	struct thread_cache *tc = tcache_self;
-	if (!tc || thread_is_leader())
+	if (tcache_gone || thread_is_leader())
 		return;
-	cache_give_back(tc->lab, tc);
-	tcache_self = tcache_fast = tcache_fast_malloc = NULL;
 	tcache_gone = true;
+	tcache_private_exit();
+	struct thread_cache *tc = tcache_self;
+	if (!tc)
+		return;
+	tcache_give_back(tc->lab, tc);
+	tcache_self = tcache_fast = tcache_fast_malloc = NULL;
 	pthread_mutex_lock(&pool_lock);
 	tc->next_idle = idle;
 	idle = tc;
@@ -359,25 +391,25 @@ static void tcache_exit(void *unused)
  */
 size_t tcache_trim(struct labyrinth *lab)
 {
-	if (!lab->is_default)
-		return 0;
 	size_t closed = 0;
-	if (tcache_self && tcache_self->lab == lab)
-		closed += cache_give_back(lab, tcache_self);
+	struct thread_cache *mine = lab->is_default ? tcache_self : tcache_private_find(lab);
+	if (mine && mine->lab == lab)
+		closed += tcache_give_back(lab, mine);
+	struct thread_cache **idle_of = lab->is_default ? &idle : &lab->idle_caches;
 	pthread_mutex_lock(&pool_lock);
-	struct thread_cache *list = idle;
-	idle = NULL;
+	struct thread_cache *list = *idle_of;
+	*idle_of = NULL;
 	pthread_mutex_unlock(&pool_lock);
 	/* Exited threads' caches are no thread's now; trimmed unlocked. */
 	struct thread_cache *last = NULL;
 	for (struct thread_cache *tc = list; tc; tc = tc->next_idle) {
-		closed += tc->orphan ? cache_salvage(lab, tc) : cache_give_back(lab, tc);
+		closed += tc->orphan ? tcache_salvage(lab, tc) : tcache_give_back(lab, tc);
 		last = tc;
 	}
 	if (last) {
 		pthread_mutex_lock(&pool_lock);
-		last->next_idle = idle;
-		idle = list;
+		last->next_idle = *idle_of;
+		*idle_of = list;
 		pthread_mutex_unlock(&pool_lock);
 	}
 	return closed;
@@ -415,6 +447,46 @@ void tcache_fork_unlock(void)
 }
 
 /*
+ * A private labyrinth closes: its caches, in threads or idle, become
+ * blank, for any labyrinth's next thread: empty, stage and counters too,
+ * since their slots go with the maze.
+ * A thread that still names one (tcache_private.c) finds its serial
+ * changed and lets it go.
+ */
+void tcache_close(struct labyrinth *lab)
+{
+	pthread_mutex_lock(&pool_lock);
+	for (struct thread_cache *tc = atomic_load(&all); tc;
+	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
+		if (tc->lab != lab)
+			continue;
+		tcache_clear(lab, tc);  /* empty even if a fork catches it re-adopted */
+		memset(tc + 1, 0, tc->capacity * sizeof(struct slot_ref));
+		tc->lab = NULL;
+		tc->lab_serial = 0;
+		for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+			atomic_store_explicit(&tc->batch[c].allocs, 0, memory_order_relaxed);
+			atomic_store_explicit(&tc->batch[c].frees, 0, memory_order_relaxed);
+		}
+		tc->next_idle = blank;
+		blank = tc;
+	}
+	lab->idle_caches = NULL;
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* For tcache_private.c: the pool's lock. */
+void tcache_pool_lock(void)
+{
+	pthread_mutex_lock(&pool_lock);
+}
+
+void tcache_pool_unlock(void)
+{
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/*
  * The first malloc of the forking thread's cache in a child (or in a raw
  * clone's child: the generation changed either way). Done here rather than
  * in the fork handler, so that a child that only execs copies none of the
@@ -436,24 +508,30 @@ void tcache_forked(struct labyrinth *lab, struct thread_cache *tc)
 			b->n = b->cap = 0;
 		}
 	}
-	cache_rekey(tc, tc->arena);
+	tcache_rekey(tc, tc->arena);
 }
 
 /*
  * Only the forking thread lives on in the child. Every other cache,
- * whether its thread had exited or not, is idle now, and an orphan: the
- * next thread to adopt it, or labyrinth_trim, salvages its slots first.
+ * whether its thread had exited or not, is idle now (in its private
+ * labyrinth's list, if it is of one), and an orphan: the next thread to
+ * adopt it, or labyrinth_trim, salvages its slots first.
  */
 void tcache_fork_child(void)
 {
 	struct thread_cache *self = tcache_self;
 	idle = NULL;
 	for (struct thread_cache *tc = atomic_load(&all); tc;
+	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed))
+		if (tc->lab && !tc->lab->is_default)
+			tc->lab->idle_caches = NULL;
+	for (struct thread_cache *tc = atomic_load(&all); tc;
 	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
-		if (tc == self)
+		if (tc == self || !tc->lab || tcache_private_mine(tc))
 			continue;
+		struct thread_cache **idle_of = tc->lab->is_default ? &idle : &tc->lab->idle_caches;
 		tc->orphan = true;
-		tc->next_idle = idle;
-		idle = tc;
+		tc->next_idle = *idle_of;
+		*idle_of = tc;
 	}
 }

@@ -53,6 +53,8 @@ struct thread_cache {
 	struct slot_ref release[RELEASE_MAX];   /* left the quarantine, to release */
 	struct thread_cache *_Atomic next;      /* every cache, never unlinked */
 	struct thread_cache *next_idle;
+	uint64_t lab_serial;    /* a private labyrinth's serial, while of one */
+	uint32_t capacity;      /* quarantine entries its storage holds */
 	bool orphan;            /* left by a thread that a fork did not copy */
 	struct batch batch[SMALL_CLASSES];
 	/* the quarantine's storage follows */
@@ -80,6 +82,29 @@ extern __thread struct thread_cache *tcache_fast_malloc
  * NULL for a private labyrinth or a thread that is exiting (they take the
  * arena path). */
 struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a);
+
+/*
+ * Private labyrinths' caches (tcache_private.c). A thread names up to
+ * PRIVATE_CACHES of them; find is the common case, attach the first call
+ * (NULL: the thread is exiting, or out of memory; the arena path then).
+ */
+struct thread_cache *tcache_private_find(const struct labyrinth *lab);
+struct thread_cache *tcache_private_attach(struct labyrinth *lab, struct arena *a);
+
+/* Between tcache.c and tcache_private.c. The pool's lock guards the idle
+ * and blank lists, lab->idle_caches and a cache's lab and lab_serial. */
+void tcache_pool_lock(void);
+void tcache_pool_unlock(void);
+struct thread_cache *tcache_pool_blank(struct labyrinth *lab);
+void tcache_clear(struct labyrinth *lab, struct thread_cache *tc);
+void tcache_rekey(struct thread_cache *tc, struct arena *a);
+size_t tcache_salvage(struct labyrinth *lab, struct thread_cache *tc);
+size_t tcache_give_back(struct labyrinth *lab, struct thread_cache *tc);
+void tcache_hook_exit(void);
+/* At the calling thread's exit: its private caches go idle. */
+void tcache_private_exit(void);
+/* In a forked child: whether tc is one of the forking thread's own. */
+bool tcache_private_mine(const struct thread_cache *tc);
 
 /* The slow halves of the two below: a batch is taken under the arena's
  * lock (false if the wing is full); the release list is emptied. */
@@ -200,6 +225,8 @@ size_t tcache_trim(struct labyrinth *lab);
  * and the slots in their quarantines to *quarantined (if not NULL). */
 void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uint64_t *live,
 		   uint64_t *quarantined);
+/* A private labyrinth closes: its caches become blank (tcache.c). */
+void tcache_close(struct labyrinth *lab);
 /* Held across fork, so that a child never inherits the pool's lock taken. */
 void tcache_fork_lock(void);
 void tcache_fork_unlock(void);
