@@ -15,6 +15,42 @@ void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n)
 	/* The stage's storage is zero (fresh pages) or was emptied by a salvage. */
 }
 
+/* e kept by keep() (which sees it without the resident bit): counted. */
+static bool entry_kept(struct slot_ref e, const struct maze *m,
+		       bool (*keep)(void *, struct slot_ref), void *ctx, uint64_t *resident)
+{
+	struct slot_ref bare = e;
+	bare.cell &= ~SLOT_REF_RESIDENT;
+	if (!keep(ctx, bare))
+		return false;
+	if (e.cell & SLOT_REF_RESIDENT)
+		*resident += m->wings[e.cls].class_size;
+	return true;
+}
+
+void quarantine_keep_if(struct quarantine *q, const struct maze *m,
+			bool (*keep)(void *, struct slot_ref), void *ctx)
+{
+	uint64_t resident = 0;
+	if (q->nfifo) {
+		uint32_t head = q->head < q->nfifo ? q->head : 0;
+		uint32_t n = q->count < q->nfifo ? q->count : q->nfifo, kept = 0;
+		/* Compacted towards the head: an entry moves to a place already read. */
+		for (uint32_t i = 0; i < n; i++) {
+			struct slot_ref e = q->fifo[(head + i) % q->nfifo];
+			if (entry_kept(e, m, keep, ctx, &resident))
+				slot_ref_put(&q->fifo[(head + kept++) % q->nfifo], e);
+		}
+		q->head = head;
+		q->count = kept;
+	}
+	struct slot_ref e;
+	for (uint32_t i = 0; i < q->nstage; i++)
+		if (quarantine_stage_slot(q->stage[i], &e) && !entry_kept(e, m, keep, ctx, &resident))
+			slot_ref_put(&q->stage[i], slot_ref_make(0, 0, 0));
+	q->resident = resident;
+}
+
 uint64_t quarantine_held(struct quarantine *q)
 {
 	uint64_t n = __atomic_load_n(&q->count, __ATOMIC_RELAXED);

@@ -179,6 +179,12 @@ static inline bool quarantine_push(struct quarantine *q, struct rng *r, uint32_t
 	return quarantine_push_shaped(q, &sh, r, u, in, out);
 }
 
+/* Keep only the entries keep(ctx, ref) accepts (ref without its resident
+ * bit), in their order; the resident bytes are counted again from them.
+ * For a forked child's dead threads' quarantines (tcache.c). */
+void quarantine_keep_if(struct quarantine *q, const struct maze *m,
+			bool (*keep)(void *, struct slot_ref), void *ctx);
+
 /* Slots held, read without the owner's lock: a count for the statistics,
  * where a value a moment old is as good as an exact one. */
 uint64_t quarantine_held(struct quarantine *q);

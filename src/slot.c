@@ -249,23 +249,45 @@ static bool listed(struct room *r, uint16_t slot)
 	return false;
 }
 
-/* One slot of a dead thread's list: returned only if the index agrees. */
-static size_t salvage_one(struct labyrinth *lab, struct slot_ref ref, bool quarantined)
+/* The arena whose lock guards the room ref names, if ref names a slot of
+ * an open room of lab's small wings (a dead thread's entry may name
+ * anything); NULL if not. */
+static struct arena *salvage_arena(struct labyrinth *lab, struct slot_ref ref, struct wing **wp,
+				   struct room **rp)
 {
 	if (ref.cls >= SMALL_CLASSES)
-		return 0;
+		return NULL;
 	struct wing *w = &lab->maze.wings[ref.cls];
 	if (ref.cell >= atomic_load(&w->ext_cells) || ref.slot >= slots_per_room(w))
-		return 0;
+		return NULL;
 	struct room *r = room_of(w, ref.cell);
 	unsigned owner = v_owner(version_read(&r->version));
 	if (owner == 0 || owner > lab->narenas)
+		return NULL;
+	*wp = w;
+	*rp = r;
+	return &lab->arenas[owner - 1];
+}
+
+/* Under a's lock: whether a still owns room r. */
+static bool salvage_room_held(const struct arena *a, struct room *r)
+{
+	uint64_t room = version_read(&r->version);
+	return v_state(room) == V_OWNED && v_owner(room) == a->id;
+}
+
+/* One slot of a dead thread's list: returned only if the index agrees. */
+static size_t salvage_one(struct labyrinth *lab, struct slot_ref ref, bool quarantined)
+{
+	struct wing *w;
+	struct room *r;
+	struct arena *a = salvage_arena(lab, ref, &w, &r);
+	if (!a)
 		return 0;
-	struct arena *a = &lab->arenas[owner - 1];
 	size_t closed = 0;
 	pthread_mutex_lock(&a->lock);
-	uint64_t room = version_read(&r->version), v = version_read(slot_version(r, ref.slot));
-	if (v_state(room) == V_OWNED && v_owner(room) == owner) {
+	uint64_t v = version_read(slot_version(r, ref.slot));
+	if (salvage_room_held(a, r)) {
 		if (quarantined && v_state(v) == V_QUARANTINED)
 			closed = release_in(lab, a, w, r, ref);
 		else if (!quarantined && v_state(v) == V_FREE && !listed(r, ref.slot))
@@ -273,6 +295,27 @@ static size_t salvage_one(struct labyrinth *lab, struct slot_ref ref, bool quara
 	}
 	pthread_mutex_unlock(&a->lock);
 	return closed;
+}
+
+bool slot_salvage_mark(struct labyrinth *lab, struct slot_ref ref)
+{
+	struct wing *w;
+	struct room *r;
+	struct arena *a = salvage_arena(lab, ref, &w, &r);
+	if (!a)
+		return false;
+	pthread_mutex_lock(&a->lock);
+	bool kept = salvage_room_held(a, r) &&
+		    version_set(slot_version(r, ref.slot), V_QUARANTINED, V_RETIRED, 0);
+	pthread_mutex_unlock(&a->lock);
+	return kept;
+}
+
+void slot_salvage_unmark(struct labyrinth *lab, struct slot_ref ref)
+{
+	struct wing *w = &lab->maze.wings[ref.cls];
+	if (!version_set(slot_version(room_of(w, ref.cell), ref.slot), V_RETIRED, V_QUARANTINED, 0))
+		slot_corrupt_quarantine();
 }
 
 /*

@@ -42,6 +42,15 @@ size_t slot_put_back_all(struct labyrinth *lab, const struct slot_ref *refs, uin
  * disagree with the maze index: only what the index confirms moves. */
 size_t slot_salvage_all(struct labyrinth *lab, const struct slot_ref *refs, uint32_t n,
 			bool quarantined);
+/*
+ * A dead thread's quarantine is kept, entry by entry, in two passes over
+ * every such list of the labyrinth: mark moves a slot the index confirms
+ * as quarantined to the salvage mark (V_RETIRED, which no slot otherwise
+ * takes), so that a second entry for it, in any of those lists, is seen
+ * and dropped (false: drop the entry); unmark moves each kept one back.
+ */
+bool slot_salvage_mark(struct labyrinth *lab, struct slot_ref ref);
+void slot_salvage_unmark(struct labyrinth *lab, struct slot_ref ref);
 /* The arena that owns the slot's room (its lock guards the room). */
 struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref);
 

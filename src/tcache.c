@@ -118,49 +118,74 @@ void tcache_rekey(struct thread_cache *tc, struct arena *a)
 	tc->owned = owner_word(a->id, g);
 }
 
-/* An empty cache: no batch, no quarantine, nothing to release. */
-void tcache_clear(struct labyrinth *lab, struct thread_cache *tc)
+/* No batch, nothing to release. */
+static void batches_clear(struct labyrinth *lab, struct thread_cache *tc)
 {
-	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
 	tc->nrelease = 0;
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		tc->batch[c].n = tc->batch[c].inherited = 0;
 		tc->batch[c].cap = batch_cap(lab, c);
 	}
-	tc->orphan = false;
 }
 
+/* An empty cache: no batch, no quarantine, nothing to release. */
+void tcache_clear(struct labyrinth *lab, struct thread_cache *tc)
+{
+	quarantine_init(&tc->quarantine, (struct slot_ref *)(tc + 1), lab->prot.quarantine);
+	batches_clear(lab, tc);
+	tc->orphan = false;
+}
 
 static uint32_t at_most(uint32_t n, uint32_t max)
 {
 	return n < max ? n : max;
 }
 
-size_t tcache_salvage(struct labyrinth *lab, struct thread_cache *tc)
+static bool keep_marked(void *lab, struct slot_ref ref)
 {
-	/* Every slot goes back where the index agrees, the quarantine's too:
-	 * see "Fork" in SECURITY.md for what that gives up. */
-	struct quarantine *q = &tc->quarantine;
+	return slot_salvage_mark(lab, ref);
+}
+
+static bool unmark(void *lab, struct slot_ref ref)
+{
+	slot_salvage_unmark(lab, ref);
+	return true;
+}
+
+#define EACH_ORPHAN_OF(lab, tc) \
+	for (struct thread_cache *tc = atomic_load(&all); tc; \
+	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) \
+		if (tc->lab == (lab) && tc->orphan)
+
+/*
+ * Every orphan of lab at once, under the pool's lock: a fork copied each
+ * while its thread ran, page by page, so a slot may show in two of its
+ * lists, or in two orphans'. Their quarantines are kept, each entry only
+ * if the index says quarantined and no entry before it named the slot
+ * (the salvage mark, slot.h); then their batches and release lists go
+ * back where the index agrees, as before (a marked slot is neither free
+ * nor quarantined, so none of those moves it); then the marks go. So a
+ * block a thread freed before the fork waits out its quarantine in the
+ * child too, in the thread that adopts the cache.
+ */
+size_t tcache_salvage_orphans(struct labyrinth *lab)
+{
 	size_t closed = 0;
-	for (uint32_t i = 0; i < at_most(q->count, q->nfifo); i++) {
-		struct slot_ref ref = quarantine_leave(q, &lab->maze, q->fifo[(q->head + i) % q->nfifo]);
-		closed += slot_salvage_all(lab, &ref, 1, true);
+	EACH_ORPHAN_OF(lab, tc)
+		quarantine_keep_if(&tc->quarantine, &lab->maze, keep_marked, lab);
+	EACH_ORPHAN_OF(lab, tc) {
+		closed += slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
+		for (unsigned c = 0; c < SMALL_CLASSES; c++) {
+			struct batch *b = &tc->batch[c];
+			closed += slot_salvage_all(lab, b->ref, at_most(b->n + b->inherited, BATCH_MAX),
+						   false);
+		}
+		batches_clear(lab, tc);
 	}
-	struct slot_ref ref;
-	for (uint32_t i = 0; i < q->nstage; i++) {
-		if (!quarantine_stage_slot(q->stage[i], &ref))
-			continue;
-		ref = quarantine_leave(q, &lab->maze, ref);
-		closed += slot_salvage_all(lab, &ref, 1, true);
-		q->stage[i].cell = 0;   /* tcache_clear leaves the stage as it is */
+	EACH_ORPHAN_OF(lab, tc) {
+		quarantine_keep_if(&tc->quarantine, &lab->maze, unmark, lab);
+		tc->orphan = false;
 	}
-	closed += slot_salvage_all(lab, tc->release, at_most(tc->nrelease, RELEASE_MAX), true);
-	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
-		struct batch *b = &tc->batch[c];
-		closed += slot_salvage_all(lab, b->ref, at_most(b->n + b->inherited, BATCH_MAX),
-					   false);
-	}
-	tcache_clear(lab, tc);
 	return closed;
 }
 
@@ -246,14 +271,14 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 		tc = tcache_pool_blank(lab);
 	else
 		idle = tc->next_idle;
+	if (tc && tc->orphan)
+		tcache_salvage_orphans(lab);
 	pthread_mutex_unlock(&pool_lock);
 	if (!tc)
 		return NULL;
 	if (fresh) {
 		tc->lab = lab;
 		tcache_clear(lab, tc);
-	} else if (tc->orphan) {
-		tcache_salvage(lab, tc);
 	} else {
 		cache_check_idle(tc);
 	}
@@ -397,13 +422,14 @@ size_t tcache_trim(struct labyrinth *lab)
 		closed += tcache_give_back(lab, mine);
 	struct thread_cache **idle_of = lab->is_default ? &idle : &lab->idle_caches;
 	pthread_mutex_lock(&pool_lock);
+	closed += tcache_salvage_orphans(lab);
 	struct thread_cache *list = *idle_of;
 	*idle_of = NULL;
 	pthread_mutex_unlock(&pool_lock);
 	/* Exited threads' caches are no thread's now; trimmed unlocked. */
 	struct thread_cache *last = NULL;
 	for (struct thread_cache *tc = list; tc; tc = tc->next_idle) {
-		closed += tc->orphan ? tcache_salvage(lab, tc) : tcache_give_back(lab, tc);
+		closed += tcache_give_back(lab, tc);
 		last = tc;
 	}
 	if (last) {

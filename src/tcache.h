@@ -98,7 +98,9 @@ void tcache_pool_unlock(void);
 struct thread_cache *tcache_pool_blank(struct labyrinth *lab);
 void tcache_clear(struct labyrinth *lab, struct thread_cache *tc);
 void tcache_rekey(struct thread_cache *tc, struct arena *a);
-size_t tcache_salvage(struct labyrinth *lab, struct thread_cache *tc);
+/* In a forked child, under the pool's lock: every orphan of lab made
+ * whole, its quarantine kept (tcache.c). */
+size_t tcache_salvage_orphans(struct labyrinth *lab);
 size_t tcache_give_back(struct labyrinth *lab, struct thread_cache *tc);
 void tcache_hook_exit(void);
 /* At the calling thread's exit: its private caches go idle. */

@@ -79,14 +79,14 @@ struct thread_cache *tcache_private_attach(struct labyrinth *lab, struct arena *
 		tc->lab = lab;
 		tc->lab_serial = lab->serial;
 		*e = (struct private_entry){ lab->serial, tc };
+		if (tc->orphan)
+			tcache_salvage_orphans(lab);
 	}
 	tcache_pool_unlock();
 	if (!tc)
 		return NULL;
 	if (fresh)
 		tcache_clear(lab, tc);
-	else if (tc->orphan)
-		tcache_salvage(lab, tc);
 	tcache_rekey(tc, a);
 	tc->arena = a;
 	tcache_hook_exit();

@@ -349,6 +349,86 @@ Test(fork, from_threads_that_allocate_without_deadlock_or_leak, .timeout = 120)
 		pthread_join(th[t], NULL);
 }
 
+/* ---- a dead thread's quarantine, in a child ------------------------------- */
+
+#define HELD_SIZE 400           /* a class little else in the test uses */
+#define HELD 64
+
+static uintptr_t held[HELD];
+static int freed_pipe[2], go_pipe[2];
+
+/* Frees HELD blocks into this thread's quarantine, then waits, alive, for
+ * the fork: in the child it is a dead thread whose cache is an orphan. */
+static void *free_and_wait(void *arg)
+{
+	(void)arg;
+	/* Every other block stays live, so that the freed ones' rooms stay
+	 * open: a slot released early is free in a room refills draw from. */
+	void *p[2 * HELD];
+	for (int i = 0; i < 2 * HELD; i++)
+		p[i] = labyrinth_malloc(NULL, HELD_SIZE);
+	for (int i = 0; i < HELD; i++) {
+		held[i] = (uintptr_t)p[2 * i];
+		labyrinth_free(NULL, p[2 * i]);
+	}
+	char c = 'f';
+	if (write(freed_pipe[1], &c, 1) != 1 || read(go_pipe[0], &c, 1) != 1)
+		abort();
+	return NULL;
+}
+
+/* Blocks of the held class, kept: how many are blocks the dead thread had
+ * freed. The first thread the child starts adopts the dead thread's cache;
+ * each takes its batches from the next arena, so together they draw from
+ * the dead thread's arena too. */
+static void *held_handed_out(void *hits)
+{
+	for (int i = 0; i < 1000; i++) {
+		uintptr_t p = (uintptr_t)labyrinth_malloc(NULL, HELD_SIZE);
+		for (int k = 0; k < HELD; k++)
+			*(int *)hits += p == held[k];
+	}
+	return NULL;
+}
+
+static int child_with_a_dead_thread(void)
+{
+	int hits = 0;
+	for (int i = 0; i < 2 * MAX_ARENAS; i++) {
+		pthread_t t;
+		pthread_create(&t, NULL, held_handed_out, &hits);
+		pthread_join(t, NULL);
+		if (i == 0)
+			labyrinth_trim(NULL);   /* salvages orphans too, and must keep them */
+	}
+	return hits > 100 ? 100 : hits;
+}
+
+/* Until 2026-12-05 a child that started a thread released the quarantines
+ * of threads the fork left behind: their freed blocks came back within a
+ * few dozen allocations of their size. */
+Test(fork, a_dead_threads_quarantine_still_holds_its_blocks_in_the_child, .timeout = 60)
+{
+	cr_assert_eq(pipe(freed_pipe), 0);
+	cr_assert_eq(pipe(go_pipe), 0);
+	pthread_t holder;
+	cr_assert_eq(pthread_create(&holder, NULL, free_and_wait, NULL), 0);
+	char c;
+	cr_assert_eq(read(freed_pipe[0], &c, 1), 1);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(child_with_a_dead_thread());
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert_eq(write(go_pipe[1], "g", 1), 1);
+	cr_assert_eq(pthread_join(holder, NULL), 0);
+	cr_assert(WIFEXITED(status), "child status %#x", status);
+	cr_assert_eq(WEXITSTATUS(status), 0,
+		     "%d blocks the dead thread freed were handed out again in the child",
+		     WEXITSTATUS(status));
+}
+
 /* ---- vfork, posix_spawn, and a clone that runs no fork handler ----------- */
 
 Test(fork, vfork_and_posix_spawn_run_no_allocator_code, .timeout = 60)
