@@ -76,6 +76,12 @@ SHIM void *calloc(size_t n, size_t size)
 	return p ? p : enomem();
 }
 
+static __attribute__((noinline)) void *realloc_general(void *p, size_t size)
+{
+	void *n = lab_realloc(lab_default(), p, size);
+	return n ? n : enomem();
+}
+
 SHIM void *realloc(void *p, size_t size)
 {
 	if (!p)
@@ -84,8 +90,21 @@ SHIM void *realloc(void *p, size_t size)
 		free(p);
 		return NULL;
 	}
-	void *n = lab_realloc(lab_default(), p, size);
-	return n ? n : enomem();
+	/* Small to small: in place, or a fast malloc, the copy, a fast free
+	 * (which checks the old block as any free does). */
+	bool stays;
+	size_t old = fast_resize(p, size, &stays);
+	if (__builtin_expect(old != SIZE_MAX, 1)) {
+		if (stays)
+			return p;
+		void *n = fast_malloc(size);
+		if (__builtin_expect(n != NULL, 1)) {
+			memcpy(n, p, old < size ? old : size);
+			free(p);
+			return n;
+		}
+	}
+	return realloc_general(p, size);
 }
 
 SHIM void *reallocarray(void *p, size_t n, size_t size)

@@ -109,4 +109,45 @@ static inline __attribute__((always_inline)) bool fast_free(void *p)
 	return fast_free_sized(p, SIZE_MAX);
 }
 
+/*
+ * realloc's first step, for p a live slot of the fast path's classes and
+ * size a request it serves: the block's request size, and *stays set
+ * when size keeps its class, in which case it is resized in place here
+ * (its canary checked, then written from the new end, as small_resize()
+ * does). SIZE_MAX: nothing done, take the general path, which reports a
+ * pointer that is no live block and a damaged canary. A block that must
+ * move is the caller's to copy into a fast malloc and free.
+ */
+static inline __attribute__((always_inline)) size_t fast_resize(void *p, size_t size, bool *stays)
+{
+	struct thread_cache *tc = tcache_fast;
+	if (__builtin_expect(!tc || size - 1 >= FAST_REQUEST_MAX, 0))
+		return SIZE_MAX;
+	struct wing *w = maze_wing_of(&tc->lab->maze, p);
+	if (__builtin_expect(!w || w->class_size > FAST_CLASS_MAX, 0))
+		return SIZE_MAX;
+	uint32_t cell;
+	uint16_t slot;
+	struct room *r = slot_find(w, p, &cell, &slot);
+	if (__builtin_expect(!r, 0))
+		return SIZE_MAX;
+	uint64_t v = version_read(slot_version(r, slot));
+	if (__builtin_expect(v_state(v) != V_OWNED, 0))
+		return SIZE_MAX;
+	size_t cs = class_size_at_most(w, FAST_CLASS_MAX);
+	uint16_t *req = slot_size(w, r, slot);
+	size_t old = *req;
+	*stays = small_class(size + 1) == w->index;
+	if (!*stays)
+		return old;
+	uint64_t pat = slot_pattern(r, p, v);
+	if (__builtin_expect(!canary_intact_slot(p, old, cs, pat), 0))
+		return SIZE_MAX;
+	annotate_open(p, cs);
+	*req = (uint16_t)size;
+	canary_write_slot(p, size, cs, pat);
+	annotate_resize(p, old, size, cs);
+	return old;
+}
+
 #endif

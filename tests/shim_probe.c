@@ -256,6 +256,38 @@ static long count_maps(void)
 }
 
 /* Keep mib MiB of 64-byte objects live, then print the mapping count. */
+/* realloc keeps the bytes and the contract: in place within a class,
+ * moving between classes, into and out of large blocks. */
+static void check_realloc(void)
+{
+	static const size_t sizes[] = { 20, 24, 100, 10, 3000, 5000, 30, 16, 3839, 3840, 1 };
+	unsigned char *p = malloc(20);
+	size_t have = 20;
+	for (size_t i = 0; i < 20; i++)
+		p[i] = (unsigned char)(i * 7 + 1);
+	int kept = 1;
+	for (size_t k = 1; k < sizeof sizes / sizeof *sizes; k++) {
+		size_t size = sizes[k];
+		unsigned char *q = realloc(p, size);
+		if (!q) {
+			check(0, "realloc between small and large sizes");
+			return;
+		}
+		for (size_t i = 0; i < (have < size ? have : size) && i < 20; i++)
+			kept &= q[i] == (unsigned char)(i * 7 + 1);
+		kept &= malloc_usable_size(q) == size;
+		for (size_t i = 0; i < size; i++)
+			q[i] = i < 20 ? (unsigned char)(i * 7 + 1) : 0xee;
+		p = q;
+		have = size;
+	}
+	check(kept, "realloc keeps the bytes and the usable size, in place and moving");
+	unsigned char *r = malloc(20), *same = realloc(r, 24);
+	check(same == r, "realloc within a size class stays in place");
+	free(same);
+	free(p);
+}
+
 static int grow(long mib)
 {
 	size_t n = (size_t)mib * (1 << 20) / 64;
@@ -287,6 +319,7 @@ int main(int argc, char **argv)
 		check_alignment();
 		check_misc();
 		check_zero();
+		check_realloc();
 		check_fork_and_threads();
 		return failures != 0;
 	}
@@ -308,6 +341,21 @@ int main(int argc, char **argv)
 		free(sink);
 		return 0;
 	}
-	fprintf(stderr, "usage: shim_probe shim|first|grow MIB|double-free|zero-double-free\n");
+	/* An overflow of one byte past a block realloc then resizes in place
+	 * (24 keeps the class of 20) or moves (200): found either way. */
+	if (strcmp(mode, "realloc-overflow") == 0 || strcmp(mode, "realloc-overflow-move") == 0) {
+		sink = malloc(20);      /* through sink: gcc would see the bug */
+		((char *)sink)[20] = 'X';
+		sink = realloc(sink, strcmp(mode, "realloc-overflow") == 0 ? 24 : 200);
+		return 0;
+	}
+	if (strcmp(mode, "realloc-freed") == 0) {
+		sink = malloc(20);
+		free(sink);
+		sink = realloc(sink, 24);
+		return 0;
+	}
+	fprintf(stderr, "usage: shim_probe shim|first|grow MIB|double-free|zero-double-free|"
+		"realloc-overflow|realloc-overflow-move|realloc-freed\n");
 	return 2;
 }

@@ -52,6 +52,24 @@ for mode in markers mprotect; do
 		not_ok "$mode: double free: status $status, stderr '$err'"
 	fi
 
+	# realloc's fast path checks the old block as free does: an overflow
+	# of one byte is found whether the block stays or moves, and a freed
+	# block is refused.
+	for m in realloc-overflow realloc-overflow-move realloc-freed; do
+		err=$(run $m 2>&1 >/dev/null)
+		status=$?
+		case $m in
+		realloc-freed) what="labyrinth: invalid realloc of 0x" why="already freed" ;;
+		*) what="labyrinth: heap overflow of 0x" why="canary changed at +20," ;;
+		esac
+		first=$(head -n 1 <<<"$err")
+		if [ $status -eq 134 ] && [[ $first == "$what"* && $first == *"$why"* ]]; then
+			ok "$mode: $m aborts with one line naming it"
+		else
+			not_ok "$mode: $m: status $status, stderr '$err'"
+		fi
+	done
+
 	err=$(run zero-double-free 2>&1 >/dev/null)
 	status=$?
 	if [ $status -eq 134 ] && [[ $err == "labyrinth: double free of 0x"* ]] && [ "$(grep -vc '^labyrinth: \(stack:\|    #\|allocated by:\|freed by:\)' <<<"$err")" -eq 1 ]; then
