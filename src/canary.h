@@ -202,7 +202,7 @@ bool bytes_all_zero_wide(const char *p, size_t len);
 extern bool canary_cpu_avx2;
 
 /* The same without AVX2, inline: no call. */
-static inline bool bytes_all_zero_narrow(const char *p, size_t len)
+static inline __attribute__((always_inline)) bool bytes_all_zero_narrow(const char *p, size_t len)
 {
 	size_t i = 0;
 #ifdef __SSE2__
@@ -235,7 +235,8 @@ static inline bool bytes_all_zero(const char *p, size_t len)
 /* The same for a slot, len a multiple of 16 (16 at least): up to 64 bytes
  * by loads that overlap at the end, no loop. With leaf set, nothing is
  * called (no AVX2 for big slots): the caller saves no registers for it. */
-static inline bool slot_bytes_zero(const char *p, size_t len, bool leaf)
+static inline __attribute__((always_inline)) bool slot_bytes_zero(const char *p, size_t len,
+								  bool leaf)
 {
 #ifdef __SSE2__
 	if (len <= 64) {
