@@ -22,9 +22,12 @@ took most (the mean of a run; inlined code counts as its caller). The call graph
 from a system call: a sample in clear_page is a fault's if a fault entered
 the kernel, madvise's if madvise did.
 
-With -f, one run more of the preload under `perf record -e page-faults -d`
+With -f, one run more of the preload under `perf record -e page-faults -d -g`
 counts the faults by the wing of labyrinth's default maze they hit (small
-class size, or a large class's pages) and outside it. The maze is the
+class size, or a large class's pages) and, outside it, by what they hit:
+the maze index, a file's pages (libc.so.6, the preload...), [stack], or
+anonymous memory named by the preload's innermost function in the fault's
+call chain (maze_reserve: the wing table; cache_clear: a thread cache...). The maze is the
 largest PROT_NONE reservation the process made; its wings are 32 GiB slices
 (-w sets the shift, 35, for a maze halved under ulimit -v).
 
@@ -151,29 +154,70 @@ def wing_name(w):
     return 'large %d KiB' % (((5 + k % 4) << (k // 4)) * 4)
 
 
-def faults_by_wing(data, shift):
+MMAP_EVENT = re.compile(r' (\d+)/\d+: \[0x([0-9a-f]+)\(0x([0-9a-f]+)\) @ [^\]]*\]: (\S+) ?(.*)$')
+
+
+def mappings(data):
+    """Per pid, the mappings perf saw made, in order: (lo, size, prot, name)."""
     mm = subprocess.run(['perf', 'script', '-i', data, '--show-mmap-events'],
                         capture_output=True, text=True, check=True).stdout
-    maze = {}
-    for m in re.finditer(r' (\d+)/\d+: \[0x([0-9a-f]+)\(0x([0-9a-f]+)\).*\]: ---p //anon', mm):
-        pid, lo, size = int(m.group(1)), int(m.group(2), 16), int(m.group(3), 16)
-        if size >= 1 << 40 and size > maze.get(pid, (0, 0))[1]:
-            maze[pid] = (lo, size)
-    out = subprocess.run(['perf', 'script', '-i', data, '-F', 'pid,addr'],
-                         capture_output=True, text=True, check=True).stdout
-    counts = collections.Counter()
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) != 2:
+    maps = collections.defaultdict(list)
+    for line in mm.splitlines():
+        if 'PERF_RECORD_MMAP' not in line:
             continue
-        pid, addr = int(f[0]), int(f[1], 16)
+        m = MMAP_EVENT.search(line)
+        if m:
+            maps[int(m.group(1))].append((int(m.group(2), 16), int(m.group(3), 16),
+                                          m.group(4), m.group(5).strip()))
+    return maps
+
+
+def outside_name(maps, addr, caller):
+    """A fault outside the maze, by what it hit: the maze index (the one
+    read-write reservation of a gigabyte or more), a file or [stack], or
+    anonymous memory named by the preload's innermost function in the
+    fault's call chain (none: the program's own memory, or a fault inside a
+    system call or libc's memcpy)."""
+    for lo, size, prot, name in reversed(maps):
+        if lo <= addr < lo + size:
+            if name == '//anon' or not name:
+                if prot.startswith('rw') and size >= 1 << 30:
+                    return 'maze index'
+                return 'anonymous, ' + (caller or 'no allocator frame')
+            return os.path.basename(name)
+    return 'unmapped (a mapping perf did not see)'
+
+
+def faults_by_wing(data, shift, preload):
+    maps = mappings(data)
+    maze = {}
+    for pid, ms in maps.items():
+        for lo, size, prot, name in ms:
+            if prot == '---p' and name == '//anon' and size >= 1 << 40 and \
+                    size > maze.get(pid, (0, 0))[1]:
+                maze[pid] = (lo, size)
+    out = subprocess.run(['perf', 'script', '-i', data, '-F', 'pid,addr,ip,sym,dso'],
+                         capture_output=True, text=True, check=True).stdout
+    lib = os.path.basename(preload)
+    counts = collections.Counter()
+    samples = []
+    for line in out.splitlines():
+        if line.startswith('\t'):      # a frame: ip, symbol, (dso)
+            f = line.split()
+            if samples and not samples[-1][2] and len(f) >= 3 and \
+                    os.path.basename(f[-1].strip('()')) == lib:
+                samples[-1][2] = f[1]
+        elif line.strip():
+            f = line.split()
+            samples.append([int(f[0]), int(f[1], 16), ''])
+    for pid, addr, caller in samples:
         lo, size = maze.get(pid, (0, 0))
         # The maze starts at the first 2 MiB boundary of its reservation.
         base = (lo + (1 << 21) - 1) & ~((1 << 21) - 1)
         if base <= addr < lo + size:
             counts[wing_name((addr - base) >> shift)] += 1
         else:
-            counts['outside the maze'] += 1
+            counts['outside: ' + outside_name(maps.get(pid, []), addr, caller)] += 1
     return counts
 
 
@@ -214,10 +258,11 @@ def main():
             print('allocator under %s, ms a run: %s' % (label, top or 'none'))
         if a.faults:
             data = os.path.join(tmp, 'faults.data')
-            record(data, preload, a.command, ['-e', 'page-faults', '-c', '1', '-d'])
-            counts = faults_by_wing(data, a.shift)
-            print('\npage faults under labyrinth by wing (%d in all):' % sum(counts.values()))
-            for name, n in counts.most_common(16):
+            record(data, preload, a.command, ['-e', 'page-faults', '-c', '1', '-d', '-g'])
+            counts = faults_by_wing(data, a.shift, preload)
+            print('\npage faults under labyrinth by wing, or by what they hit outside the maze '
+                  '(%d in all):' % sum(counts.values()))
+            for name, n in counts.most_common(32):
                 print('%9d  %s' % (n, name))
     return 0
 

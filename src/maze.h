@@ -81,7 +81,8 @@ struct wing {
 	size_t tail_mapped;     /* bytes of the tail that are read-write */
 	pthread_mutex_t lock;
 	/* Its placement key, out of the wing: a process keys only the wings it
-	 * uses, and 230 generators inline would make every process touch 70 KiB. */
+	 * uses, and 230 generators inline would make every process touch 70 KiB.
+	 * NULL until the wing's first placement hands it the maze's next one. */
 	struct rng *rng;
 } __attribute__((aligned(256)));	/* a power of two: wings[cls] is a shift */
 
@@ -99,6 +100,10 @@ struct maze {
 	uint16_t *slice_wing;
 	struct wing *wings;
 	unsigned nwings;
+	/* The wings' generators, handed out in the order wings are first used,
+	 * so the few a short process keys share a page or two. */
+	struct rng *rngs;
+	_Atomic unsigned rngs_used;
 	_Atomic unsigned guard_mode;
 	_Atomic bool markers_used;
 	_Atomic bool stale_lit;         /* a lit span may have failed to go dark */
