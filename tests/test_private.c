@@ -116,19 +116,19 @@ static void run_thread(void *(*fn)(void *), void *arg)
 
 /* 400 threads one after another: each exited thread's cache waits for the
  * next (a cache is about 12 KiB with its quarantine, carved a few to a
- * guarded chunk): the process's mappings and memory stay where the first
- * few left them. */
+ * guarded chunk): the process's mappings stay where the first few left
+ * them. */
 Test(private_cache, exited_threads_caches_are_reused, .timeout = 120)
 {
 	labyrinth_t *lab = open_private(0);
 	for (int i = 0; i < 60; i++)       /* the quarantines fill, whichever path */
 		run_thread(pairs, lab);
-	long maps = count_maps(), rss = status_kib("VmRSS");
+	/* Mappings, not RSS: under ASan its own per-thread state grows it.
+	 * With the caches not reused: 628 mappings from 227. */
+	long maps = count_maps();
 	for (int i = 0; i < 400; i++)
 		run_thread(pairs, lab);
 	cr_assert_leq(count_maps(), maps + 16, "%ld mappings, from %ld", count_maps(), maps);
-	cr_assert_leq(status_kib("VmRSS"), rss + 2048, "VmRSS %ld KiB, from %ld",
-		      status_kib("VmRSS"), rss);
 	cr_assert_eq(labyrinth_check(lab), 0);
 	labyrinth_close(lab);
 }
