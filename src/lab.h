@@ -28,6 +28,7 @@ struct bin {
 	uint32_t current;       /* cell, or CELL_NONE */
 	uint32_t partial;       /* head of a list of cells, or CELL_NONE */
 	uint32_t spare;         /* an empty open room, or CELL_NONE */
+	uint32_t spare_kept;    /* its bytes counted in the arena's spares_kept */
 	uint64_t spare_epoch;   /* the maze epoch in which it became empty */
 };
 
@@ -38,6 +39,7 @@ struct arena {
 	unsigned id;            /* owner tag in version words: index + 1 */
 	struct bin bins[SMALL_CLASSES];
 	struct quarantine quarantine;   /* slots of this arena's rooms */
+	size_t spares_kept;     /* bytes of big spares keeping their pages */
 	/* Written under the lock, read by stats without it. */
 	_Atomic uint64_t allocs, frees, live_bytes;
 } __attribute__((aligned(64)));

@@ -92,6 +92,10 @@ void room_specs(struct wing_spec *out);
 /* Under the arena's lock: the bin's room with a free slot (placing one if
  * need be), or CELL_NONE when the wing is full. */
 uint32_t bin_refill(struct labyrinth *lab, struct arena *a, struct wing *w, struct bin *b);
+/* Under the arena's lock: the bin's new spare keeps its pages, within the
+ * arena's budget, or gives them back; and it leaves that count. */
+void spare_keep_or_discard(struct arena *a, struct bin *b, const struct wing *w);
+void spare_uncount(struct arena *a, struct bin *b);
 void partial_push(struct wing *w, struct bin *b, uint32_t cell);
 void partial_unlink(struct wing *w, struct bin *b, uint32_t cell);
 /* Release the room's version and close its cell. */

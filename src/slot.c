@@ -127,12 +127,7 @@ struct arena *slot_arena(struct labyrinth *lab, struct slot_ref ref)
 /* A slot rejoins its room's free list; the bytes of the room if that closes
  * it. An empty room that is not the bin's current one becomes the bin's
  * spare, kept open for the next refill (so a steady load does not open and
- * close rooms over and over); a second empty room is closed. A spare of
- * SPARE_DISCARD_MIN or more gives its pages back (they read as zero, as
- * its free slots must): every class a program passes through would
- * otherwise keep a room's worth of cleared pages, which fork copies (bash
- * growing a string through every class: 13 MiB). */
-#define SPARE_DISCARD_MIN (64UL << 10)
+ * close rooms over and over); a second empty room is closed. */
 static inline size_t room_put(struct labyrinth *lab, struct arena *a, struct wing *w,
 			      struct room *r, struct slot_ref ref)
 {
@@ -146,8 +141,7 @@ static inline size_t room_put(struct labyrinth *lab, struct arena *a, struct win
 		if (b->spare == CELL_NONE) {
 			b->spare = ref.cell;
 			b->spare_epoch = epoch_now(&lab->maze);
-			if (w->room_bytes >= SPARE_DISCARD_MIN)
-				os_discard(cell_addr(w, ref.cell), w->room_bytes);
+			spare_keep_or_discard(a, b, w);
 			return 0;
 		}
 		room_close(lab, w, ref.cell);
@@ -434,6 +428,7 @@ size_t small_trim(struct labyrinth *lab, struct arena *a)
 	quarantine_discard(&a->quarantine, &lab->maze, true);
 	for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 		struct wing *w = &lab->maze.wings[c];
+		spare_uncount(a, &a->bins[c]);
 		released += close_if_empty(lab, w, &a->bins[c].spare);
 		released += close_if_empty(lab, w, &a->bins[c].current);
 	}

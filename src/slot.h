@@ -249,15 +249,16 @@ static inline void slot_check_canary(struct labyrinth *lab, struct wing *w, stru
 }
 
 /*
- * Zero a freed slot that is about to enter quarantine q. In the largest
- * class (16 KiB slots) the whole pages go back to the kernel instead (they
- * read as zero), so that the biggest slots waiting in quarantine pin no
- * memory. Smaller slots are cleared in place while q's resident bytes allow
- * (giving pages back costs a system call at free and a fault at reuse,
- * which gave a compiler, gcc -O2, 2.3 times the page faults of clearing
- * them); past QUARANTINE_RESIDENT_MAX their whole pages go back too. True
- * if the slot stays resident and counts in q. Private labyrinths (q NULL)
- * clear in place.
+ * Zero a freed slot that is about to enter quarantine q. Slots are cleared
+ * in place while q's resident bytes allow (giving pages back costs a system
+ * call at free and a fault at reuse, which gave a compiler, gcc -O2, 2.3
+ * times the page faults of clearing them); past QUARANTINE_RESIDENT_MAX
+ * their whole pages go back to the kernel (they read as zero), so the
+ * quarantine pins at most that much. The largest class counts against the
+ * same bound: giving its pages back at every free cost gcc's cc1 a fault per
+ * page at each reuse. True if the slot stays resident and counts in q.
+ * Private labyrinths without a quarantine (q NULL) clear in place below
+ * SLOT_DISCARD_MIN and give the largest slots' pages back.
  */
 #define SLOT_DISCARD_MIN 16384
 /* Slots are 16-aligned and a multiple of 16 long (16 at least). Small ones
@@ -321,7 +322,7 @@ slot_zero(size_t size, char *p, struct quarantine *q, bool leaf)
 		memset(p, 0, size);
 		return false;
 	}
-	if (size < SLOT_DISCARD_MIN && q->resident + size <= QUARANTINE_RESIDENT_MAX) {
+	if (q && q->resident + size <= QUARANTINE_RESIDENT_MAX) {
 		memset(p, 0, size);
 		q->resident += size;
 		return true;
