@@ -128,10 +128,20 @@ static bool maze_scene(const struct labyrinth *lab, uintptr_t a, struct fault_sc
 	const struct wing *w = maze_wing_of(m, (const void *)a);
 	size_t off;
 	uint32_t cell = w ? wing_cell_of(w, (const void *)a, &off) : CELL_NONE;
-	if (cell == CELL_NONE)
-		return true;    /* outside every extent: never allocated */
-	uint32_t ext = atomic_load_explicit(&((struct wing *)w)->ext_cells, memory_order_acquire);
+	uint32_t ext = w ? atomic_load_explicit(&((struct wing *)w)->ext_cells,
+						 memory_order_acquire) : 0;
 	struct heap_block b;
+	if (cell == CELL_NONE) {
+		/* Outside the wing's extent, never allocated; but a stray from
+		 * the block of its first cell (below it) or its last (past
+		 * it) is that block's underflow or overflow. */
+		if (ext) {
+			bool below = a < (uintptr_t)cell_addr(w, 0);
+			cell_block(lab, w, below ? 0 : ext - 1, below ? SIZE_MAX : SIZE_MAX - 1, &b);
+			consider(sc, a, &b);
+		}
+		return true;
+	}
 	cell_block(lab, w, cell, off < w->room_bytes ? off : SIZE_MAX - 1, &b);
 	consider(sc, a, &b);
 	if (cell > 0) {
