@@ -30,6 +30,11 @@ __thread struct thread_cache *tcache_fast_malloc __attribute__((tls_model("initi
 static __thread bool tcache_gone __attribute__((tls_model("initial-exec")));
 static __thread bool tcache_hooked __attribute__((tls_model("initial-exec")));
 
+bool tcache_exiting(void)
+{
+	return tcache_gone;
+}
+
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct thread_cache *idle;               /* caches of exited threads */
 static struct thread_cache *blank;              /* caches closed labyrinths left */
@@ -271,17 +276,19 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 		tc = tcache_pool_blank(lab);
 	else
 		idle = tc->next_idle;
-	if (tc && tc->orphan)
+	if (tc && fresh) {
+		/* Whole before it names lab: a fork catching this thread
+		 * here leaves the child an orphan it can salvage. */
+		tcache_clear(lab, tc);
+		tc->lab = lab;
+	} else if (tc && tc->orphan) {
 		tcache_salvage_orphans(lab);
+	}
 	pthread_mutex_unlock(&pool_lock);
 	if (!tc)
 		return NULL;
-	if (fresh) {
-		tc->lab = lab;
-		tcache_clear(lab, tc);
-	} else {
+	if (!fresh)
 		cache_check_idle(tc);
-	}
 	tcache_rekey(tc, a);
 	tc->arena = a;
 	tcache_self = tc;

@@ -103,6 +103,8 @@ void tcache_rekey(struct thread_cache *tc, struct arena *a);
 size_t tcache_salvage_orphans(struct labyrinth *lab);
 size_t tcache_give_back(struct labyrinth *lab, struct thread_cache *tc);
 void tcache_hook_exit(void);
+/* Whether the calling thread's exit hook has run. */
+bool tcache_exiting(void);
 /* At the calling thread's exit: its private caches go idle. */
 void tcache_private_exit(void);
 /* In a forked child: whether tc is one of the forking thread's own. */

@@ -65,8 +65,20 @@ static struct private_entry *entry_free(void)
 	return e;
 }
 
+/*
+ * A thread that is exiting takes the arena path: its exit hook has run,
+ * and a cache it took now would never go idle (a pthread key's destructor
+ * that frees, say). A fresh cache is made whole before it names lab, so
+ * that a fork catching this thread here leaves an orphan the child can
+ * salvage. An idle cache of an older process generation was a forking
+ * thread's own, let go in the child (a fifth labyrinth): its batches are
+ * the parent's and every sibling's, so they are marked inherited, as
+ * tcache_forked() does at that thread's next malloc.
+ */
 struct thread_cache *tcache_private_attach(struct labyrinth *lab, struct arena *a)
 {
+	if (tcache_exiting())
+		return NULL;
 	tcache_pool_lock();
 	struct private_entry *e = entry_free();
 	struct thread_cache *tc = lab->idle_caches;
@@ -76,17 +88,19 @@ struct thread_cache *tcache_private_attach(struct labyrinth *lab, struct arena *
 	else
 		lab->idle_caches = tc->next_idle;
 	if (tc) {
+		if (fresh)
+			tcache_clear(lab, tc);
 		tc->lab = lab;
 		tc->lab_serial = lab->serial;
 		*e = (struct private_entry){ lab->serial, tc };
 		if (tc->orphan)
 			tcache_salvage_orphans(lab);
+		else if (!fresh && tc->gen != generation_now())
+			tcache_forked(lab, tc);
 	}
 	tcache_pool_unlock();
 	if (!tc)
 		return NULL;
-	if (fresh)
-		tcache_clear(lab, tc);
 	tcache_rekey(tc, a);
 	tc->arena = a;
 	tcache_hook_exit();

@@ -133,6 +133,37 @@ Test(private_cache, exited_threads_caches_are_reused, .timeout = 120)
 	labyrinth_close(lab);
 }
 
+/* A pthread key's destructor runs after the thread's exit hook: a thread
+ * that uses the labyrinth there takes the arena path. Until 2026-12-05 it
+ * took a cache that never went idle again (red team: +32 KiB a thread). */
+static pthread_key_t late_key;
+
+static void late_use(void *lab)
+{
+	labyrinth_free(lab, labyrinth_malloc(lab, 32));
+}
+
+static void *use_then_exit(void *lab)
+{
+	labyrinth_free(lab, labyrinth_malloc(lab, 16));
+	pthread_setspecific(late_key, lab);
+	return NULL;
+}
+
+Test(private_cache, a_thread_using_a_labyrinth_from_a_key_destructor_keeps_no_cache, .timeout = 120)
+{
+	labyrinth_t *lab = open_private(0);
+	cr_assert_eq(pthread_key_create(&late_key, late_use), 0);
+	for (int i = 0; i < 60; i++)
+		run_thread(use_then_exit, lab);
+	long maps = count_maps();
+	for (int i = 0; i < 400; i++)
+		run_thread(use_then_exit, lab);
+	cr_assert_leq(count_maps(), maps + 16, "%ld mappings, from %ld", count_maps(), maps);
+	cr_assert_eq(labyrinth_check(lab), 0);
+	labyrinth_close(lab);
+}
+
 /* Exited threads' caches hold batches of free slots, which pin their rooms
  * open; labyrinth_trim gives them back. The blocks of many classes are
  * pushed out of the quarantine by 8,000 frees of one class, so that only
@@ -279,6 +310,45 @@ static void *attach_and_wait(void *arg)
 	labyrinth_t *lab = arg;
 	hold_batches(lab);
 	return NULL;
+}
+
+/* A child that uses a fifth labyrinth lets the cache it inherited from the
+ * forking thread go idle, and takes it back: its batches are the parent's
+ * and its siblings', and must go back to their rooms, not be handed out.
+ * Until 2026-12-05 the child handed out the parent's next 16 blocks. */
+Test(private_cache, a_child_that_lets_its_inherited_cache_go_hands_out_apart, .timeout = 60)
+{
+	labyrinth_t *lab[5];
+	for (int l = 0; l < 5; l++)
+		lab[l] = open_private(0);
+	labyrinth_free(lab[0], labyrinth_malloc(lab[0], 48));  /* a batch of 48s */
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	uintptr_t mine[16];
+	if (pid == 0) {
+		for (int l = 1; l < 5; l++)    /* the fifth lets lab[0]'s cache go */
+			labyrinth_free(lab[l], labyrinth_malloc(lab[l], 48));
+		for (int i = 0; i < 16; i++)
+			mine[i] = (uintptr_t)labyrinth_malloc(lab[0], 48);
+		_exit(write(fds[1], mine, sizeof mine) != (ssize_t)sizeof mine);
+	}
+	close(fds[1]);
+	for (int i = 0; i < 16; i++)
+		mine[i] = (uintptr_t)labyrinth_malloc(lab[0], 48);
+	uintptr_t theirs[16];
+	cr_assert_eq(read(fds[0], theirs, sizeof theirs), (ssize_t)sizeof theirs);
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	int same = 0;
+	for (int i = 0; i < 16; i++)
+		for (int k = 0; k < 16; k++)
+			same += mine[i] == theirs[k];
+	cr_assert_lt(same, 4, "%d of 16 blocks handed out by both parent and child", same);
+	for (int l = 0; l < 5; l++)
+		labyrinth_close(lab[l]);
 }
 
 Test(private_cache, a_forked_child_hands_out_apart_from_its_parent, .timeout = 60)
