@@ -320,6 +320,7 @@ uint64_t lab_key_new(struct labyrinth *lab)
  * subshells). Set by the forking thread, read by it in the same fork.
  */
 static bool fork_locked;
+bool lab_forked_from_threads;
 
 static void fork_prepare(void)
 {
@@ -388,7 +389,7 @@ static void fork_child(void)
 		generation_fork_child(&seed);
 		for (struct labyrinth *lab = open_labs; lab; lab = lab->next)
 			lab_reseed(lab, &seed);
-		tcache_fork_child();
+		lab_forked_from_threads |= tcache_fork_child();
 		memset(&seed, 0, sizeof seed);
 	}
 	fork_release();

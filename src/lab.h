@@ -142,6 +142,11 @@ static inline bool wing_is_page(const struct labyrinth *lab, const struct wing *
 	return wing_index(lab, w) >= lab->page_wing0;
 }
 
+/* This process, or an ancestor since the last exec, was forked while
+ * other threads had caches: blocks they were making may be half made
+ * (sweep.c). */
+extern bool lab_forked_from_threads;
+
 /* For a report's reason: p belongs to another open labyrinth. */
 bool lab_other_holds(const struct labyrinth *lab, const void *p);
 /* The default labyrinth if something already created it, else NULL. */

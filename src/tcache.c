@@ -284,6 +284,8 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 	} else if (tc && tc->orphan) {
 		tcache_salvage_orphans(lab);
 	}
+	if (tc)
+		tc->in_use = true;
 	pthread_mutex_unlock(&pool_lock);
 	if (!tc)
 		return NULL;
@@ -410,6 +412,7 @@ static void tcache_exit(void *unused)
 	tcache_give_back(tc->lab, tc);
 	tcache_self = tcache_fast = tcache_fast_malloc = NULL;
 	pthread_mutex_lock(&pool_lock);
+	tc->in_use = false;
 	tc->next_idle = idle;
 	idle = tc;
 	pthread_mutex_unlock(&pool_lock);
@@ -497,6 +500,7 @@ void tcache_close(struct labyrinth *lab)
 		memset(tc + 1, 0, tc->capacity * sizeof(struct slot_ref));
 		tc->lab = NULL;
 		tc->lab_serial = 0;
+		tc->in_use = false;
 		for (unsigned c = 0; c < SMALL_CLASSES; c++) {
 			atomic_store_explicit(&tc->batch[c].allocs, 0, memory_order_relaxed);
 			atomic_store_explicit(&tc->batch[c].frees, 0, memory_order_relaxed);
@@ -550,9 +554,10 @@ void tcache_forked(struct labyrinth *lab, struct thread_cache *tc)
  * labyrinth's list, if it is of one), and an orphan: the next thread to
  * adopt it, or labyrinth_trim, salvages its slots first.
  */
-void tcache_fork_child(void)
+bool tcache_fork_child(void)
 {
 	struct thread_cache *self = tcache_self;
+	bool others = false;
 	idle = NULL;
 	for (struct thread_cache *tc = atomic_load(&all); tc;
 	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed))
@@ -563,8 +568,11 @@ void tcache_fork_child(void)
 		if (tc == self || !tc->lab || tcache_private_mine(tc))
 			continue;
 		struct thread_cache **idle_of = tc->lab->is_default ? &idle : &tc->lab->idle_caches;
+		others |= tc->in_use;
+		tc->in_use = false;
 		tc->orphan = true;
 		tc->next_idle = *idle_of;
 		*idle_of = tc;
 	}
+	return others;
 }

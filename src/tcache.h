@@ -56,6 +56,7 @@ struct thread_cache {
 	uint64_t lab_serial;    /* a private labyrinth's serial, while of one */
 	uint32_t capacity;      /* quarantine entries its storage holds */
 	bool orphan;            /* left by a thread that a fork did not copy */
+	bool in_use;            /* a thread's now: not idle, blank or orphan */
 	struct batch batch[SMALL_CLASSES];
 	/* the quarantine's storage follows */
 };
@@ -236,7 +237,8 @@ void tcache_fork_lock(void);
 void tcache_fork_unlock(void);
 /* In a forked child, every lock held: every cache but the calling thread's
  * (its thread is gone) goes to the pool of idle caches, for the next thread
- * or labyrinth_trim. The calling thread's renews itself at its next malloc. */
-void tcache_fork_child(void);
+ * or labyrinth_trim. The calling thread's renews itself at its next malloc.
+ * True if another thread was using a cache at the fork. */
+bool tcache_fork_child(void);
 
 #endif

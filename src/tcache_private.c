@@ -46,6 +46,7 @@ static void entry_let_go(struct private_entry *e)
 {
 	struct thread_cache *tc = e->tc;
 	if (e->serial && tc->lab_serial == e->serial) {
+		tc->in_use = false;
 		tc->next_idle = tc->lab->idle_caches;
 		tc->lab->idle_caches = tc;
 	}
@@ -92,6 +93,7 @@ struct thread_cache *tcache_private_attach(struct labyrinth *lab, struct arena *
 			tcache_clear(lab, tc);
 		tc->lab = lab;
 		tc->lab_serial = lab->serial;
+		tc->in_use = true;
 		*e = (struct private_entry){ lab->serial, tc };
 		if (tc->orphan)
 			tcache_salvage_orphans(lab);
