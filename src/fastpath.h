@@ -67,25 +67,34 @@ static inline __attribute__((always_inline)) void *fast_malloc(size_t size)
 	return fast_malloc_on(tcache_fast_malloc, size);
 }
 
+/* p's room (and its wing, cell and slot) if p starts a slot of the fast
+ * path's classes in tc's labyrinth, else NULL. Large and page wings have
+ * no class below a page. */
+static inline __attribute__((always_inline)) struct room *
+fast_slot_of(struct thread_cache *tc, void *p, struct wing **wp, uint32_t *cell, uint16_t *slot)
+{
+	struct wing *w = maze_wing_of(&tc->lab->maze, p);
+	if (__builtin_expect(!w || w->class_size > FAST_CLASS_MAX, 0))
+		return NULL;
+	*wp = w;
+	return slot_find(w, p, cell, slot);
+}
+
 /* Free p if it is a small slot the fast path can retire; false (nothing
  * done) for the general path. expect is the size a sized free passed, or
  * SIZE_MAX. */
 static inline __attribute__((always_inline)) bool fast_free_sized(void *p, size_t expect)
 {
 	struct thread_cache *tc = tcache_fast;
-	if (__builtin_expect(!tc, 0))
+	/* The keystream word and the release place that tcache_free_with()
+	 * uses are there: it calls nothing. */
+	if (__builtin_expect(!tc || tc->rng.used == RNG_WORDS || tc->nrelease == RELEASE_MAX, 0))
 		return false;
 	struct labyrinth *lab = tc->lab;
-	struct wing *w = maze_wing_of(&lab->maze, p);
-	/* Large and page wings have no class below a page. The keystream
-	 * word and the release place that tcache_free_with() uses are there:
-	 * it calls nothing. */
-	if (__builtin_expect(!w || w->class_size > FAST_CLASS_MAX || tc->rng.used == RNG_WORDS ||
-			     tc->nrelease == RELEASE_MAX, 0))
-		return false;
+	struct wing *w;
 	uint32_t cell;
 	uint16_t slot;
-	struct room *r = slot_find(w, p, &cell, &slot);
+	struct room *r = fast_slot_of(tc, p, &w, &cell, &slot);
 	if (__builtin_expect(!r, 0))
 		return false;
 	struct slot_ref ref;
@@ -123,12 +132,10 @@ static inline __attribute__((always_inline)) size_t fast_resize(void *p, size_t 
 	struct thread_cache *tc = tcache_fast;
 	if (__builtin_expect(!tc || size - 1 >= FAST_REQUEST_MAX, 0))
 		return SIZE_MAX;
-	struct wing *w = maze_wing_of(&tc->lab->maze, p);
-	if (__builtin_expect(!w || w->class_size > FAST_CLASS_MAX, 0))
-		return SIZE_MAX;
+	struct wing *w;
 	uint32_t cell;
 	uint16_t slot;
-	struct room *r = slot_find(w, p, &cell, &slot);
+	struct room *r = fast_slot_of(tc, p, &w, &cell, &slot);
 	if (__builtin_expect(!r, 0))
 		return SIZE_MAX;
 	uint64_t v = version_read(slot_version(r, slot));

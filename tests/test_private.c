@@ -118,19 +118,24 @@ static void run_thread(void *(*fn)(void *), void *arg)
  * next (a cache is about 12 KiB with its quarantine, carved a few to a
  * guarded chunk): the process's mappings stay where the first few left
  * them. */
-Test(private_cache, exited_threads_caches_are_reused, .timeout = 120)
+static void threads_leave_the_mappings_flat(void *(*fn)(void *))
 {
 	labyrinth_t *lab = open_private(0);
 	for (int i = 0; i < 60; i++)       /* the quarantines fill, whichever path */
-		run_thread(pairs, lab);
+		run_thread(fn, lab);
 	/* Mappings, not RSS: under ASan its own per-thread state grows it.
 	 * With the caches not reused: 628 mappings from 227. */
 	long maps = count_maps();
 	for (int i = 0; i < 400; i++)
-		run_thread(pairs, lab);
+		run_thread(fn, lab);
 	cr_assert_leq(count_maps(), maps + 16, "%ld mappings, from %ld", count_maps(), maps);
 	cr_assert_eq(labyrinth_check(lab), 0);
 	labyrinth_close(lab);
+}
+
+Test(private_cache, exited_threads_caches_are_reused, .timeout = 120)
+{
+	threads_leave_the_mappings_flat(pairs);
 }
 
 /* A pthread key's destructor runs after the thread's exit hook: a thread
@@ -152,16 +157,8 @@ static void *use_then_exit(void *lab)
 
 Test(private_cache, a_thread_using_a_labyrinth_from_a_key_destructor_keeps_no_cache, .timeout = 120)
 {
-	labyrinth_t *lab = open_private(0);
 	cr_assert_eq(pthread_key_create(&late_key, late_use), 0);
-	for (int i = 0; i < 60; i++)
-		run_thread(use_then_exit, lab);
-	long maps = count_maps();
-	for (int i = 0; i < 400; i++)
-		run_thread(use_then_exit, lab);
-	cr_assert_leq(count_maps(), maps + 16, "%ld mappings, from %ld", count_maps(), maps);
-	cr_assert_eq(labyrinth_check(lab), 0);
-	labyrinth_close(lab);
+	threads_leave_the_mappings_flat(use_then_exit);
 }
 
 /* Exited threads' caches hold batches of free slots, which pin their rooms
@@ -312,6 +309,17 @@ static void *attach_and_wait(void *arg)
 	return NULL;
 }
 
+/* The 16 addresses a child wrote to the pipe fds, once it exited 0. */
+static void childs_addresses(int fds[2], pid_t pid, uintptr_t theirs[16])
+{
+	close(fds[1]);
+	cr_assert_eq(read(fds[0], theirs, 16 * sizeof *theirs), (ssize_t)(16 * sizeof *theirs));
+	close(fds[0]);
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+}
+
 /* A child that uses a fifth labyrinth lets the cache it inherited from the
  * forking thread go idle, and takes it back: its batches are the parent's
  * and its siblings', and must go back to their rooms, not be handed out.
@@ -334,14 +342,10 @@ Test(private_cache, a_child_that_lets_its_inherited_cache_go_hands_out_apart, .t
 			mine[i] = (uintptr_t)labyrinth_malloc(lab[0], 48);
 		_exit(write(fds[1], mine, sizeof mine) != (ssize_t)sizeof mine);
 	}
-	close(fds[1]);
 	for (int i = 0; i < 16; i++)
 		mine[i] = (uintptr_t)labyrinth_malloc(lab[0], 48);
 	uintptr_t theirs[16];
-	cr_assert_eq(read(fds[0], theirs, sizeof theirs), (ssize_t)sizeof theirs);
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	childs_addresses(fds, pid, theirs);
 	int same = 0;
 	for (int i = 0; i < 16; i++)
 		for (int k = 0; k < 16; k++)
@@ -375,12 +379,8 @@ Test(private_cache, a_forked_child_hands_out_apart_from_its_parent, .timeout = 6
 			_exit(1);
 		_exit(0);
 	}
-	close(fds[1]);
 	uintptr_t theirs[16];
-	cr_assert_eq(read(fds[0], theirs, sizeof theirs), (ssize_t)sizeof theirs);
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	childs_addresses(fds, pid, theirs);
 	int same = 0;
 	for (int i = 0; i < 16; i++)
 		same += mine[i] == theirs[i];
