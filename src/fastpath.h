@@ -152,6 +152,8 @@ static inline __attribute__((always_inline)) size_t fast_resize(void *p, size_t 
 		return SIZE_MAX;
 	annotate_open(p, cs);
 	*req = (uint16_t)size;
+	if (size > old)         /* the old canary: handed out, it would tell the pattern */
+		memset(p + old, 0, size - old);
 	canary_write_slot(p, size, cs, pat);
 	annotate_resize(p, old, size, cs);
 	return old;

@@ -320,10 +320,16 @@ uint64_t lab_key_new(struct labyrinth *lab)
  * subshells). Set by the forking thread, read by it in the same fork.
  */
 static bool fork_locked;
-bool lab_forked_from_threads;
+uint64_t lab_half_made_tags[HALF_MADE_WORDS];
+_Static_assert(HALF_MADE_WORDS * 64 == GEN_TAGS, "a bit for each generation tag");
+/* The forking generation's tag, read in the parent: a child's generation
+ * page starts wiped. */
+static uint32_t fork_parent_tag;
 
 static void fork_prepare(void)
 {
+	fork_parent_tag = atomic_load_explicit(&gen_page->tag_bits, memory_order_relaxed) >>
+			  GEN_TAG_SHIFT;
 	fork_locked = !__libc_single_threaded;
 	if (!fork_locked)
 		return;
@@ -389,7 +395,8 @@ static void fork_child(void)
 		generation_fork_child(&seed);
 		for (struct labyrinth *lab = open_labs; lab; lab = lab->next)
 			lab_reseed(lab, &seed);
-		lab_forked_from_threads |= tcache_fork_child();
+		if (tcache_fork_child())
+			lab_half_made_tags[fork_parent_tag / 64] |= 1ULL << (fork_parent_tag % 64);
 		memset(&seed, 0, sizeof seed);
 	}
 	fork_release();

@@ -142,10 +142,24 @@ static inline bool wing_is_page(const struct labyrinth *lab, const struct wing *
 	return wing_index(lab, w) >= lab->page_wing0;
 }
 
-/* This process, or an ancestor since the last exec, was forked while
- * other threads had caches: blocks they were making may be half made
- * (sweep.c). */
-extern bool lab_forked_from_threads;
+/* The generations (by tag, a bit each) that this process or an ancestor
+ * since the last exec forked from while other threads had caches: slots
+ * they were handing out or freeing may be half made here (sweep.c). */
+#define HALF_MADE_WORDS 4       /* GEN_TAGS bits */
+extern uint64_t lab_half_made_tags[HALF_MADE_WORDS];
+
+static inline bool lab_half_made_tag(unsigned tag)
+{
+	return (lab_half_made_tags[tag / 64] >> (tag % 64)) & 1;
+}
+
+static inline bool lab_half_made_any(void)
+{
+	uint64_t any = 0;
+	for (unsigned i = 0; i < HALF_MADE_WORDS; i++)
+		any |= lab_half_made_tags[i];
+	return any != 0;
+}
 
 /* For a report's reason: p belongs to another open labyrinth. */
 bool lab_other_holds(const struct labyrinth *lab, const void *p);

@@ -321,7 +321,7 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	if (size <= SMALL_MAX || size > lab->max_alloc ||
 	    l->first_page + npages > room_pages || npages * 4 <= room_pages)
 		return NULL;
-	size_t old_size = l->size;
+	size_t old_size = l->size, old_end = (size_t)l->npages * PAGE_SIZE;
 	annotate_open(p, (size_t)l->npages * PAGE_SIZE);
 	uint64_t v = version_read(&l->version);
 	tail_canary_check(lab, w, l, p, v, v_gen(v));
@@ -338,6 +338,8 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	}
 	l->size = size;
 	annotate_open(p, (size_t)l->npages * PAGE_SIZE);      /* pages it gained */
+	if (size > old_size)    /* the old canary (pages gained are fresh) */
+		memset(p + old_size, 0, (size < old_end ? size : old_end) - old_size);
 	tail_canary_write(lab, l, p);
 	annotate_resize(p, old_size, size, (size_t)l->npages * PAGE_SIZE);
 	return p;

@@ -1,7 +1,9 @@
 /* quarantine: a random stage in front of a FIFO; see quarantine.h. */
 #include "quarantine.h"
+#include "canary.h"
 #include "maze.h"
 #include "os.h"
+#include "room.h"
 
 void quarantine_init(struct quarantine *q, struct slot_ref *storage, uint32_t n)
 {
@@ -59,15 +61,40 @@ uint64_t quarantine_held(struct quarantine *q)
 	return n;
 }
 
-/* The whole pages of the slot ref names, given back; false if it has none. */
-static bool discard_slot(const struct maze *m, struct slot_ref ref)
+/* Whether a page of [lo, hi) holds a byte that is not zero; pages not in
+ * memory (given back at free, not written since) are not read, which
+ * would fault each in. resident: the caller knows they all are. */
+static bool pages_written(char *lo, char *hi, bool resident)
+{
+	unsigned char vec[SMALL_MAX / PAGE_SIZE];
+	size_t n = (size_t)(hi - lo) / PAGE_SIZE;
+	if (resident || n > sizeof vec || !os_resident(lo, (size_t)(hi - lo), vec))
+		memset(vec, 1, n < sizeof vec ? n : sizeof vec);
+	for (size_t i = 0; i < n; i++)
+		if ((i >= sizeof vec || (vec[i] & 1)) &&
+		    !bytes_all_zero(lo + i * PAGE_SIZE, PAGE_SIZE))
+			return true;
+	return false;
+}
+
+/*
+ * The whole pages of the slot ref names, given back; false if it has none.
+ * A write after free into them is reported first: given back, they read as
+ * zero at reuse, and the write would go unseen.
+ */
+static bool discard_slot(const struct maze *m, struct slot_ref ref, bool resident)
 {
 	const struct wing *w = &m->wings[ref.cls];
-	char *p = cell_addr(w, ref.cell & ~SLOT_REF_RESIDENT) + (size_t)ref.slot * w->class_size;
+	uint32_t cell = ref.cell & ~SLOT_REF_RESIDENT;
+	char *p = cell_addr(w, cell) + (size_t)ref.slot * w->class_size;
 	char *lo = (char *)(((uintptr_t)p + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
 	char *hi = (char *)(((uintptr_t)p + w->class_size) & ~(PAGE_SIZE - 1));
 	if (hi <= lo)
 		return false;
+	if (pages_written(lo, hi, resident)) {
+		uint64_t v = version_read(slot_version(room_of(w, cell), ref.slot));
+		zero_report(p, zero_damage(p, w->class_size), w->class_size, v_gen(v));
+	}
 	os_discard(lo, (size_t)(hi - lo));
 	return true;
 }
@@ -83,7 +110,7 @@ static void discard_entry(struct quarantine *q, const struct maze *m, struct slo
 	if ((!resident && !all) || (plus && ref.cell == 0))
 		return;
 	ref.cell -= plus;
-	if (!discard_slot(m, ref) || !resident)
+	if (!discard_slot(m, ref, resident) || !resident)
 		return;
 	e->cell &= ~SLOT_REF_RESIDENT;          /* one store */
 	quarantine_order();

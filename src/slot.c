@@ -403,6 +403,8 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	slot_check_canary(lab, w, r, p, *req, v, v_gen(v));
 	size_t old = *req;
 	*req = (uint16_t)size;
+	if (size > old)         /* the old canary: handed out, it would tell the pattern */
+		memset(p + old, 0, size - old);
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size, slot_pattern(r, p, v));
 	annotate_resize(p, old, size, w->class_size);

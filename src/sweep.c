@@ -191,20 +191,19 @@ static size_t settle(struct suspects *s)
  * handing out or freeing at the fork stays half made for good: owned with
  * no canary yet, or quarantined and not yet zeroed; settle() cannot tell
  * it from damage (37 of 50 such children aborted at their exit check). So
- * there the sweep passes over slots handed out before the fork (their
- * owner tag is an older generation's) and quarantined ones; a write into
- * a quarantined slot is still found when it is handed out again, and an
+ * there, and in its descendants, the sweep passes over slots handed out
+ * by the generation that forked (their owner tag says which) and
+ * quarantined ones (whose version keeps no owner); a write into a
+ * quarantined slot is still found when it is handed out again, and an
  * overflow of a block when it is freed.
  */
 static bool half_made_at_fork(const struct block *b, struct look a)
 {
-	if (!lab_forked_from_threads || !b->slot)
+	if (!b->slot || !lab_half_made_any())
 		return false;
 	if (v_state(a.seen) == V_QUARANTINED)
 		return true;
-	uint32_t tag = atomic_load_explicit(&generation_page()->tag_bits, memory_order_relaxed);
-	return v_state(a.seen) == V_OWNED &&
-	       (v_owner(a.seen) >> GEN_TAG_SHIFT) != tag >> GEN_TAG_SHIFT;
+	return v_state(a.seen) == V_OWNED && lab_half_made_tag(v_owner(a.seen) >> GEN_TAG_SHIFT);
 }
 
 /* Look at b, whose look a the caller made (and checked the bounds of): a

@@ -285,6 +285,14 @@ static void check_realloc(void)
 	unsigned char *r = malloc(20), *same = realloc(r, 24);
 	check(same == r, "realloc within a size class stays in place");
 	free(same);
+	/* The bytes a block gains in place held its canary: they must not
+	 * show it (33 and 47 bytes share the 48-byte class). */
+	unsigned char *g = malloc(33), *grown = realloc(g, 47);
+	int clean = grown == g;
+	for (int i = 33; i < 47; i++)
+		clean &= grown[i] == 0;
+	check(clean, "realloc growing in place shows no canary");
+	free(grown);
 	free(p);
 }
 

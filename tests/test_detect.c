@@ -188,6 +188,48 @@ Test(detect, underflow_before_the_first_cell_of_an_extent_is_an_underflow)
 	cr_assert(strstr(o.err, "(1 byte before a "), "%s", o.err);
 }
 
+/* A freed 16 KiB slot waits in the quarantine with its pages in memory;
+ * a trim gives them back, and they would read as zero at reuse. A write
+ * into it is reported before they go (red team: wiped unseen, 0 of 10). */
+static void write_then_trim(void *arg)
+{
+	size_t size = *(size_t *)arg;
+	char *p = labyrinth_malloc(NULL, size);
+	labyrinth_free(NULL, p);
+	((volatile char *)p)[size / 2] = 'A';
+	labyrinth_trim(NULL);
+}
+
+Test(detect, a_write_after_free_is_reported_before_trim_gives_its_pages_back)
+{
+	SKIP_UNDER_ASAN("the write itself is caught");
+	size_t sizes[] = { 16000, 8000 };
+	for (int i = 0; i < 2; i++) {
+		struct outcome o = run_in_child(write_then_trim, &sizes[i]);
+		cr_assert_neq(o.signal, 0, "%zu bytes: the write after free went unnoticed", sizes[i]);
+		cr_assert(strstr(o.err, "write after free"), "%s", o.err);
+	}
+}
+
+/* realloc growing a block where it is: the bytes it gains held the
+ * canary, and must not show it (red team: learned through a grown
+ * buffer's tail, the pattern let an overflow through unseen). */
+Test(detect, growing_in_place_shows_no_canary)
+{
+	char *p = labyrinth_malloc(NULL, 33);
+	char *q = labyrinth_realloc(NULL, p, 47);      /* class 48 either way */
+	cr_assert_eq(q, p);
+	for (int i = 33; i < 47; i++)
+		cr_assert_eq(q[i], 0, "byte %d of the grown slot: %#x", i, (unsigned char)q[i]);
+	labyrinth_free(NULL, q);
+	char *l = labyrinth_malloc(NULL, 20000);
+	char *m = labyrinth_realloc(NULL, l, 20400);
+	cr_assert_eq(m, l, "a large block grown within its room moved");
+	for (int i = 20000; i < 20400; i++)
+		cr_assert_eq(m[i], 0, "byte %d of the grown block: %#x", i, (unsigned char)m[i]);
+	labyrinth_free(NULL, m);
+}
+
 /* Fill one room of 1 KiB slots; an underflow of one slot hits its neighbour's canary. */
 static void underflow_small(void *arg)
 {

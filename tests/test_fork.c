@@ -387,6 +387,46 @@ Test(fork, a_childs_sweep_takes_no_half_made_block_for_damage, .timeout = 120)
 		  "a child's own overflow went unreported: status %#x", status);
 }
 
+/* A grandchild forked from such a child by its one thread checks the
+ * child's blocks as any process does: only the blocks of the generation
+ * that forked while threads ran are passed over. (Red team: the flag was
+ * the whole family's, and a worker's overflow went unreported in every
+ * request child it forked.) */
+static int grandchild_checks_childs_block(void)
+{
+	char *p = labyrinth_malloc(NULL, 40);
+	poke(p + 40, 0x4141414141414141ULL);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(labyrinth_check(NULL) == 0 ? 0 : 3);
+	int status;
+	if (waitpid(pid, &status, 0) != pid)
+		return 4;
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT ? 0 : 5;
+}
+
+Test(fork, a_grandchild_still_checks_the_blocks_of_its_single_threaded_parent, .timeout = 60)
+{
+	pthread_t th[THREADS];
+	atomic_store(&stop, 0);
+	for (uintptr_t t = 0; t < THREADS; t++)
+		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
+	usleep(10000);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(grandchild_checks_childs_block());
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	atomic_store(&stop, 1);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	cr_assert(WIFEXITED(status), "child status %#x", status);
+	cr_assert_eq(WEXITSTATUS(status), 0,
+		     "the grandchild's sweep missed an overflow of its parent's block (%d)",
+		     WEXITSTATUS(status));
+}
+
 /* ---- a dead thread's quarantine, in a child ------------------------------- */
 
 #define HELD_SIZE 400           /* a class little else in the test uses */
