@@ -20,6 +20,7 @@
 #ifndef LAB_ANNOTATE_H
 #define LAB_ANNOTATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #if defined(__has_feature)
@@ -75,5 +76,19 @@ extern bool annotate_valgrind;
 	} while (0)
 #define annotate_free(p, n) do { vg_freelike(p); annotate_noaccess(p, n); } while (0)
 #define annotate_defined(p, s) vg_defined(p, s)
+
+/* Whether freed slots are poisoned (ASan, or memcheck running): the tool
+ * catches a write into one when it is made, and the allocator must not
+ * read one to look for such a write (the read would be reported). */
+static inline bool annotate_free_poisoned(void)
+{
+#if defined(LAB_ASAN)
+	return true;
+#elif defined(HAVE_VALGRIND_MEMCHECK_H)
+	return annotate_valgrind;
+#else
+	return false;
+#endif
+}
 
 #endif

@@ -228,16 +228,7 @@ static size_t check_block(struct suspects *s, const struct block *b, struct look
  */
 static bool free_slots_checked(const struct labyrinth *lab)
 {
-#ifdef LAB_ASAN
-	(void)lab;
-	return false;
-#else
-#ifdef HAVE_VALGRIND_MEMCHECK_H
-	if (annotate_valgrind)
-		return false;
-#endif
-	return lab->prot.uaf_check;
-#endif
+	return !annotate_free_poisoned() && lab->prot.uaf_check;
 }
 
 /*
