@@ -326,6 +326,37 @@ static int child_after_fork(unsigned long long rooms_before)
 	return 0;
 }
 
+/*
+ * Fork n children that each exit with child(arg); how many did not exit 0,
+ * and the first such one's status in *first. No assertion is made while
+ * the children are forked: each is a message to Criterion's runner, whose
+ * library threads allocate, and a fork that catches one of them inside
+ * ASan's allocator leaves its lock held in the child for good (the
+ * sanitizer build's children hung in pthread_join, about one run in two).
+ */
+static int forked_children_failing(int n, int (*child)(void *), void *arg, int *first)
+{
+	int failing = 0;
+	*first = 0;
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(child(arg));
+		int status = -1;
+		if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+		    !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			if (!failing++)
+				*first = status;
+		}
+	}
+	return failing;
+}
+
+static int after_fork(void *rooms_before)
+{
+	return child_after_fork(*(unsigned long long *)rooms_before);
+}
+
 Test(fork, from_threads_that_allocate_without_deadlock_or_leak, .timeout = 120)
 {
 	labyrinth_trim(NULL);
@@ -333,20 +364,18 @@ Test(fork, from_threads_that_allocate_without_deadlock_or_leak, .timeout = 120)
 	pthread_t th[THREADS];
 	for (uintptr_t t = 0; t < THREADS; t++)
 		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
-	for (int i = 0; i < 200; i++) {
-		pid_t pid = fork();
-		cr_assert_geq(pid, 0);
-		if (pid == 0)
-			_exit(child_after_fork(rooms_before));
-		int status;
-		cr_assert_eq(waitpid(pid, &status, 0), pid);
-		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			  "fork %d: child status %#x (2: quarantine kept, 3: rooms kept open)", i,
-			  status);
-	}
+	int first, failing = forked_children_failing(200, after_fork, &rooms_before, &first);
 	atomic_store(&stop, 1);
 	for (int t = 0; t < THREADS; t++)
 		pthread_join(th[t], NULL);
+	cr_assert_eq(failing, 0, "%d of 200 children failed, the first with status %#x "
+		     "(2: quarantine kept, 3: rooms kept open)", failing, first);
+}
+
+static int sweep_child(void *unused)
+{
+	(void)unused;
+	return labyrinth_check(NULL) != 0;
 }
 
 /* The child of a threaded parent holds the blocks its dead threads were
@@ -359,26 +388,16 @@ Test(fork, a_childs_sweep_takes_no_half_made_block_for_damage, .timeout = 120)
 	atomic_store(&stop, 0);
 	for (uintptr_t t = 0; t < THREADS; t++)
 		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
-	int reported = 0;
-	for (int i = 0; i < 40; i++) {
-		pid_t pid = fork();
-		cr_assert_geq(pid, 0);
-		if (pid == 0)
-			_exit(labyrinth_check(NULL) != 0);
-		int status;
-		cr_assert_eq(waitpid(pid, &status, 0), pid);
-		reported += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-	}
+	int first, reported = forked_children_failing(40, sweep_child, NULL, &first);
 	/* A block the child makes is checked as ever: its overflow is found. */
 	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		char *p = labyrinth_malloc(NULL, 24);
 		poke(p + 24, 0x4141414141414141ULL);
 		_exit(labyrinth_check(NULL) == 0 ? 0 : 3);
 	}
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	int status = -1;
+	waitpid(pid, &status, 0);
 	atomic_store(&stop, 1);
 	for (int t = 0; t < THREADS; t++)
 		pthread_join(th[t], NULL);
@@ -413,11 +432,10 @@ Test(fork, a_grandchild_still_checks_the_blocks_of_its_single_threaded_parent, .
 		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
 	usleep(10000);
 	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
 	if (pid == 0)
 		_exit(grandchild_checks_childs_block());
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	int status = -1;
+	waitpid(pid, &status, 0);
 	atomic_store(&stop, 1);
 	for (int t = 0; t < THREADS; t++)
 		pthread_join(th[t], NULL);
@@ -492,13 +510,13 @@ Test(fork, a_dead_threads_quarantine_still_holds_its_blocks_in_the_child, .timeo
 	pthread_t holder;
 	cr_assert_eq(pthread_create(&holder, NULL, free_and_wait, NULL), 0);
 	char c;
-	cr_assert_eq(read(freed_pipe[0], &c, 1), 1);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
+	ssize_t got = read(freed_pipe[0], &c, 1);
+	pid_t pid = fork();     /* no assertion just before: see forked_children_failing() */
 	if (pid == 0)
 		_exit(child_with_a_dead_thread());
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	int status = -1;
+	waitpid(pid, &status, 0);
+	cr_assert_eq(got, 1);
 	cr_assert_eq(write(go_pipe[1], "g", 1), 1);
 	cr_assert_eq(pthread_join(holder, NULL), 0);
 	cr_assert(WIFEXITED(status), "child status %#x", status);
