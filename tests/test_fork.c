@@ -239,10 +239,13 @@ Test(fork, one_leaked_canary_does_not_predict_another_rooms)
 static _Atomic(void *) table[THREADS][TABLE];
 static atomic_int stop;
 
+static atomic_int started;
+
 static void *churn(void *arg)
 {
 	unsigned long long seed = (uintptr_t)arg + 1;
 	_Atomic(void *) *mine = table[(uintptr_t)arg];
+	atomic_fetch_add(&started, 1);
 	while (!atomic_load(&stop)) {
 		unsigned i = (unsigned)(test_rand(&seed) % TABLE);
 		void *old = atomic_exchange(&mine[i], NULL);
@@ -251,6 +254,24 @@ static void *churn(void *arg)
 		atomic_store(&mine[i], labyrinth_malloc(NULL, 16 + test_rand(&seed) % 500));
 	}
 	return NULL;
+}
+
+/*
+ * n churning threads, each started before this returns. A thread starting
+ * allocates in its C library and, under ASan, in ASan's allocator; a fork
+ * that catches it there leaves that allocator's lock held: the sanitizer
+ * build's threaded fork test hung, in the child or in the parent, in 3 of
+ * 5 runs on a loaded machine while its first fork raced its threads' start.
+ */
+static void start_churning(pthread_t *th, unsigned n)
+{
+	atomic_store(&stop, 0);
+	atomic_store(&started, 0);
+	for (uintptr_t t = 0; t < n; t++)
+		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
+	while (atomic_load(&started) < (int)n)
+		usleep(1000);
+	usleep(10000);          /* and past their first allocations */
 }
 
 /* The rooms that hold the dead threads' objects, as the child sees them. */
@@ -362,8 +383,7 @@ Test(fork, from_threads_that_allocate_without_deadlock_or_leak, .timeout = 120)
 	labyrinth_trim(NULL);
 	unsigned long long rooms_before = rooms_open_but_flush(NULL);
 	pthread_t th[THREADS];
-	for (uintptr_t t = 0; t < THREADS; t++)
-		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
+	start_churning(th, THREADS);
 	int first, failing = forked_children_failing(200, after_fork, &rooms_before, &first);
 	atomic_store(&stop, 1);
 	for (int t = 0; t < THREADS; t++)
@@ -385,9 +405,7 @@ static int sweep_child(void *unused)
 Test(fork, a_childs_sweep_takes_no_half_made_block_for_damage, .timeout = 120)
 {
 	pthread_t th[THREADS];
-	atomic_store(&stop, 0);
-	for (uintptr_t t = 0; t < THREADS; t++)
-		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
+	start_churning(th, THREADS);
 	int first, reported = forked_children_failing(40, sweep_child, NULL, &first);
 	/* A block the child makes is checked as ever: its overflow is found. */
 	pid_t pid = fork();
@@ -427,10 +445,7 @@ static int grandchild_checks_childs_block(void)
 Test(fork, a_grandchild_still_checks_the_blocks_of_its_single_threaded_parent, .timeout = 60)
 {
 	pthread_t th[THREADS];
-	atomic_store(&stop, 0);
-	for (uintptr_t t = 0; t < THREADS; t++)
-		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
-	usleep(10000);
+	start_churning(th, THREADS);
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(grandchild_checks_childs_block());
@@ -530,9 +545,7 @@ Test(fork, a_dead_threads_quarantine_still_holds_its_blocks_in_the_child, .timeo
 Test(fork, vfork_and_posix_spawn_run_no_allocator_code, .timeout = 60)
 {
 	pthread_t th[2];
-	atomic_store(&stop, 0);
-	for (uintptr_t t = 0; t < 2; t++)
-		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
+	start_churning(th, 2);
 	char *argv[] = { "true", NULL };
 	for (int i = 0; i < 50; i++) {
 		pid_t pid;
