@@ -333,7 +333,7 @@ static void fork_prepare(void)
 	fork_locked = !__libc_single_threaded;
 	if (!fork_locked)
 		return;
-	tcache_fork_lock();             /* a leaf, like the region quarantine's */
+	tcache_pool_lock();             /* first: salvage takes arena locks under it */
 	pthread_mutex_lock(&open_labs_lock);
 	for (struct labyrinth *lab = open_labs; lab; lab = lab->next) {
 		for (unsigned i = 0; i < lab->narenas; i++)
@@ -360,7 +360,7 @@ static void fork_release(void)
 			pthread_mutex_unlock(&lab->arenas[i].lock);
 	}
 	pthread_mutex_unlock(&open_labs_lock);
-	tcache_fork_unlock();
+	tcache_pool_unlock();
 }
 
 /* Every lock of lab is held (or no other thread exists): new keys for

@@ -41,6 +41,11 @@ static struct thread_cache *blank;              /* caches closed labyrinths left
 static struct thread_cache *_Atomic all;        /* every cache: push only */
 static char *chunk_next, *chunk_end;            /* unused caches of the last chunk */
 
+/* Every cache ever made: the list is pushed to only, and read unlocked. */
+#define EACH_CACHE(tc) \
+	for (struct thread_cache *tc = atomic_load(&all); tc; \
+	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed))
+
 static size_t cache_bytes(const struct labyrinth *lab)
 {
 	size_t n = sizeof(struct thread_cache) + lab->prot.quarantine * sizeof(struct slot_ref);
@@ -93,6 +98,33 @@ struct thread_cache *tcache_pool_blank(struct labyrinth *lab)
 	do
 		atomic_store_explicit(&tc->next, head, memory_order_relaxed);
 	while (!atomic_compare_exchange_weak(&all, &head, tc));
+	return tc;
+}
+
+/*
+ * Under pool_lock: a cache for lab, taken from *idle_of (exited threads')
+ * or blank (*fresh), named lab and in use; NULL when out of memory. A
+ * blank one is made whole before it names lab, so that a fork catching
+ * this thread here leaves the child an orphan it can salvage; taking an
+ * orphan salvages every orphan of lab first.
+ */
+struct thread_cache *tcache_pool_take(struct labyrinth *lab, struct thread_cache **idle_of,
+				      bool *fresh)
+{
+	struct thread_cache *tc = *idle_of;
+	*fresh = !tc;
+	if (*fresh)
+		tc = tcache_pool_blank(lab);
+	else
+		*idle_of = tc->next_idle;
+	if (!tc)
+		return NULL;
+	if (*fresh)
+		tcache_clear(lab, tc);
+	tc->lab = lab;
+	tc->in_use = true;
+	if (tc->orphan)
+		tcache_salvage_orphans(lab);
 	return tc;
 }
 
@@ -157,10 +189,7 @@ static bool unmark(void *lab, struct slot_ref ref)
 	return true;
 }
 
-#define EACH_ORPHAN_OF(lab, tc) \
-	for (struct thread_cache *tc = atomic_load(&all); tc; \
-	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) \
-		if (tc->lab == (lab) && tc->orphan)
+#define EACH_ORPHAN_OF(lab, tc) EACH_CACHE(tc) if (tc->lab == (lab) && tc->orphan)
 
 /*
  * Every orphan of lab at once, under the pool's lock: a fork copied each
@@ -270,22 +299,8 @@ struct thread_cache *tcache_attach(struct labyrinth *lab, struct arena *a)
 	if (!lab->is_default || tcache_gone || tcache_self)
 		return NULL;
 	pthread_mutex_lock(&pool_lock);
-	struct thread_cache *tc = idle;
-	bool fresh = !tc;
-	if (fresh)
-		tc = tcache_pool_blank(lab);
-	else
-		idle = tc->next_idle;
-	if (tc && fresh) {
-		/* Whole before it names lab: a fork catching this thread
-		 * here leaves the child an orphan it can salvage. */
-		tcache_clear(lab, tc);
-		tc->lab = lab;
-	} else if (tc && tc->orphan) {
-		tcache_salvage_orphans(lab);
-	}
-	if (tc)
-		tc->in_use = true;
+	bool fresh;
+	struct thread_cache *tc = tcache_pool_take(lab, &idle, &fresh);
 	pthread_mutex_unlock(&pool_lock);
 	if (!tc)
 		return NULL;
@@ -454,8 +469,7 @@ size_t tcache_trim(struct labyrinth *lab)
 void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uint64_t *live,
 		   uint64_t *quarantined)
 {
-	for (struct thread_cache *tc = atomic_load(&all); tc;
-	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
+	EACH_CACHE(tc) {
 		if (tc->lab != lab)
 			continue;
 		for (unsigned c = 0; c < SMALL_CLASSES; c++) {
@@ -472,16 +486,6 @@ void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uin
 	}
 }
 
-void tcache_fork_lock(void)
-{
-	pthread_mutex_lock(&pool_lock);
-}
-
-void tcache_fork_unlock(void)
-{
-	pthread_mutex_unlock(&pool_lock);
-}
-
 /*
  * A private labyrinth closes: its caches, in threads or idle, become
  * blank, for any labyrinth's next thread: empty, stage and counters too,
@@ -492,8 +496,7 @@ void tcache_fork_unlock(void)
 void tcache_close(struct labyrinth *lab)
 {
 	pthread_mutex_lock(&pool_lock);
-	for (struct thread_cache *tc = atomic_load(&all); tc;
-	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
+	EACH_CACHE(tc) {
 		if (tc->lab != lab)
 			continue;
 		tcache_clear(lab, tc);  /* empty even if a fork catches it re-adopted */
@@ -512,7 +515,6 @@ void tcache_close(struct labyrinth *lab)
 	pthread_mutex_unlock(&pool_lock);
 }
 
-/* For tcache_private.c: the pool's lock. */
 void tcache_pool_lock(void)
 {
 	pthread_mutex_lock(&pool_lock);
@@ -559,12 +561,10 @@ bool tcache_fork_child(void)
 	struct thread_cache *self = tcache_self;
 	bool others = false;
 	idle = NULL;
-	for (struct thread_cache *tc = atomic_load(&all); tc;
-	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed))
+	EACH_CACHE(tc)
 		if (tc->lab && !tc->lab->is_default)
 			tc->lab->idle_caches = NULL;
-	for (struct thread_cache *tc = atomic_load(&all); tc;
-	     tc = atomic_load_explicit(&tc->next, memory_order_relaxed)) {
+	EACH_CACHE(tc) {
 		if (tc == self || !tc->lab || tcache_private_mine(tc))
 			continue;
 		struct thread_cache **idle_of = tc->lab->is_default ? &idle : &tc->lab->idle_caches;

@@ -93,10 +93,13 @@ struct thread_cache *tcache_private_find(const struct labyrinth *lab);
 struct thread_cache *tcache_private_attach(struct labyrinth *lab, struct arena *a);
 
 /* Between tcache.c and tcache_private.c. The pool's lock guards the idle
- * and blank lists, lab->idle_caches and a cache's lab and lab_serial. */
+ * and blank lists, lab->idle_caches and a cache's lab and lab_serial; it
+ * is held across fork too, so that a child never inherits it taken. */
 void tcache_pool_lock(void);
 void tcache_pool_unlock(void);
 struct thread_cache *tcache_pool_blank(struct labyrinth *lab);
+struct thread_cache *tcache_pool_take(struct labyrinth *lab, struct thread_cache **idle_of,
+				      bool *fresh);
 void tcache_clear(struct labyrinth *lab, struct thread_cache *tc);
 void tcache_rekey(struct thread_cache *tc, struct arena *a);
 /* In a forked child, under the pool's lock: every orphan of lab made
@@ -232,9 +235,6 @@ void tcache_counts(struct labyrinth *lab, uint64_t *allocs, uint64_t *frees, uin
 		   uint64_t *quarantined);
 /* A private labyrinth closes: its caches become blank (tcache.c). */
 void tcache_close(struct labyrinth *lab);
-/* Held across fork, so that a child never inherits the pool's lock taken. */
-void tcache_fork_lock(void);
-void tcache_fork_unlock(void);
 /* In a forked child, every lock held: every cache but the calling thread's
  * (its thread is gone) goes to the pool of idle caches, for the next thread
  * or labyrinth_trim. The calling thread's renews itself at its next malloc.

@@ -69,9 +69,7 @@ static struct private_entry *entry_free(void)
 /*
  * A thread that is exiting takes the arena path: its exit hook has run,
  * and a cache it took now would never go idle (a pthread key's destructor
- * that frees, say). A fresh cache is made whole before it names lab, so
- * that a fork catching this thread here leaves an orphan the child can
- * salvage. An idle cache of an older process generation was a forking
+ * that frees, say). An idle cache of an older process generation was a forking
  * thread's own, let go in the child (a fifth labyrinth): its batches are
  * the parent's and every sibling's, so they are marked inherited, as
  * tcache_forked() does at that thread's next malloc.
@@ -82,22 +80,13 @@ struct thread_cache *tcache_private_attach(struct labyrinth *lab, struct arena *
 		return NULL;
 	tcache_pool_lock();
 	struct private_entry *e = entry_free();
-	struct thread_cache *tc = lab->idle_caches;
-	bool fresh = !tc;
-	if (fresh)
-		tc = tcache_pool_blank(lab);
-	else
-		lab->idle_caches = tc->next_idle;
+	bool fresh;
+	bool orphan = lab->idle_caches && lab->idle_caches->orphan;
+	struct thread_cache *tc = tcache_pool_take(lab, &lab->idle_caches, &fresh);
 	if (tc) {
-		if (fresh)
-			tcache_clear(lab, tc);
-		tc->lab = lab;
 		tc->lab_serial = lab->serial;
-		tc->in_use = true;
 		*e = (struct private_entry){ lab->serial, tc };
-		if (tc->orphan)
-			tcache_salvage_orphans(lab);
-		else if (!fresh && tc->gen != generation_now())
+		if (!fresh && !orphan && tc->gen != generation_now())
 			tcache_forked(lab, tc);
 	}
 	tcache_pool_unlock();
