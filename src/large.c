@@ -54,12 +54,12 @@ static size_t pages_for(size_t size)
 	return (size + PAGE_SIZE - 1) / PAGE_SIZE;
 }
 
-/* The tail of the last page, after the request, holds the canary. */
-static void tail_canary_write(struct labyrinth *lab, struct large *l, char *p)
+/* The tail of the last page, after the request, holds the canary; v is
+ * the version word the block has while it is owned. */
+static void tail_canary_write(struct labyrinth *lab, struct large *l, char *p, uint64_t v)
 {
 	if (lab->prot.canary)
-		canary_write(p, l->size, (size_t)l->npages * PAGE_SIZE,
-			     canary_pattern(l->key, p, version_read(&l->version)));
+		canary_write(p, l->size, (size_t)l->npages * PAGE_SIZE, canary_pattern(l->key, p, v));
 }
 
 /* v: the region's version word while it was owned; gen goes into a report. */
@@ -130,16 +130,20 @@ static void *large_place(struct labyrinth *lab, size_t size, size_t align, size_
 	l->npages = (uint32_t)npages;
 	l->size = size;
 	l->key = lab_key_new(lab);
-	uint64_t seen;
-	if (!version_claim(&l->version, 1, &seen))
+	/* Finished, canary and all, before it is owned: a fork from another
+	 * thread must not leave the child an owned block with no canary. */
+	uint64_t old, v = version_claim_next(&l->version, 1, &old);
+	if (!v)
+		report_fatal("heap corruption: a placed large room was already owned");
+	char *p = cell_addr(w, cell) + (size_t)first * PAGE_SIZE;
+	annotate_open(p, npages * PAGE_SIZE);
+	tail_canary_write(lab, l, p, v);
+	annotate_alloc(p, size, npages * PAGE_SIZE);
+	if (!version_publish(&l->version, old, v))
 		report_fatal("heap corruption: a placed large room was already owned");
 	atomic_fetch_add_explicit(&lab->large_allocs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE, memory_order_relaxed);
 	lab_note_peak(lab);
-	char *p = cell_addr(w, cell) + (size_t)first * PAGE_SIZE;
-	annotate_open(p, npages * PAGE_SIZE);
-	tail_canary_write(lab, l, p);
-	annotate_alloc(p, size, npages * PAGE_SIZE);
 	return p;
 }
 
@@ -308,8 +312,34 @@ size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int ki
 	return lab->prot.canary ? l->size : (size_t)l->npages * PAGE_SIZE;
 }
 
-/* Growth stays in place while it fits the room; a block that shrinks below
- * a quarter of its room moves, so that small blocks do not hold big cells. */
+/* Open or close the pages of l's room so that it spans npages. */
+static bool resize_pages(struct labyrinth *lab, struct wing *w, struct large *l, uint32_t cell,
+			 size_t npages)
+{
+	size_t old = (size_t)l->npages * PAGE_SIZE;
+	if (npages * PAGE_SIZE == old)
+		return true;
+	if (!wing_resize(&lab->maze, w, cell, (uint32_t)(l->first_page + npages)))
+		return false;
+	l->npages = (uint32_t)npages;
+	atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE - old,
+				  memory_order_relaxed);
+	lab_note_peak(lab);
+	return true;
+}
+
+/*
+ * Growth stays in place while it fits the room; a block that shrinks below
+ * a quarter of its room moves, so that small blocks do not hold big cells.
+ *
+ * While its pages, record and canary change, the block carries the resize
+ * mark (V_RETIRED, which a large block otherwise never takes): a fork from
+ * another thread then leaves its child no owned block whose canary
+ * disagrees with its record (the child's sweep took one for damage, about
+ * one child in a hundred whose parent's threads resized large blocks), and
+ * a free that races the resize is refused. The mark goes with a new
+ * version word, so the canary is written afresh for it.
+ */
 void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
 	uint32_t cell;
@@ -322,25 +352,29 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	    l->first_page + npages > room_pages || npages * 4 <= room_pages)
 		return NULL;
 	size_t old_size = l->size, old_end = (size_t)l->npages * PAGE_SIZE;
-	annotate_open(p, (size_t)l->npages * PAGE_SIZE);
+	annotate_open(p, old_end);
 	uint64_t v = version_read(&l->version);
 	tail_canary_check(lab, w, l, p, v, v_gen(v));
-	if (npages != l->npages) {
-		size_t old = (size_t)l->npages * PAGE_SIZE;
-		if (!wing_resize(&lab->maze, w, cell, (uint32_t)(l->first_page + npages))) {
-			annotate_noaccess(p + old_size, old - old_size);
-			return NULL;
-		}
-		l->npages = (uint32_t)npages;
-		atomic_fetch_add_explicit(&lab->large_live_bytes, npages * PAGE_SIZE - old,
-					  memory_order_relaxed);
-		lab_note_peak(lab);
+	uint64_t marked = v_next(v, V_RETIRED, v_owner(v)), next = v_next(marked, V_OWNED, v_owner(v));
+	if (!version_publish(&l->version, v, marked)) {
+		report_failed_release(ERR_INVALID_REALLOC, p, w->class_size,
+				      v_gen(version_read(&l->version)));
+		return NULL;
 	}
-	l->size = size;
-	annotate_open(p, (size_t)l->npages * PAGE_SIZE);      /* pages it gained */
-	if (size > old_size)    /* the old canary (pages gained are fresh) */
-		memset(p + old_size, 0, (size < old_end ? size : old_end) - old_size);
-	tail_canary_write(lab, l, p);
+	bool stays = resize_pages(lab, w, l, cell, npages);
+	if (stays) {
+		l->size = size;
+		annotate_open(p, (size_t)l->npages * PAGE_SIZE);      /* pages it gained */
+		if (size > old_size)    /* the old canary (pages gained are fresh) */
+			memset(p + old_size, 0, (size < old_end ? size : old_end) - old_size);
+	}
+	tail_canary_write(lab, l, p, next);
+	if (!version_publish(&l->version, marked, next))
+		report_fatal("heap corruption: a large block changed while it was resized");
+	if (!stays) {
+		annotate_noaccess(p + old_size, old_end - old_size);
+		return NULL;
+	}
 	annotate_resize(p, old_size, size, (size_t)l->npages * PAGE_SIZE);
 	return p;
 }

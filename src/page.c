@@ -177,19 +177,33 @@ static uint32_t take_block(struct labyrinth *lab, unsigned order, lab_gfp_t flag
 	return cell;
 }
 
-/* Make a taken block the caller's: its version goes from free to owned. */
+/* The block's key and the key of the generation that handed it out. */
+static uint64_t pool_pattern(const struct page_rec *rec, const char *p, uint64_t v)
+{
+	return canary_pattern(rec->key ^ gen_keys[rec->gen_tag], p, v);
+}
+
+/*
+ * Make a taken block the caller's: its version goes from free to owned,
+ * once the block is checked and a pool's labyrinth_malloc block has its
+ * canary, so that a fork from another thread never leaves the child an
+ * owned block with half a canary (its sweep would take it for damage).
+ */
 static char *claim(struct labyrinth *lab, struct wing *w, uint32_t cell, uint32_t owner,
 		   unsigned kind, uint64_t *version)
 {
 	struct page_rec *rec = page_rec_of(w, cell);
 	rec->kind = (uint8_t)kind;
-	uint64_t seen;
-	if (!version_claim(&rec->version, owner, &seen))
+	uint64_t old, v = version_claim_next(&rec->version, owner, &old);
+	if (!v)
 		report_fatal("heap corruption: a free page was owned");
-	uint64_t v = version_read(&rec->version);
 	char *p = cell_addr(w, cell);
 	if (rec->from_reserve && lab->prot.uaf_check)
 		zero_check(p, w->room_bytes, v_gen(v));
+	if (kind == PAGE_MALLOC && lab->prot.canary)
+		canary_write(p, rec->size, w->room_bytes, pool_pattern(rec, p, v));
+	if (!version_publish(&rec->version, old, v))
+		report_fatal("heap corruption: a free page was owned");
 	atomic_fetch_add_explicit(&lab->page_allocs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&lab->page_live_bytes, w->room_bytes, memory_order_relaxed);
 	if (version)
@@ -286,12 +300,6 @@ void page_free(struct labyrinth *lab, void *p, uint64_t expect)
 
 /* ---- a prefaulted labyrinth's labyrinth_malloc ------------------------ */
 
-/* The block's key and the key of the generation that handed it out. */
-static uint64_t pool_pattern(const struct page_rec *rec, const char *p, uint64_t v)
-{
-	return canary_pattern(rec->key ^ gen_keys[rec->gen_tag], p, v);
-}
-
 void *page_malloc(struct labyrinth *lab, size_t size)
 {
 	size_t need = size + lab->prot.canary;
@@ -306,11 +314,7 @@ void *page_malloc(struct labyrinth *lab, size_t size)
 	struct page_rec *rec = page_rec_of(w, cell);
 	rec->size = (uint32_t)size;
 	rec->gen_tag = (uint8_t)(generation_page()->tag_bits >> GEN_TAG_SHIFT);
-	uint64_t v;
-	char *p = claim(lab, w, cell, 0, PAGE_MALLOC, &v);
-	if (lab->prot.canary)
-		canary_write(p, size, w->room_bytes, pool_pattern(rec, p, v));
-	return p;
+	return claim(lab, w, cell, 0, PAGE_MALLOC, NULL);
 }
 
 /* p as a live labyrinth_malloc block of a pool, or NULL after a report. */

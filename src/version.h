@@ -78,6 +78,26 @@ static inline bool version_release(version_t *w, uint64_t *seen)
 }
 
 /*
+ * A claim in two steps, for a block whose taker holds it alone while it
+ * is free (a placed large cell, a page popped from the reserve) and whose
+ * canary depends on the word: the word the claim will make (0 if it is not
+ * free), so that the block is finished before version_publish() makes it
+ * owned. A fork between the two leaves the child a free block, never an
+ * owned one with half a canary. Publishing fails if the word changed.
+ */
+static inline uint64_t version_claim_next(version_t *w, unsigned owner, uint64_t *old)
+{
+	*old = atomic_load_explicit(w, memory_order_acquire);
+	return v_state(*old) == V_FREE ? v_next(*old, V_OWNED, owner) : 0;
+}
+
+static inline bool version_publish(version_t *w, uint64_t old, uint64_t next)
+{
+	return atomic_compare_exchange_strong_explicit(w, &old, next, memory_order_acq_rel,
+						       memory_order_acquire);
+}
+
+/*
  * Move a word that the caller holds alone (under a lock, or in a thread's
  * batch or quarantine), where no other move can race: a plain store. The
  * new word, or 0 (nothing written) if it was not in state `from`. The

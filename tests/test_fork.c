@@ -240,6 +240,24 @@ static _Atomic(void *) table[THREADS][TABLE];
 static atomic_int stop;
 
 static atomic_int started;
+/* The churning threads' labyrinth (NULL: the default one); with
+ * churn_large, their blocks are large (beyond the small classes), and one
+ * in two is grown or shrunk in place by realloc. */
+static labyrinth_t *churn_lab;
+static atomic_bool churn_large;
+
+static void *churn_one(unsigned long long *seed, void *old)
+{
+	if (!atomic_load(&churn_large)) {
+		labyrinth_free(churn_lab, old);
+		return labyrinth_malloc(churn_lab, 16 + test_rand(seed) % 500);
+	}
+	size_t size = 20000 + test_rand(seed) % 60000;
+	if (old && test_rand(seed) % 2)
+		return labyrinth_realloc(churn_lab, old, size);
+	labyrinth_free(churn_lab, old);
+	return labyrinth_malloc(churn_lab, size);
+}
 
 static void *churn(void *arg)
 {
@@ -249,9 +267,7 @@ static void *churn(void *arg)
 	while (!atomic_load(&stop)) {
 		unsigned i = (unsigned)(test_rand(&seed) % TABLE);
 		void *old = atomic_exchange(&mine[i], NULL);
-		if (old)
-			labyrinth_free(NULL, old);
-		atomic_store(&mine[i], labyrinth_malloc(NULL, 16 + test_rand(&seed) % 500));
+		atomic_store(&mine[i], churn_one(&seed, old));
 	}
 	return NULL;
 }
@@ -395,7 +411,7 @@ Test(fork, from_threads_that_allocate_without_deadlock_or_leak, .timeout = 120)
 static int sweep_child(void *unused)
 {
 	(void)unused;
-	return labyrinth_check(NULL) != 0;
+	return labyrinth_check(churn_lab) != 0;
 }
 
 /* The child of a threaded parent holds the blocks its dead threads were
@@ -422,6 +438,41 @@ Test(fork, a_childs_sweep_takes_no_half_made_block_for_damage, .timeout = 120)
 	cr_assert_eq(reported, 0, "%d of 40 children's sweeps reported damage", reported);
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
 		  "a child's own overflow went unreported: status %#x", status);
+}
+
+/* The same with large blocks, made, resized in place and freed by the
+ * threads the fork leaves behind. */
+Test(fork, a_childs_sweep_takes_no_half_made_large_block_for_damage, .timeout = 120)
+{
+	pthread_t th[THREADS];
+	atomic_store(&churn_large, true);
+	start_churning(th, THREADS);
+	int first, reported = forked_children_failing(100, sweep_child, NULL, &first);
+	atomic_store(&stop, 1);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	atomic_store(&churn_large, false);
+	cr_assert_eq(reported, 0, "%d of 100 children's sweeps reported damage (the first: status %#x)",
+		     reported, first);
+}
+
+/* And with a pool's labyrinth_malloc blocks, each a page of its own. */
+Test(fork, a_childs_sweep_takes_no_half_made_pool_block_for_damage, .timeout = 120)
+{
+	pthread_t th[THREADS];
+	churn_lab = open_pool(16 << 20, 0);
+	start_churning(th, THREADS);
+	int first, reported = forked_children_failing(100, sweep_child, NULL, &first);
+	atomic_store(&stop, 1);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	for (int t = 0; t < THREADS; t++)
+		for (int i = 0; i < TABLE; i++)
+			labyrinth_free(churn_lab, atomic_exchange(&table[t][i], NULL));
+	labyrinth_close(churn_lab);
+	churn_lab = NULL;
+	cr_assert_eq(reported, 0, "%d of 100 children's sweeps reported damage (the first: status %#x)",
+		     reported, first);
 }
 
 /* A grandchild forked from such a child by its one thread checks the
