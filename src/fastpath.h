@@ -119,10 +119,11 @@ static inline __attribute__((always_inline)) bool fast_free(void *p)
 }
 
 /*
- * realloc's first step, for p a live slot of the fast path's classes and
- * size a request it serves: the block's request size, and *stays set
- * when size keeps its class, in which case it is resized in place here
- * (its canary checked, then written from the new end, as small_resize()
+ * realloc's first step, for p a live slot of the fast path's classes that
+ * this process generation handed out, and size a request it serves: the
+ * block's request size, and *stays set when size keeps its class, in
+ * which case it is resized in place here (its canary checked, then
+ * written from the new end, as small_resize()
  * does). SIZE_MAX: nothing done, take the general path, which reports a
  * pointer that is no live block and a damaged canary. A block that must
  * move is the caller's to copy into a fast malloc and free.
@@ -139,7 +140,11 @@ static inline __attribute__((always_inline)) size_t fast_resize(void *p, size_t 
 	if (__builtin_expect(!r, 0))
 		return SIZE_MAX;
 	uint64_t v = version_read(slot_version(r, slot));
-	if (__builtin_expect(v_state(v) != V_OWNED, 0))
+	/* A block of an earlier process generation takes this one's tag
+	 * first, on the general path (small_resize()). */
+	if (__builtin_expect(v_state(v) != V_OWNED ||
+			     !slot_tagged(v, atomic_load_explicit(&gen_page->tag_bits,
+								  memory_order_relaxed)), 0))
 		return SIZE_MAX;
 	size_t cs = class_size_at_most(w, FAST_CLASS_MAX);
 	uint16_t *req = slot_size(w, r, slot);

@@ -388,6 +388,29 @@ size_t small_usable(struct labyrinth *lab, struct wing *w, const void *p, int ki
 	return lab->prot.canary ? *slot_size(w, r, slot) : w->class_size;
 }
 
+/*
+ * Before a block handed out by an earlier process generation changes in
+ * place, its owner tag moves to this one's (a new version word, so the
+ * canary is written afresh with this generation's key): a fork from
+ * another thread midway then leaves the child a block of the forking
+ * generation, which its sweep passes over as half made (sweep.c), never
+ * one of an older generation with half a canary, which it would check.
+ * The word in force, or 0 after a report (a free raced the resize).
+ */
+static uint64_t slot_adopt(struct wing *w, struct room *r, void *p, uint16_t slot, uint64_t v)
+{
+	uint32_t tags = atomic_load_explicit(&generation_page()->tag_bits, memory_order_relaxed);
+	if (slot_tagged(v, tags))
+		return v;
+	uint64_t next = v_next(v, V_OWNED, (v_owner(v) & ((1u << GEN_TAG_SHIFT) - 1)) | tags);
+	if (!version_publish(slot_version(r, slot), v, next)) {
+		report_failed_release(ERR_INVALID_REALLOC, p, w->class_size,
+				      v_gen(version_read(slot_version(r, slot))));
+		return 0;
+	}
+	return next;
+}
+
 bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
 	size_t need = small_need(lab, size);
@@ -401,6 +424,9 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	annotate_open(p, w->class_size);
 	uint64_t v = version_read(slot_version(r, slot));
 	slot_check_canary(lab, w, r, p, *req, v, v_gen(v));
+	v = slot_adopt(w, r, p, slot, v);
+	if (!v)
+		return false;
 	size_t old = *req;
 	*req = (uint16_t)size;
 	if (size > old)         /* the old canary: handed out, it would tell the pattern */

@@ -156,6 +156,14 @@ static inline struct owner_word owner_word(unsigned arena_id, const struct gen_p
 	};
 }
 
+/* Whether a slot whose version word is v was handed out by the generation
+ * whose tag_bits are tags (the owner's bits above the arena's). */
+static inline bool slot_tagged(uint64_t v, uint32_t tags)
+{
+	const uint64_t tag_field = v_low(0, (1u << V_OWNER_BITS) - (1u << GEN_TAG_SHIFT));
+	return !((v ^ v_low(0, tags)) & tag_field);
+}
+
 /* The rest of a hand-out once the slot is known clean: the canary, then
  * the block is the caller's. key is the canary key of the generation that
  * v's owner tag names. */

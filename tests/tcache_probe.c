@@ -9,6 +9,8 @@
  *              choosing, while threads come and go
  *   keys       2,000 threads set a key past 31 before their first malloc
  *   trim       2,000 times: free a 64-byte block, malloc_trim(0), 32 mallocs
+ *   forkresize a child's threads resize its parent's blocks in place while
+ *              it forks children that check every block at exit
  *
  * The attack needs the cache's layout and the maze's, as an attacker who
  * has the binary would: it includes the allocator's headers.
@@ -20,10 +22,13 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 extern pthread_key_t libkeys[];
 extern int libkeys_made;
@@ -197,6 +202,73 @@ static int trim(void)
 	return 0;
 }
 
+/*
+ * forkresize: blocks this process makes are resized in place (realloc
+ * within their class, the fast path) by 4 threads of a child, which forks
+ * 100 children of its own that exit at once: with LABYRINTH_EXIT_CHECK=1
+ * each checks every live block's canary at exit, and a block caught
+ * midway must not be taken for damage. Prints how many died by a signal.
+ */
+#define RESIZERS 4
+#define RESIZED 64
+static void *resized[RESIZERS][RESIZED];
+static atomic_int resizing_stop, resizing_started;
+
+static void *resize_forever(void *arg)
+{
+	void **mine = resized[(uintptr_t)arg];
+	unsigned long long x = (uintptr_t)arg * 0x9e3779b97f4a7c15ULL + 1;
+	sink = malloc(16);      /* a thread that uses the heap has a cache */
+	free(sink);
+	atomic_fetch_add(&resizing_started, 1);
+	while (!atomic_load(&resizing_stop)) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		unsigned i = (unsigned)(x >> 33) % RESIZED;
+		mine[i] = realloc(mine[i], 193 + (size_t)(x >> 20) % 15);      /* one class */
+	}
+	return NULL;
+}
+
+static int resizing_child(void)
+{
+	pthread_t th[RESIZERS];
+	for (uintptr_t t = 0; t < RESIZERS; t++)
+		pthread_create(&th[t], NULL, resize_forever, (void *)t);
+	while (atomic_load(&resizing_started) < RESIZERS)
+		usleep(1000);
+	int died = 0;
+	for (int i = 0; i < 100; i++) {
+		pid_t pid = fork();
+		if (pid == 0)
+			exit(0);        /* not _exit: the exit check runs */
+		int status;
+		if (waitpid(pid, &status, 0) == pid && WIFSIGNALED(status))
+			died++;
+	}
+	atomic_store(&resizing_stop, 1);
+	for (int t = 0; t < RESIZERS; t++)
+		pthread_join(th[t], NULL);
+	return died;
+}
+
+static int forkresize(void)
+{
+	for (int t = 0; t < RESIZERS; t++)
+		for (int i = 0; i < RESIZED; i++)
+			resized[t][i] = malloc(200);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(resizing_child());
+	int status = -1;
+	waitpid(pid, &status, 0);
+	if (WIFEXITED(status))
+		printf("died=%d\n", WEXITSTATUS(status));
+	else
+		printf("resizer status=%#x\n", status);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -206,6 +278,8 @@ int main(int argc, char **argv)
 		return keys();
 	if (strcmp(mode, "trim") == 0)
 		return trim();
-	fprintf(stderr, "usage: tcache_probe attack|keys|trim\n");
+	if (strcmp(mode, "forkresize") == 0)
+		return forkresize();
+	fprintf(stderr, "usage: tcache_probe attack|keys|trim|forkresize\n");
 	return 2;
 }

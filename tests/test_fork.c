@@ -279,15 +279,20 @@ static void *churn(void *arg)
  * build's threaded fork test hung, in the child or in the parent, in 3 of
  * 5 runs on a loaded machine while its first fork raced its threads' start.
  */
-static void start_churning(pthread_t *th, unsigned n)
+static void start_threads(pthread_t *th, unsigned n, void *(*run)(void *))
 {
 	atomic_store(&stop, 0);
 	atomic_store(&started, 0);
 	for (uintptr_t t = 0; t < n; t++)
-		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
+		cr_assert_eq(pthread_create(&th[t], NULL, run, (void *)t), 0);
 	while (atomic_load(&started) < (int)n)
 		usleep(1000);
 	usleep(10000);          /* and past their first allocations */
+}
+
+static void start_churning(pthread_t *th, unsigned n)
+{
+	start_threads(th, n, churn);
 }
 
 /* The rooms that hold the dead threads' objects, as the child sees them. */
@@ -509,6 +514,55 @@ Test(fork, a_grandchild_still_checks_the_blocks_of_its_single_threaded_parent, .
 	cr_assert_eq(WEXITSTATUS(status), 0,
 		     "the grandchild's sweep missed an overflow of its parent's block (%d)",
 		     WEXITSTATUS(status));
+}
+
+/* Resizes the blocks of its row of the table in place, over and over:
+ * 193 to 207 bytes all take the 208-byte class. */
+static void *resize_in_place(void *arg)
+{
+	unsigned long long seed = (uintptr_t)arg + 1;
+	_Atomic(void *) *mine = table[(uintptr_t)arg];
+	labyrinth_free(NULL, labyrinth_malloc(NULL, 16));      /* a thread that uses the heap */
+	atomic_fetch_add(&started, 1);
+	while (!atomic_load(&stop)) {
+		unsigned i = (unsigned)(test_rand(&seed) % TABLE);
+		void *p = atomic_load(&mine[i]);
+		atomic_store(&mine[i], labyrinth_realloc(NULL, p, 193 + test_rand(&seed) % 15));
+	}
+	return NULL;
+}
+
+/* A process whose threads resize in place blocks its parent made, and
+ * forks: its children's sweeps must not take a block caught midway for
+ * damage (its owner tag names the parent's generation, whose blocks the
+ * sweep checks). How many of 100 children reported damage. */
+static int resizing_process(void)
+{
+	pthread_t th[THREADS];
+	start_threads(th, THREADS, resize_in_place);
+	int first, reported = forked_children_failing(100, sweep_child, NULL, &first);
+	atomic_store(&stop, 1);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	return reported;
+}
+
+Test(fork, a_block_of_an_older_generation_resized_at_the_fork_is_no_damage, .timeout = 120)
+{
+	for (int t = 0; t < THREADS; t++)
+		for (int i = 0; i < TABLE; i++)
+			atomic_store(&table[t][i], labyrinth_malloc(NULL, 200));
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(resizing_process());
+	int status = -1;
+	waitpid(pid, &status, 0);
+	cr_assert(WIFEXITED(status), "the resizing process died: status %#x", status);
+	cr_assert_eq(WEXITSTATUS(status), 0, "%d of its 100 children's sweeps reported damage",
+		     WEXITSTATUS(status));
+	for (int t = 0; t < THREADS; t++)
+		for (int i = 0; i < TABLE; i++)
+			labyrinth_free(NULL, atomic_exchange(&table[t][i], NULL));
 }
 
 /* ---- a dead thread's quarantine, in a child ------------------------------- */
