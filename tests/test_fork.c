@@ -279,20 +279,15 @@ static void *churn(void *arg)
  * build's threaded fork test hung, in the child or in the parent, in 3 of
  * 5 runs on a loaded machine while its first fork raced its threads' start.
  */
-static void start_threads(pthread_t *th, unsigned n, void *(*run)(void *))
+static void start_churning(pthread_t *th, unsigned n)
 {
 	atomic_store(&stop, 0);
 	atomic_store(&started, 0);
 	for (uintptr_t t = 0; t < n; t++)
-		cr_assert_eq(pthread_create(&th[t], NULL, run, (void *)t), 0);
+		cr_assert_eq(pthread_create(&th[t], NULL, churn, (void *)t), 0);
 	while (atomic_load(&started) < (int)n)
 		usleep(1000);
 	usleep(10000);          /* and past their first allocations */
-}
-
-static void start_churning(pthread_t *th, unsigned n)
-{
-	start_threads(th, n, churn);
 }
 
 /* The rooms that hold the dead threads' objects, as the child sees them. */
@@ -539,7 +534,14 @@ static void *resize_in_place(void *arg)
 static int resizing_process(void)
 {
 	pthread_t th[THREADS];
-	start_threads(th, THREADS, resize_in_place);
+	atomic_store(&stop, 0);        /* no Criterion assertion in a forked process */
+	atomic_store(&started, 0);
+	for (uintptr_t t = 0; t < THREADS; t++)
+		if (pthread_create(&th[t], NULL, resize_in_place, (void *)t) != 0)
+			return 101;
+	while (atomic_load(&started) < THREADS)
+		usleep(1000);
+	usleep(10000);          /* past their first allocations, as start_churning() */
 	int first, reported = forked_children_failing(100, sweep_child, NULL, &first);
 	atomic_store(&stop, 1);
 	for (int t = 0; t < THREADS; t++)
