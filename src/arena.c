@@ -237,15 +237,14 @@ void lab_free_sized_max(struct labyrinth *lab, void *p)
 	lab_free(lab, p);
 }
 
-/* p resized where it is, or NULL if it must move. A guarded block (w NULL)
- * always moves, so a stale pointer to it faults; so does a zero-size one,
- * into a real block. */
-static void *resize_in_place(struct labyrinth *lab, struct wing *w, void *p, size_t size)
+/* A guarded block (w NULL) always moves, so a stale pointer to it faults;
+ * so does a zero-size one, into a real block. */
+static enum resize resize_in_place(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
 	if (!w || wing_is_page(lab, w))
-		return NULL;
+		return RESIZE_MOVE;
 	if (wing_is_small(lab, w))      /* same class: stay; a smaller one: move */
-		return small_resize(lab, w, p, size) ? p : NULL;
+		return small_resize(lab, w, p, size);
 	return large_resize(lab, w, p, size);
 }
 
@@ -260,9 +259,15 @@ void *lab_realloc(struct labyrinth *lab, void *p, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
-	void *q = resize_in_place(lab, w, p, size);
-	if (q)
-		return q;
+	switch (resize_in_place(lab, w, p, size)) {
+	case RESIZE_STAYS:
+		return p;
+	case RESIZE_REFUSED:    /* a free raced it: reported, nothing to copy */
+		errno = EINVAL;
+		return NULL;
+	case RESIZE_MOVE:
+		break;
+	}
 	/* Growth in place skips the guarded region: only guard-all must not. */
 	bool growing = !guarded_all(lab) && size > old && small_need(lab, size) > SMALL_MAX;
 	void *n = growing ? large_alloc_growing(lab, size) : lab_malloc(lab, size);

@@ -161,6 +161,15 @@ static inline bool lab_half_made_any(void)
 	return any != 0;
 }
 
+/* What an in-place resize did: the block stays (resized), must move, or
+ * was refused with a report (it is no live block: a free raced the
+ * realloc), which LABYRINTH_ON_ERROR=log let return. */
+enum resize {
+	RESIZE_MOVE,
+	RESIZE_STAYS,
+	RESIZE_REFUSED,
+};
+
 /* For a report's reason: p belongs to another open labyrinth. */
 bool lab_other_holds(const struct labyrinth *lab, const void *p);
 /* The default labyrinth if something already created it, else NULL. */

@@ -340,26 +340,30 @@ static bool resize_pages(struct labyrinth *lab, struct wing *w, struct large *l,
  * a free that races the resize is refused. The mark goes with a new
  * version word, so the canary is written afresh for it.
  */
-void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
+enum resize large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
 	uint32_t cell;
 	struct large *l = live_large(w, p, ERR_INVALID_REALLOC, &cell);
 	if (!l)
-		return NULL;
+		return RESIZE_REFUSED;
 	size_t room_pages = w->room_bytes / PAGE_SIZE;
 	size_t npages = pages_for(size);
 	if (size <= SMALL_MAX || size > lab->max_alloc ||
 	    l->first_page + npages > room_pages || npages * 4 <= room_pages)
-		return NULL;
+		return RESIZE_MOVE;
 	size_t old_size = l->size, old_end = (size_t)l->npages * PAGE_SIZE;
 	annotate_open(p, old_end);
 	uint64_t v = version_read(&l->version);
+	if (v_state(v) != V_OWNED) {    /* freed (or marked) since live_large() looked */
+		report_failed_release(ERR_INVALID_REALLOC, p, w->class_size, v_gen(v));
+		return RESIZE_REFUSED;
+	}
 	tail_canary_check(lab, w, l, p, v, v_gen(v));
 	uint64_t marked = v_next(v, V_RETIRED, v_owner(v)), next = v_next(marked, V_OWNED, v_owner(v));
 	if (!version_publish(&l->version, v, marked)) {
 		report_failed_release(ERR_INVALID_REALLOC, p, w->class_size,
 				      v_gen(version_read(&l->version)));
-		return NULL;
+		return RESIZE_REFUSED;
 	}
 	bool stays = resize_pages(lab, w, l, cell, npages);
 	if (stays) {
@@ -373,8 +377,8 @@ void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 		report_fatal("heap corruption: a large block changed while it was resized");
 	if (!stays) {
 		annotate_noaccess(p + old_size, old_end - old_size);
-		return NULL;
+		return RESIZE_MOVE;
 	}
 	annotate_resize(p, old_size, size, (size_t)l->npages * PAGE_SIZE);
-	return p;
+	return RESIZE_STAYS;
 }

@@ -28,7 +28,7 @@ void *large_alloc_growing(struct labyrinth *lab, size_t size);
 void large_free(struct labyrinth *lab, struct wing *w, void *p, int error_kind, size_t expect);
 /* Usable bytes; SIZE_MAX if p is not live and LABYRINTH_ON_ERROR=log returned. */
 size_t large_usable(struct labyrinth *lab, struct wing *w, const void *p, int error_kind);
-/* Resize in place if the room allows; NULL if the caller must move it. */
-void *large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size);
+/* Resize in place if the room allows. */
+enum resize large_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size);
 
 #endif

@@ -411,22 +411,22 @@ static uint64_t slot_adopt(struct wing *w, struct room *r, void *p, uint16_t slo
 	return next;
 }
 
-bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
+enum resize small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 {
 	size_t need = small_need(lab, size);
 	if (need > SMALL_MAX || small_class(need) != wing_index(lab, w))
-		return false;
+		return RESIZE_MOVE;
 	uint16_t slot;
 	struct room *r = live_slot(w, p, ERR_INVALID_REALLOC, &slot);
 	if (!r)
-		return false;
+		return RESIZE_REFUSED;
 	uint16_t *req = slot_size(w, r, slot);
 	annotate_open(p, w->class_size);
 	uint64_t v = version_read(slot_version(r, slot));
 	slot_check_canary(lab, w, r, p, *req, v, v_gen(v));
 	v = slot_adopt(w, r, p, slot, v);
 	if (!v)
-		return false;
+		return RESIZE_REFUSED;
 	size_t old = *req;
 	*req = (uint16_t)size;
 	if (size > old)         /* the old canary: handed out, it would tell the pattern */
@@ -434,7 +434,7 @@ bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size)
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size, slot_pattern(r, p, v));
 	annotate_resize(p, old, size, w->class_size);
-	return true;
+	return RESIZE_STAYS;
 }
 
 /* Under the arena's lock: close the bin's room if it holds no allocation. */

@@ -432,7 +432,7 @@ void small_free(struct labyrinth *lab, struct wing *w, void *p, int kind, size_t
  * not a live slot and LABYRINTH_ON_ERROR=log let the report return. */
 size_t small_usable(struct labyrinth *lab, struct wing *w, const void *p, int kind);
 /* Resize a live slot in place, if size still belongs in its class. */
-bool small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size);
+enum resize small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t size);
 /* Close the arena's empty rooms and give back the whole pages of the slots
  * its quarantine holds (they stay quarantined); bytes closed. */
 size_t small_trim(struct labyrinth *lab, struct arena *a);

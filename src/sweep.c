@@ -287,9 +287,16 @@ static size_t sweep_room(struct labyrinth *lab, struct suspects *sus, struct win
 	return damaged;
 }
 
+/*
+ * A large block's and a pool block's key and place are written before
+ * their claim publishes the version word (version_publish()), so they are
+ * read after it: a block placed meanwhile by another thread is skipped
+ * (the word changed), never checked with the key of the cell's last block.
+ */
 static size_t sweep_large(struct suspects *sus, struct wing *w, uint32_t cell)
 {
 	struct large *l = cell_record(w, cell);
+	uint64_t v = version_read(&l->version);
 	uint32_t first = l->first_page;
 	struct block b = { .base = cell_addr(w, cell) + (size_t)first * PAGE_SIZE, .v = &l->version,
 			   .from = &l->size, .from_bytes = sizeof l->size, .pages = &l->npages,
@@ -298,7 +305,7 @@ static size_t sweep_large(struct suspects *sus, struct wing *w, uint32_t cell)
 	/* The maze's record of open pages bounds what may be read (a resize
 	 * moves them first, then the block's record); the later looks must
 	 * find the same pages. */
-	if (first + a.to / PAGE_SIZE > cell_hdr(w, cell)->open_end)
+	if (a.seen != v || first + a.to / PAGE_SIZE > cell_hdr(w, cell)->open_end)
 		return 0;
 	return check_block(sus, &b, a);
 }
@@ -307,11 +314,12 @@ static size_t sweep_large(struct suspects *sus, struct wing *w, uint32_t cell)
 static size_t sweep_pool_page(struct suspects *sus, struct wing *w, uint32_t cell)
 {
 	struct page_rec *rec = page_rec_of(w, cell);
+	uint64_t v = version_read(&rec->version);
 	struct block b = { .base = cell_addr(w, cell), .v = &rec->version, .from = &rec->size,
 			   .from_bytes = sizeof rec->size, .to = w->room_bytes,
 			   .key = rec->key ^ gen_keys[rec->gen_tag], .class_size = w->class_size };
 	struct look a = look_at(&b);
-	if (rec->kind != PAGE_MALLOC)
+	if (a.seen != v || rec->kind != PAGE_MALLOC)
 		return 0;
 	return check_block(sus, &b, a);
 }
