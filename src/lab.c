@@ -321,6 +321,7 @@ uint64_t lab_key_new(struct labyrinth *lab)
  */
 static bool fork_locked;
 uint64_t lab_half_made_tags[HALF_MADE_WORDS];
+_Atomic unsigned lab_resizing_now;
 _Static_assert(HALF_MADE_WORDS * 64 == GEN_TAGS, "a bit for each generation tag");
 /* The forking generation's tag, read in the parent: a child's generation
  * page starts wiped. */
@@ -395,7 +396,8 @@ static void fork_child(void)
 		generation_fork_child(&seed);
 		for (struct labyrinth *lab = open_labs; lab; lab = lab->next)
 			lab_reseed(lab, &seed);
-		if (tcache_fork_child())
+		bool others = tcache_fork_child();
+		if (others || atomic_load_explicit(&lab_resizing_now, memory_order_acquire))
 			lab_half_made_tags[fork_parent_tag / 64] |= 1ULL << (fork_parent_tag % 64);
 		memset(&seed, 0, sizeof seed);
 	}

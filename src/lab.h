@@ -147,6 +147,8 @@ static inline bool wing_is_page(const struct labyrinth *lab, const struct wing *
  * they were handing out or freeing may be half made here (sweep.c). */
 #define HALF_MADE_WORDS 4       /* GEN_TAGS bits */
 extern uint64_t lab_half_made_tags[HALF_MADE_WORDS];
+/* General-path in-place resizes under way (any thread, cache or not). */
+extern _Atomic unsigned lab_resizing_now;
 
 static inline bool lab_half_made_tag(unsigned tag)
 {

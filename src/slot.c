@@ -423,16 +423,29 @@ enum resize small_resize(struct labyrinth *lab, struct wing *w, void *p, size_t 
 	uint16_t *req = slot_size(w, r, slot);
 	annotate_open(p, w->class_size);
 	uint64_t v = version_read(slot_version(r, slot));
-	slot_check_canary(lab, w, r, p, *req, v, v_gen(v));
-	v = slot_adopt(w, r, p, slot, v);
-	if (!v)
+	/* Freed since live_slot() looked: slot_adopt() would swap the
+	 * quarantined word (its owner tag 0 is no generation's) to owned. */
+	if (v_state(v) != V_OWNED) {
+		report_failed_release(ERR_INVALID_REALLOC, p, w->class_size, v_gen(v));
 		return RESIZE_REFUSED;
+	}
+	slot_check_canary(lab, w, r, p, *req, v, v_gen(v));
+	/* A fork from another thread from here to the canary's last byte
+	 * leaves the child a half-made slot of this generation: say so even
+	 * if this thread has no cache (tcache_fork_child() sees only those). */
+	atomic_fetch_add_explicit(&lab_resizing_now, 1, memory_order_seq_cst);
+	v = slot_adopt(w, r, p, slot, v);
+	if (!v) {
+		atomic_fetch_sub_explicit(&lab_resizing_now, 1, memory_order_release);
+		return RESIZE_REFUSED;
+	}
 	size_t old = *req;
 	*req = (uint16_t)size;
 	if (size > old)         /* the old canary: handed out, it would tell the pattern */
 		memset(p + old, 0, size - old);
 	if (lab->prot.canary)
 		canary_write(p, size, w->class_size, slot_pattern(r, p, v));
+	atomic_fetch_sub_explicit(&lab_resizing_now, 1, memory_order_release);
 	annotate_resize(p, old, size, w->class_size);
 	return RESIZE_STAYS;
 }
