@@ -45,7 +45,8 @@ struct cell_hdr {
 	uint8_t joined_prev;    /* mprotect mode over budget: shares an island with cell-1 */
 	uint8_t retired;        /* emptied this epoch: stays taken and closed until the next */
 	uint8_t island;         /* markers mode: open alone, counted in the islands */
-	uint8_t pad;
+	uint8_t hollow;         /* mprotect mode, map count near its limit: freed, its
+				   pages emptied but left in their island (maze.c) */
 	uint32_t next_retired;  /* the wing's list of retired cells */
 };
 
@@ -70,6 +71,7 @@ struct wing {
 	bool lit;               /* markers mode: rooms open in lit spans, not as islands */
 	uint32_t retired_head;  /* cells retired this epoch, or CELL_NONE */
 	uint32_t retired_count;
+	uint32_t join_hint;     /* the cell the last joined room took, or CELL_NONE */
 	uint64_t epoch;         /* the maze epoch this wing's key was drawn in */
 	uint64_t reseeds;       /* the maze's reseeds when this wing's key was drawn */
 	/* The maze index (index.c): a bit per extent cell (taken) and a record

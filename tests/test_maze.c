@@ -134,6 +134,44 @@ Test(maze, many_large_rooms_fit_the_map_count, .timeout = 300)
 	labyrinth_close(lab);
 }
 
+/*
+ * Past the island budget, frees inside runs of joined rooms must not take
+ * the map count to the kernel's limit: 150,000 blocks of 20 KB, a third of
+ * them freed, then 37,500 of 40 KB (a wing with no room yet, whose first
+ * must open alone). With mprotect guards every split went on to 65,532
+ * mappings and 18,261 of the 40 KB blocks were refused; placing each
+ * joined room searched the whole extent (27 s). Nothing is touched: the
+ * map count is the point, not memory.
+ */
+Test(maze, frees_inside_joined_runs_keep_the_map_count_in_bounds, .timeout = 300)
+{
+	enum { N = 150000, M = N / 4 };
+	labyrinth_t *lab = open_private(16UL << 30);
+	static char *p[N + M];
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(p[i] = labyrinth_malloc(lab, 20000), "block %d of 20 KB", i);
+	for (int i = 1; i < N; i += 3) {
+		labyrinth_free(lab, p[i]);
+		p[i] = NULL;
+	}
+	long after_frees = count_maps();
+	int refused = 0;
+	for (int i = N; i < N + M; i++)
+		refused += !(p[i] = labyrinth_malloc(lab, 40000));
+	long maps = count_maps();
+	cr_log_info("mappings: %ld after the frees, %ld after %d more blocks", after_frees, maps, M);
+	cr_assert_eq(refused, 0, "%d of %d blocks of 40 KB refused (%ld mappings)", refused, M, maps);
+	cr_assert_lt(maps, 65530 - 2048);
+	for (int i = 0; i < N + M; i++)
+		labyrinth_free(lab, p[i]);
+	labyrinth_trim(lab);
+	labyrinth_stats_t s;
+	labyrinth_get_stats(lab, &s);
+	cr_assert_eq(s.mapped_bytes, 0, "%llu bytes still open (rooms left hollow)",
+		     (unsigned long long)s.mapped_bytes);
+	labyrinth_close(lab);
+}
+
 Test(maze, freed_large_region_faults)
 {
 	labyrinth_t *lab = open_private(0);
