@@ -283,5 +283,6 @@ size_t lab_trim(struct labyrinth *lab)
 	size_t released = tcache_trim(lab);
 	for (unsigned i = 0; i < lab->narenas; i++)
 		released += small_trim(lab, &lab->arenas[i]);
+	maze_close_hollow(&lab->maze);
 	return released;
 }

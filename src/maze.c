@@ -431,8 +431,14 @@ static bool leave_hollow(struct maze *m, struct wing *w, uint32_t cell)
 	if (markers_mode(m) || !h->joined_prev || !next_joined(w, cell) ||
 	    atomic_load_explicit(&islands, memory_order_relaxed) < island_limit() / 4 * 7)
 		return false;
-	os_discard(page_of(w, cell, h->open_first), (size_t)(h->open_end - h->open_first) * PAGE_SIZE);
+	char *lo = page_of(w, cell, h->open_first);
+	size_t bytes = (size_t)(h->open_end - h->open_first) * PAGE_SIZE;
+	/* MADV_DONTNEED fails on locked pages (mlock, mlockall): the room stays
+	 * read-write, so its bytes must not outlive the free. */
+	if (!os_discard(lo, bytes))
+		memset(lo, 0, bytes);
 	h->hollow = 1;
+	w->hollow_count++;
 	return true;
 }
 
@@ -457,7 +463,10 @@ static size_t retire_locked(struct maze *m, struct wing *w, uint32_t cell)
 	bool counted = h->island;       /* opened as an island in markers mode */
 	set_open(m, w, h, 0, 0);
 	h->joined_prev = 0;
-	h->hollow = 0;
+	if (h->hollow) {
+		h->hollow = 0;
+		w->hollow_count--;
+	}
 	pages_close(m, w, lo, (size_t)(hi - lo));
 	if (!markers_mode(m) && !counted)
 		islands_add(joins - 1);
@@ -480,6 +489,28 @@ static size_t retire_hollow_beside(struct maze *m, struct wing *w, uint32_t cell
 				    !cell_hdr(w, c)->joined_prev; c++)
 		open += retire_locked(m, w, c);
 	return open;
+}
+
+/* Close the hollow rooms, splitting their islands, while the map count
+ * stays under the bound that made them (labyrinth_trim): a live room at the
+ * end of a run would otherwise keep them open for as long as it lives. */
+void maze_close_hollow(struct maze *m)
+{
+	for (unsigned i = 0; i < m->nwings; i++) {
+		struct wing *w = &m->wings[i];
+		if (!w->hollow_count)   /* read unlocked: a trim may miss one made meanwhile */
+			continue;
+		size_t open = 0;
+		pthread_mutex_lock(&w->lock);
+		uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
+		for (uint32_t c = cell_next_taken(w, 0, ext); c < ext && w->hollow_count &&
+		     atomic_load_explicit(&islands, memory_order_relaxed) < island_limit() / 4 * 7;
+		     c = cell_next_taken(w, c + 1, ext))
+			if (cell_hdr(w, c)->hollow)
+				open += retire_locked(m, w, c);
+		pthread_mutex_unlock(&w->lock);
+		add_mapped(m, -(int64_t)open);
+	}
 }
 
 void wing_retire(struct maze *m, struct wing *w, uint32_t cell)

@@ -72,6 +72,7 @@ struct wing {
 	uint32_t retired_head;  /* cells retired this epoch, or CELL_NONE */
 	uint32_t retired_count;
 	uint32_t join_hint;     /* the cell the last joined room took, or CELL_NONE */
+	uint32_t hollow_count;  /* cells left hollow (maze.c) */
 	uint64_t epoch;         /* the maze epoch this wing's key was drawn in */
 	uint64_t reseeds;       /* the maze's reseeds when this wing's key was drawn */
 	/* The maze index (index.c): a bit per extent cell (taken) and a record
@@ -138,6 +139,8 @@ uint32_t wing_place(struct maze *m, struct wing *w, uint32_t pages, size_t align
 		    uint32_t *first);
 /* Close a room's pages (their contents are lost) and free its cell. */
 void wing_retire(struct maze *m, struct wing *w, uint32_t cell);
+/* Close rooms left hollow while the map count allows (maze.c). */
+void maze_close_hollow(struct maze *m);
 /* Close a room's pages but keep its cell taken (quarantine), to retire it
  * later; false (nothing done) for a joined room, which must be retired. */
 bool wing_close(struct maze *m, struct wing *w, uint32_t cell);

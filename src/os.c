@@ -99,9 +99,9 @@ bool os_lock(void *p, size_t bytes)
 	return mlock(p, bytes) == 0;
 }
 
-void os_discard(void *p, size_t bytes)
+bool os_discard(void *p, size_t bytes)
 {
-	(void)madvise(p, bytes, MADV_DONTNEED);
+	return madvise(p, bytes, MADV_DONTNEED) == 0;
 }
 
 bool os_resident(void *p, size_t bytes, unsigned char *vec)

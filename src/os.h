@@ -29,7 +29,7 @@ bool os_protect_none(void *p, size_t bytes);
 bool os_guard_install(void *p, size_t bytes);   /* also drops the pages' contents */
 void os_guard_remove(void *p, size_t bytes);
 bool os_lock(void *p, size_t bytes);            /* mlock */
-void os_discard(void *p, size_t bytes);         /* give pages back, contents lost */
+bool os_discard(void *p, size_t bytes);         /* give pages back, contents lost */
 /* Which pages of [p, p + bytes) are in memory: vec[i] & 1 (mincore). */
 bool os_resident(void *p, size_t bytes, unsigned char *vec);
 /* Replace with fresh PROT_NONE pages: frees them, and lets the kernel merge

@@ -9,6 +9,8 @@
 #include "span.h"
 #include "os.h"
 
+#include <string.h>
+
 static char *span_floor(const char *p)
 {
 	return (char *)((uintptr_t)p & ~(SPAN_BYTES - 1));
@@ -190,7 +192,11 @@ static void close_in_place(struct maze *m, bool lit, char *a, char *b)
 		maze_fall_back(m);
 	}
 	if (!os_replace_none(a, n)) {
-		os_discard(a, n);
+		/* Locked pages (mlock) keep their bytes: a room reopened here, or
+		 * left read-write if the map count refuses the protection too,
+		 * must not show the freed block's. */
+		if (!os_discard(a, n))
+			memset(a, 0, n);
 		(void)os_protect_none(a, n);
 	}
 }
