@@ -72,6 +72,17 @@ static void *small_malloc(struct labyrinth *lab, unsigned cls, size_t size)
 static __thread uint64_t gave_back_at __attribute__((tls_model("initial-exec")));
 static __thread uint64_t gave_back_mapped __attribute__((tls_model("initial-exec")));
 
+/* Out of line, so that the common case saves no registers for it. */
+static __attribute__((noinline, cold)) void give_back(struct labyrinth *lab, uint64_t at)
+{
+	bool first = gave_back_at == 0;
+	gave_back_at = at;
+	if (!first)
+		lab_trim(lab);
+	uint64_t mapped = atomic_load_explicit(&lab->maze.mapped_bytes, memory_order_relaxed);
+	gave_back_mapped = mapped + mapped / 4 + (1UL << 20);
+}
+
 static void give_back_now_and_then(struct labyrinth *lab)
 {
 	struct maze *m = &lab->maze;
@@ -81,12 +92,7 @@ static void give_back_now_and_then(struct labyrinth *lab)
 	if (__builtin_expect(at == gave_back_at && mapped <= gave_back_mapped, 1) ||
 	    !lab->is_default)
 		return;
-	bool first = gave_back_at == 0;
-	gave_back_at = at;
-	if (!first)
-		lab_trim(lab);
-	mapped = atomic_load_explicit(&m->mapped_bytes, memory_order_relaxed);
-	gave_back_mapped = mapped + mapped / 4 + (1UL << 20);
+	give_back(lab, at);
 }
 
 static void *malloc_unguarded(struct labyrinth *lab, size_t size)
