@@ -425,11 +425,15 @@ static bool next_joined(const struct wing *w, uint32_t cell)
  * 18,261 of 37,500 blocks of 40 KB refused. The loss: a freed block there
  * does not fault.
  */
+static bool past_split_bound(void)
+{
+	return atomic_load_explicit(&islands, memory_order_relaxed) >= island_limit() / 4 * 7;
+}
+
 static bool leave_hollow(struct maze *m, struct wing *w, uint32_t cell)
 {
 	struct cell_hdr *h = cell_hdr(w, cell);
-	if (markers_mode(m) || !h->joined_prev || !next_joined(w, cell) ||
-	    atomic_load_explicit(&islands, memory_order_relaxed) < island_limit() / 4 * 7)
+	if (markers_mode(m) || !h->joined_prev || !next_joined(w, cell) || !past_split_bound())
 		return false;
 	char *lo = page_of(w, cell, h->open_first);
 	size_t bytes = (size_t)(h->open_end - h->open_first) * PAGE_SIZE;
@@ -503,8 +507,8 @@ void maze_close_hollow(struct maze *m)
 		size_t open = 0;
 		pthread_mutex_lock(&w->lock);
 		uint32_t ext = atomic_load_explicit(&w->ext_cells, memory_order_relaxed);
-		for (uint32_t c = cell_next_taken(w, 0, ext); c < ext && w->hollow_count &&
-		     atomic_load_explicit(&islands, memory_order_relaxed) < island_limit() / 4 * 7;
+		for (uint32_t c = cell_next_taken(w, 0, ext);
+		     c < ext && w->hollow_count && !past_split_bound();
 		     c = cell_next_taken(w, c + 1, ext))
 			if (cell_hdr(w, c)->hollow)
 				open += retire_locked(m, w, c);
@@ -515,11 +519,10 @@ void maze_close_hollow(struct maze *m)
 
 void wing_retire(struct maze *m, struct wing *w, uint32_t cell)
 {
+	size_t open = 0;
 	pthread_mutex_lock(&w->lock);
-	bool hollow = leave_hollow(m, w, cell);
-	size_t open = hollow ? 0 : retire_locked(m, w, cell);
-	if (!hollow)
-		open += retire_hollow_beside(m, w, cell);
+	if (!leave_hollow(m, w, cell))
+		open = retire_locked(m, w, cell) + retire_hollow_beside(m, w, cell);
 	pthread_mutex_unlock(&w->lock);
 	add_mapped(m, -(int64_t)open);
 	atomic_fetch_sub_explicit(&m->live_rooms, 1, memory_order_relaxed);

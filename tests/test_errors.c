@@ -271,7 +271,7 @@ static void *free_on_signal(void *arg)
 
 /* How many bytes of reports stderr, a file of its own, has taken: a
  * report grows it (the statistics would read /proc/self/maps each time). */
-static uint64_t heap_errors(void)
+static uint64_t report_bytes(void)
 {
 	struct stat st;
 	return fstat(STDERR_FILENO, &st) == 0 ? (uint64_t)st.st_size : 0;
@@ -299,17 +299,17 @@ static void realloc_races_free(void *arg)
 	for (int i = 1; i <= 18000; i++) {
 		void *p = labyrinth_malloc(NULL, size);
 		raced = p;
-		uint64_t before = heap_errors();
+		uint64_t before = report_bytes();
 		atomic_store(&race_go, i);
 		for (volatile int d = (i * 7) % 89; d > 0; d--)
 			;
 		void *q = labyrinth_realloc(NULL, p, size + 1);
 		while (atomic_load(&race_done) != i)
 			;
-		if (heap_errors() == before && q == p) {
+		if (report_bytes() == before && q == p) {
 			/* The realloc came first and the free after it: p is freed. */
 			labyrinth_usable_size(NULL, p);
-			if (heap_errors() == before)
+			if (report_bytes() == before)
 				revived++;
 		}
 	}
